@@ -1,0 +1,26 @@
+"""tunekit: the step-by-step tuning recipe for PyTorch classifiers and detectors, as commands.
+
+The public API::
+
+    from tunekit import load_recipe, train
+    summary = train(load_recipe("recipes/digits.yaml", ["optim.lr=0.05"]), out="runs/demo")
+"""
+
+from tunekit.config import Recipe, load_recipe
+from tunekit.engine import HookBase, Trainer
+from tunekit.errors import TunekitError
+from tunekit.run import build_components, build_trainer, train
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "HookBase",
+    "Recipe",
+    "Trainer",
+    "TunekitError",
+    "__version__",
+    "build_components",
+    "build_trainer",
+    "load_recipe",
+    "train",
+]

@@ -1,0 +1,140 @@
+"""The ``tunekit`` command: a thin layer over the library.
+
+Each command lives with its concept (``tunekit/<concept>/_cli.py``) and adds
+its own subparser; this file only wires them and turns a user's mistake
+(:class:`TunekitError`) into one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from tunekit.errors import TunekitError
+
+EXIT_USAGE = 2
+
+
+def add_recipe_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    p.add_argument("--recipe", required=required, help="recipe YAML (see recipes/)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe field, e.g. --set optim.lr=0.05 (repeatable)",
+    )
+    p.add_argument("--out", default=None, help="output directory (default: <output_dir>/<name>-<time>)")
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("train", help="train a recipe", description="Train a model from a recipe YAML.")
+    add_recipe_args(p)
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="FILE",
+        help="continue from the run directory's last checkpoint, or from FILE",
+    )
+    p.add_argument("--nproc", type=int, default=1, help="processes (GPUs) on this machine, launched with torchrun")
+    p.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tunekit.config import load_recipe
+    from tunekit.engine import launch
+    from tunekit.run import resolve_run_dir, train
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    if args.nproc < 1:
+        raise TunekitError(f"value {args.nproc} is not allowed: use 1 or more processes", field="--nproc")
+    under_torchrun = "RANK" in os.environ
+    if args.nproc > 1 and not under_torchrun:
+        run_dir, ckpt = resolve_run_dir(recipe, args.out, args.resume)
+        if ckpt is not None:
+            from tunekit.engine import load_checkpoint
+
+            load_checkpoint(ckpt)  # a bad file is reported here, once, not by every worker
+        argv = ["train", "--recipe", args.recipe, "--out", str(run_dir), "--no-progress"]
+        for o in args.overrides:
+            argv += ["--set", o]
+        if ckpt is not None:
+            argv += ["--resume", str(ckpt)]
+        rc = launch(args.nproc, argv)
+        if rc != 0:
+            print(f"tunekit: error: training failed in a worker process (exit code {rc})", file=sys.stderr)
+            return rc if rc != 0 else 1
+        summary = json.loads((run_dir / "summary.json").read_text())
+    else:
+        summary = train(
+            recipe, out=args.out, resume=args.resume, progress=not args.no_progress, file=args.recipe
+        )
+        if int(os.environ.get("RANK", "0")) != 0:
+            return 0
+    print_summary(summary)
+    return 0
+
+
+def print_summary(summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"{summary['recipe']} — {summary['epochs_run']}/{summary['epochs_planned']} epochs")
+    table.add_column("metric")
+    table.add_column("final", justify="right")
+    for k, v in summary["final"].items():
+        if k.startswith(("val/", "train/")):
+            table.add_row(k, f"{v:.4f}")
+    console.print(table)
+    best = summary["best"]
+    if best["value"] is not None:
+        console.print(f"best {summary['metric']}: {best['value']:.4f} (epoch {best['epoch']})")
+    if summary.get("stop_reason"):
+        console.print(f"stopped: {summary['stop_reason']}")
+    console.print(f"wall time: {summary['wall_time_s']:.1f}s")
+    print(f"run directory: {summary['run_dir']}")
+
+
+#: Each entry adds one subcommand to the parser.
+REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train]  # type: ignore[type-arg]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tunekit",
+        description="The deep-learning tuning recipe as commands: sanity, search, report, ensemble.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in REGISTRARS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except TunekitError as exc:
+        print(f"tunekit: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("tunekit: interrupted; what was saved is kept (resume with --resume)", file=sys.stderr)
+        return 130
+
+
+def _entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    _entry()

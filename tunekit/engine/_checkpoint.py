@@ -1,0 +1,102 @@
+"""Atomic checkpoint files and the RNG state they carry.
+
+Writes go to a temporary file in the same folder, are flushed to disk, then
+renamed over the target, so a kill at any moment leaves either the old file or
+the new one, never half of one. Reads use ``torch.load(weights_only=True)``
+only; everything stored is tensors and plain Python values for that reason.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tunekit.errors import CheckpointError
+
+FORMAT = "tunekit-checkpoint-v1"
+
+
+def save_atomic(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """``torch.save`` that never leaves a partial file at ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike[str], *, require_format: bool = True) -> dict[str, Any]:
+    """Loads a checkpoint with ``weights_only=True``; a bad file is a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError("no such checkpoint file", file=str(path))
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"not a readable checkpoint (truncated or not made by torch.save: {reason[:160]})",
+            file=str(path),
+        ) from None
+    if require_format and not (isinstance(obj, dict) and obj.get("format") == FORMAT):
+        raise CheckpointError(
+            f"not a tunekit checkpoint (expected a mapping with format={FORMAT!r})", file=str(path)
+        )
+    return obj  # type: ignore[no-any-return]
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG a training step can touch, as weights_only-loadable values."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restores what :func:`rng_state` captured."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(
+        (
+            "MT19937",
+            n["keys"].numpy().astype(np.uint32),
+            n["pos"],
+            n["has_gauss"],
+            n["cached_gaussian"],
+        )
+    )
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

@@ -1,0 +1,267 @@
+"""The training loop: small, with hooks for everything optional."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ._checkpoint import FORMAT, rng_state, set_rng_state
+from ._distributed import DistInfo, all_reduce_sum, any_rank
+from ._hooks import HookBase
+
+
+class Task(Protocol):
+    """What a kind of model (classifier, detector) brings to the loop."""
+
+    def to_device(self, batch: Any, device: torch.device) -> Any:
+        """Moves a loader batch to ``device``."""
+
+    def losses(self, model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
+        """Loss terms for one batch; the loop optimises their sum."""
+
+    def evaluate(self, model: nn.Module, loader: Iterable[Any], dist: DistInfo) -> dict[str, float]:
+        """Validation metrics (``"val/..."``), reduced over ranks."""
+
+
+class Trainer:
+    """Runs epochs of steps over ``train_loader`` and calls the hooks.
+
+    The trainer owns the model, optimizer, scheduler and time (``epoch``,
+    ``step``); hooks read them and never own the trainer. ``epoch`` counts
+    finished epochs and ``step`` finished optimizer steps, so a checkpoint
+    taken after an epoch resumes at the start of the next one.
+
+    Args:
+        model: the network, already on its device (wrapped in DDP when distributed).
+        optimizer, scheduler: the scheduler is stepped once per iteration.
+        task: computes losses and validation metrics for this kind of model.
+        hooks: run in ``priority`` order, then the order given.
+        amp_dtype: autocast dtype, or None for full precision.
+        scaler: a GradScaler for fp16, else None.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        train_loader: DataLoader[Any],
+        task: Task,
+        *,
+        epochs: int,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+        val_loader: DataLoader[Any] | None = None,
+        hooks: Sequence[HookBase] = (),
+        dist: DistInfo | None = None,
+        seed: int = 0,
+        grad_clip: float | None = None,
+        amp_dtype: torch.dtype | None = None,
+        scaler: torch.amp.GradScaler | None = None,
+        max_steps_per_epoch: int | None = None,
+        eval_every: int = 1,
+    ) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.train_loader = train_loader
+        self.val_loader = val_loader
+        self.task = task
+        self.dist = dist or DistInfo()
+        self.device = self.dist.device
+        self.epochs = epochs
+        self.seed = seed
+        self.grad_clip = grad_clip
+        self.amp_dtype = amp_dtype
+        self.scaler = scaler
+        self.max_steps_per_epoch = max_steps_per_epoch
+        self.eval_every = eval_every
+
+        self.epoch = 0  # finished epochs
+        self.step = 0  # finished optimizer steps
+        self.iter_in_epoch = 0
+        self.loss: torch.Tensor | None = None  # this step's total loss (on device)
+        self.loss_terms: dict[str, torch.Tensor] = {}
+        self.batch: Any = None
+        self.last_eval: dict[str, float] = {}
+        self.last_train: dict[str, float] = {}
+        self.history: list[dict[str, float]] = []
+        self.stop_reason: str | None = None
+        self.hooks: list[HookBase] = []
+        self.register_hooks(hooks)
+
+    # -- public helpers ---------------------------------------------------
+
+    @property
+    def module(self) -> nn.Module:
+        """The model without its DDP wrapper."""
+        return self.model.module if hasattr(self.model, "module") else self.model
+
+    @property
+    def steps_per_epoch(self) -> int:
+        n = len(self.train_loader)
+        return min(n, self.max_steps_per_epoch) if self.max_steps_per_epoch else n
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def register_hooks(self, hooks: Iterable[HookBase]) -> None:
+        for hook in hooks:
+            hook.bind(self)
+            self.hooks.append(hook)
+        self.hooks.sort(key=lambda h: h.priority)  # stable: equal priorities keep their order
+
+    def request_stop(self, reason: str) -> None:
+        """Ends training after this epoch (all ranks agree at the epoch's end)."""
+        self.stop_reason = self.stop_reason or reason
+
+    def get_hook(self, kind: type[HookBase]) -> HookBase | None:
+        return next((h for h in self.hooks if isinstance(h, kind)), None)
+
+    # -- the loop ---------------------------------------------------------
+
+    def train(self) -> None:
+        """Runs from ``self.epoch`` to ``self.epochs``, or until a stop is requested."""
+        try:
+            self._call("before_train")
+            while self.epoch < self.epochs and self.stop_reason is None:
+                self._run_epoch()
+        finally:
+            self._call("after_train")
+
+    def _run_epoch(self) -> None:
+        self._seed_epoch()
+        self.model.train()
+        self._call("before_epoch")
+        started = time.perf_counter()
+        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        n = 0
+        limit = self.steps_per_epoch
+        for i, batch in enumerate(self.train_loader):
+            if i >= limit:
+                break
+            self.iter_in_epoch = i
+            self.batch = self.task.to_device(batch, self.device)
+            self.run_step()
+            assert self.loss is not None
+            loss_sum += self.loss.detach()
+            n += 1
+        elapsed = time.perf_counter() - started
+        stats = torch.stack([loss_sum, torch.tensor(float(n), device=self.device, dtype=torch.float64)])
+        all_reduce_sum(stats)
+        self.epoch += 1
+        self.last_train = {
+            "train/loss": float(stats[0] / stats[1]) if stats[1] > 0 else math.nan,
+            "lr": self.lr,
+            "time/epoch_s": elapsed,
+        }
+        due = self.epoch % self.eval_every == 0 or self.epoch == self.epochs
+        if self.val_loader is not None and due:
+            self.last_eval = self.evaluate()
+        record = {"epoch": float(self.epoch), "step": float(self.step), **self.last_train}
+        if due:
+            record.update(self.last_eval)
+        self.history.append(record)
+        self._call("after_epoch")
+        if any_rank(self.stop_reason is not None, self.device) and self.stop_reason is None:
+            self.stop_reason = "stopped by another rank"
+
+    def run_step(self) -> None:
+        """One optimizer step on ``self.batch``."""
+        self._call("before_step")
+        autocast = (
+            torch.autocast(self.device.type, dtype=self.amp_dtype)
+            if self.amp_dtype is not None
+            else nullcontext()
+        )
+        with autocast:
+            terms = self.task.losses(self.model, self.batch)
+        loss = sum(terms.values()) if len(terms) > 1 else next(iter(terms.values()))
+        assert isinstance(loss, torch.Tensor)
+        self.loss, self.loss_terms = loss, terms
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        self._call("after_backward")
+        if self.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.step += 1
+        self._call("after_step")
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Validation metrics of the current model (every rank gets the same numbers)."""
+        assert self.val_loader is not None
+        was_training = self.module.training
+        self.module.eval()
+        try:
+            return self.task.evaluate(self.module, self.val_loader, self.dist)
+        finally:
+            self.module.train(was_training)
+
+    def _seed_epoch(self) -> None:
+        # The data order and the loader workers' seeds depend on (seed, epoch)
+        # alone, so a run resumed at an epoch boundary sees the same batches.
+        sampler = getattr(self.train_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(self.epoch)
+        generator = getattr(self.train_loader, "generator", None)
+        if isinstance(generator, torch.Generator):
+            generator.manual_seed(self.seed * 100_003 + self.epoch)
+
+    def _call(self, event: str) -> None:
+        for hook in self.hooks:
+            getattr(hook, event)()
+
+    # -- state ------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: model, optimizer, schedule, RNGs, hooks."""
+        return {
+            "format": FORMAT,
+            "epoch": self.epoch,
+            "step": self.step,
+            "model": self.module.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng": rng_state(),
+            "history": self.history,
+            "hooks": {h.name: h.state_dict() for h in self.hooks},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.module.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state.get("scaler") is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch = int(state["epoch"])
+        self.step = int(state["step"])
+        self.history = list(state.get("history", []))
+        if self.history:
+            last = self.history[-1]
+            self.last_eval = {k: v for k, v in last.items() if k.startswith("val/")}
+        hook_states = state.get("hooks", {})
+        for hook in self.hooks:
+            if hook.name in hook_states:
+                hook.load_state_dict(hook_states[hook.name])
+        # Last: building the model and loaders consumed random numbers.
+        set_rng_state(state["rng"])

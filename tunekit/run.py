@@ -1,0 +1,287 @@
+"""Builds a run from a recipe (data, model, optimizer, schedule, hooks) and trains it.
+
+This is the one place where config turns into objects; the CLI, sanity checks
+and search all come through here and never reach into a trainer's internals.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from tunekit.config import Recipe, recipe_to_yaml
+from tunekit.data import DataBundle, build_data, build_loaders
+from tunekit.engine import (
+    DistInfo,
+    HookBase,
+    Trainer,
+    broadcast_object,
+    build_optimizer,
+    build_scheduler,
+    init_distributed,
+    load_checkpoint,
+    save_atomic,
+    seed_everything,
+)
+from tunekit.engine._builtin_hooks import CheckpointHook, EarlyStopping, MetricsWriter, ProgressHook
+from tunekit.errors import CheckpointError, ConfigError
+
+
+@dataclass
+class Components:
+    """What a recipe builds before any training: enough for sanity checks too."""
+
+    recipe: Recipe
+    bundle: DataBundle
+    model: nn.Module
+    task: Any
+    train_loader: torch.utils.data.DataLoader[Any]
+    val_loader: torch.utils.data.DataLoader[Any]
+    dist: DistInfo
+
+
+def configure_determinism(recipe: Recipe, device: torch.device) -> None:
+    torch.backends.cudnn.benchmark = not recipe.train.deterministic
+    if recipe.train.deterministic:
+        if device.type == "cuda":
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        # warn_only: a few CUDA kernels (detection's roi_align backward) have no
+        # deterministic version; CPU runs are exact either way.
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def amp_dtype(recipe: Recipe, device: torch.device) -> torch.dtype | None:
+    """Mixed precision on GPUs only: bf16 where supported, else fp16."""
+    mode = recipe.train.amp
+    if device.type != "cuda" or mode == "off":
+        return None
+    if mode == "fp16":
+        return torch.float16
+    if mode == "bf16" or torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+def use_channels_last(recipe: Recipe, device: torch.device) -> bool:
+    mode = recipe.train.channels_last
+    return mode == "on" or (mode == "auto" and device.type == "cuda")
+
+
+def build_components(recipe: Recipe, dist: DistInfo | None = None, *, file: str | None = None) -> Components:
+    """Data, loaders, model (on its device, not yet wrapped in DDP) and task."""
+    dist = dist or DistInfo()
+    seed_everything(recipe.seed)
+    bundle = build_data(recipe.data, file=file)
+    channels_last = use_channels_last(recipe, dist.device)
+    if recipe.task == "classification":
+        from tunekit.models import build_model
+        from tunekit.tasks import ClassificationTask
+
+        model = build_model(recipe.model, bundle.num_classes, bundle.in_channels, file=file)
+        reg = recipe.regularization
+        task: Any = ClassificationTask(
+            bundle.num_classes,
+            label_smoothing=reg.label_smoothing,
+            mixup_alpha=reg.mixup_alpha,
+            cutmix_alpha=reg.cutmix_alpha,
+            channels_last=channels_last,
+        )
+    else:
+        raise ConfigError("detection recipes need tunekit's detection models", file=file, field="task")
+    model.to(dist.device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    train_loader, val_loader = build_loaders(
+        bundle, recipe.data, batch_size=recipe.train.batch_size, seed=recipe.seed, dist=dist
+    )
+    return Components(recipe, bundle, model, task, train_loader, val_loader, dist)
+
+
+def recipe_hooks(recipe: Recipe, run_dir: Path, *, progress: bool = True) -> list[HookBase]:
+    """The hooks a recipe asks for, plus the ones every run has."""
+    t = recipe.train
+    hooks: list[HookBase] = [
+        MetricsWriter(run_dir / "metrics.jsonl"),
+        CheckpointHook(run_dir / "checkpoints", t.metric, t.mode, t.keep_last),
+    ]
+    if t.early_stopping is not None:
+        hooks.append(EarlyStopping(t.metric, t.mode, t.early_stopping.patience, t.early_stopping.min_delta))
+    if progress:
+        hooks.append(ProgressHook())
+    return hooks
+
+
+def build_trainer(
+    recipe: Recipe,
+    run_dir: Path,
+    *,
+    dist: DistInfo | None = None,
+    hooks: Sequence[HookBase] = (),
+    progress: bool = True,
+    file: str | None = None,
+) -> tuple[Trainer, Components]:
+    """A ready-to-train Trainer for ``recipe`` writing into ``run_dir``."""
+    dist = dist or DistInfo()
+    configure_determinism(recipe, dist.device)
+    comp = build_components(recipe, dist, file=file)
+    model = comp.model
+    all_hooks = [*recipe_hooks(recipe, run_dir, progress=progress), *hooks]
+    # Hooks that keep a copy of the model (EMA) see it before the DDP wrap.
+    for hook in all_hooks:
+        setup = getattr(hook, "setup_model", None)
+        if callable(setup):
+            setup(model)
+    if dist.distributed:
+        model = DistributedDataParallel(
+            model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None
+        )
+    t = recipe.train
+    optimizer = build_optimizer(comp.model, recipe.optim, t.batch_size)
+    steps = min(len(comp.train_loader), t.max_steps_per_epoch or len(comp.train_loader))
+    scheduler = build_scheduler(optimizer, recipe.schedule, steps, t.epochs)
+    dtype = amp_dtype(recipe, dist.device)
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    trainer = Trainer(
+        model,
+        optimizer,
+        comp.train_loader,
+        comp.task,
+        epochs=t.epochs,
+        scheduler=scheduler,
+        val_loader=comp.val_loader,
+        hooks=all_hooks,
+        dist=dist,
+        seed=recipe.seed,
+        grad_clip=recipe.optim.grad_clip,
+        amp_dtype=dtype,
+        scaler=scaler,
+        max_steps_per_epoch=t.max_steps_per_epoch,
+        eval_every=t.eval_every,
+    )
+    return trainer, comp
+
+
+def new_run_dir(recipe: Recipe) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    return Path(recipe.output_dir) / f"{recipe.name}-{stamp}"
+
+
+def latest_run_dir(recipe: Recipe) -> Path | None:
+    """The newest run of this recipe that has a checkpoint to resume from."""
+    root = Path(recipe.output_dir)
+    runs = sorted(
+        (p for p in root.glob(f"{recipe.name}-*") if (p / "checkpoints" / "last.pt").is_file()),
+        key=lambda p: p.name,
+    )
+    return runs[-1] if runs else None
+
+
+def resolve_run_dir(recipe: Recipe, out: str | None, resume: str | None) -> tuple[Path, Path | None]:
+    """Where the run writes, and which checkpoint it resumes from (if any).
+
+    ``resume`` is None (fresh run), ``"auto"`` (the run directory's last
+    checkpoint), or a checkpoint path.
+    """
+    if resume is None:
+        return (Path(out) if out else new_run_dir(recipe)), None
+    if resume == "auto":
+        run_dir = Path(out) if out else latest_run_dir(recipe)
+        if run_dir is None:
+            raise CheckpointError(
+                f"no run of recipe {recipe.name!r} with a checkpoint under {recipe.output_dir!r}; "
+                "pass --out RUN_DIR or --resume FILE",
+                field="--resume",
+            )
+        ckpt = run_dir / "checkpoints" / "last.pt"
+        if not ckpt.is_file():
+            raise CheckpointError(f"no checkpoint to resume from at {ckpt}", field="--resume")
+        return run_dir, ckpt
+    ckpt = Path(resume)
+    if not ckpt.is_file():
+        raise CheckpointError("no such checkpoint file", file=str(ckpt), field="--resume")
+    if out:
+        return Path(out), ckpt
+    parent = ckpt.resolve().parent
+    return (parent.parent if parent.name == "checkpoints" else parent), ckpt
+
+
+def train(
+    recipe: Recipe,
+    *,
+    out: str | os.PathLike[str] | None = None,
+    resume: str | None = None,
+    hooks: Sequence[HookBase] = (),
+    progress: bool = True,
+    file: str | None = None,
+) -> dict[str, Any]:
+    """Trains ``recipe`` and returns the run's summary (also written as summary.json).
+
+    Works in one process or under torchrun (every rank calls it; rank 0 writes).
+
+    Example:
+        >>> from tunekit.config import load_recipe
+        >>> summary = train(load_recipe("recipes/digits.yaml"), out="runs/demo")  # doctest: +SKIP
+        >>> summary["best"]["value"]  # doctest: +SKIP
+        0.98
+    """
+    dist = init_distributed(recipe.train.device)
+    run_dir, ckpt = resolve_run_dir(recipe, str(out) if out else None, resume)
+    run_dir = Path(broadcast_object(str(run_dir)))
+    if ckpt is not None:
+        # Validate before building anything, so a bad file costs nothing.
+        state = load_checkpoint(ckpt)
+    trainer, _ = build_trainer(recipe, run_dir, dist=dist, hooks=hooks, progress=progress, file=file)
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "recipe.yaml").write_text(recipe_to_yaml(recipe))
+    if ckpt is not None:
+        trainer.load_state_dict(state)
+    started = time.perf_counter()
+    trainer.train()
+    summary = make_summary(trainer, recipe, run_dir, time.perf_counter() - started)
+    if dist.is_main:
+        tmp = run_dir / ".summary.json.tmp"
+        tmp.write_text(json.dumps(summary, indent=2, allow_nan=True))
+        tmp.replace(run_dir / "summary.json")
+    return summary
+
+
+def make_summary(trainer: Trainer, recipe: Recipe, run_dir: Path, wall: float) -> dict[str, Any]:
+    ck = trainer.get_hook(CheckpointHook)
+    assert isinstance(ck, CheckpointHook)
+    final = trainer.history[-1] if trainer.history else {}
+    ckdir = run_dir / "checkpoints"
+    return {
+        "recipe": recipe.name,
+        "task": recipe.task,
+        "run_dir": str(run_dir),
+        "epochs_run": trainer.epoch,
+        "epochs_planned": recipe.train.epochs,
+        "steps": trainer.step,
+        "world_size": trainer.dist.world_size,
+        "stop_reason": trainer.stop_reason,
+        "wall_time_s": wall,
+        "metric": recipe.train.metric,
+        "mode": recipe.train.mode,
+        "best": {"value": ck.best, "epoch": ck.best_epoch},
+        "final": final,
+        "checkpoints": {
+            "last": str(ckdir / "last.pt"),
+            "best": str(ckdir / "best.pt") if (ckdir / "best.pt").exists() else None,
+        },
+    }
+
+
+def save_model_only(model: nn.Module, path: str | os.PathLike[str]) -> Path:
+    """Writes just the weights (a state dict), atomically."""
+    return save_atomic(model.state_dict(), path)
