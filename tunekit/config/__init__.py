@@ -10,25 +10,33 @@ from ._loading import (
 )
 from ._recipe import (
     AugmentConfig,
+    AveragingConfig,
     DataConfig,
     EarlyStoppingConfig,
+    EmaConfig,
     ModelConfig,
     OptimConfig,
     Recipe,
     RegularizationConfig,
     ScheduleConfig,
+    SnapshotConfig,
+    SwaConfig,
     TrainConfig,
 )
 
 __all__ = [
     "AugmentConfig",
+    "AveragingConfig",
     "DataConfig",
     "EarlyStoppingConfig",
+    "EmaConfig",
     "ModelConfig",
     "OptimConfig",
     "Recipe",
     "RegularizationConfig",
     "ScheduleConfig",
+    "SnapshotConfig",
+    "SwaConfig",
     "TrainConfig",
     "apply_overrides",
     "load_recipe",

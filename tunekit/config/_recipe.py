@@ -137,6 +137,56 @@ class TrainConfig(_Section):
     keep_last: PositiveInt = 1
 
 
+class EmaConfig(_Section):
+    """Polyak/EMA: an exponential moving average of the weights, evaluated beside the model."""
+
+    decay: float = Field(0.999, gt=0.0, lt=1.0)
+    # Warm the decay up as 1 - (1 + step)^-power (capped at `decay`), so that a
+    # short run's average is not dominated by the initial weights.
+    warmup: bool = True
+    warmup_power: float = Field(0.75, gt=0.0, le=1.0)
+    update_every: PositiveInt = 1
+    # Buffers (BN statistics): "recalibrate" recomputes them on training batches
+    # before each evaluation (and copies them where the model has no BN), "copy"
+    # takes the model's, "ema" averages them like the weights.
+    buffers: Literal["recalibrate", "copy", "ema"] = "recalibrate"
+    recalibrate_batches: PositiveInt | None = 50
+
+
+class SwaConfig(_Section):
+    """Stochastic weight averaging: equal averaging from ``start_epoch`` on, with its own LR."""
+
+    start_epoch: int = Field(ge=0)
+    lr: PositiveFloat
+    anneal_epochs: float = Field(1.0, ge=0.0)
+    anneal_strategy: Literal["cos", "linear"] = "cos"
+    # Training batches for the BN statistics of the average (None: one whole epoch).
+    recalibrate_batches: PositiveInt | None = None
+
+
+class SnapshotConfig(_Section):
+    """Snapshot ensembles: a snapshot at the end of every SGDR cycle (needs schedule.name: sgdr)."""
+
+    # The last M snapshots are evaluated alone and together.
+    ensemble_last: PositiveInt = 3
+    # Snapshot files kept on disk (None: all of them).
+    keep: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _keep_covers_ensemble(self) -> SnapshotConfig:
+        if self.keep is not None and self.keep < self.ensemble_last:
+            raise ValueError(f"keep ({self.keep}) must be at least ensemble_last ({self.ensemble_last})")
+        return self
+
+
+class AveragingConfig(_Section):
+    """Averaging after (and during) training: EMA, SWA and snapshot ensembles."""
+
+    ema: EmaConfig | None = None
+    swa: SwaConfig | None = None
+    snapshots: SnapshotConfig | None = None
+
+
 class Recipe(_Section):
     """A whole training setup. See ``recipes/digits.yaml`` for an example."""
 
@@ -150,3 +200,4 @@ class Recipe(_Section):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     regularization: RegularizationConfig = Field(default_factory=RegularizationConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    averaging: AveragingConfig = Field(default_factory=AveragingConfig)
