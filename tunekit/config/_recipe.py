@@ -187,6 +187,45 @@ class AveragingConfig(_Section):
     snapshots: SnapshotConfig | None = None
 
 
+class DiagnosticsConfig(_Section):
+    """Live diagnostics (see docs/diagnostics.md): on by default, each part switchable.
+
+    Intervals are in optimizer steps; the defaults keep the cost under 2% of a step.
+    """
+
+    enabled: bool = True
+    # Update/weight ratios, gradient and weight norms per layer, every `interval` steps.
+    interval: PositiveInt = 20
+    ratio_bounds: tuple[PositiveFloat, PositiveFloat] = (1e-4, 1e-2)
+    # Checks in a row outside ratio_bounds before a layer is warned about.
+    ratio_patience: PositiveInt = 3
+    # Layers whose outputs are summarised (mean, std, dead units, saturation):
+    # "auto" (the activation modules), "off", or a list of module names.
+    activations: Literal["auto", "off"] | list[str] = "auto"
+    activation_interval: PositiveInt = 100
+    # Stop at a non-finite loss or gradient; record loss spikes as events.
+    guards: bool = True
+    spike_factor: float = Field(3.0, gt=1.0)
+    spike_window: PositiveInt = 50
+    tensorboard: bool = True
+    histograms: bool = True
+    histogram_interval: PositiveInt = 200
+    # The rich live view in the terminal (replaces the plain progress bar).
+    live: bool = True
+
+    @model_validator(mode="after")
+    def _check_intervals(self) -> DiagnosticsConfig:
+        low, high = self.ratio_bounds
+        if not low < high:
+            raise ValueError(f"ratio_bounds must be [low, high] with low < high, got [{low}, {high}]")
+        if self.histograms and self.histogram_interval % self.interval:
+            raise ValueError(
+                f"histogram_interval ({self.histogram_interval}) must be a multiple of interval "
+                f"({self.interval}), so update histograms have an update to show"
+            )
+        return self
+
+
 class Recipe(_Section):
     """A whole training setup. See ``recipes/digits.yaml`` for an example."""
 
@@ -201,3 +240,4 @@ class Recipe(_Section):
     regularization: RegularizationConfig = Field(default_factory=RegularizationConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     averaging: AveragingConfig = Field(default_factory=AveragingConfig)
+    diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
