@@ -17,6 +17,7 @@ from pathlib import Path
 from tunekit.errors import TunekitError
 
 EXIT_USAGE = 2
+EXIT_NON_FINITE = 3
 
 
 def add_recipe_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -108,6 +109,16 @@ def print_summary(summary: dict) -> None:
 REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train]  # type: ignore[type-arg]
 
 
+def _add_report(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from tunekit.report._cli import add_diagnose_parser, add_report_parser
+
+    add_report_parser(sub)
+    add_diagnose_parser(sub)
+
+
+REGISTRARS.append(_add_report)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tunekit",
@@ -127,6 +138,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TunekitError as exc:
         print(f"tunekit: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except FloatingPointError as exc:
+        from tunekit.diagnostics import NonFiniteError
+
+        if not isinstance(exc, NonFiniteError):
+            raise
+        # The run diverged (not a user's mistake): one line, exit 3; the last checkpoint is kept.
+        print(f"tunekit: error: {exc}", file=sys.stderr)
+        return EXIT_NON_FINITE
     except KeyboardInterrupt:
         print("tunekit: interrupted; what was saved is kept (resume with --resume)", file=sys.stderr)
         return 130

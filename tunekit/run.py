@@ -116,7 +116,12 @@ def recipe_hooks(recipe: Recipe, run_dir: Path, *, progress: bool = True) -> lis
     ]
     if t.early_stopping is not None:
         hooks.append(EarlyStopping(t.metric, t.mode, t.early_stopping.patience, t.early_stopping.min_delta))
-    if progress:
+    diag = recipe.diagnostics
+    if diag.enabled:
+        from tunekit.diagnostics import diagnostic_hooks
+
+        hooks += diagnostic_hooks(diag, run_dir, live=progress)
+    if progress and not (diag.enabled and diag.live):
         hooks.append(ProgressHook())
     return hooks
 

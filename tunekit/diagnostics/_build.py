@@ -1,0 +1,51 @@
+"""The diagnostic hooks a recipe's ``diagnostics`` section asks for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tunekit.engine import HookBase
+
+from ._activations import ActivationMonitor
+from ._guards import Guards
+from ._live import LiveView
+from ._ratios import UpdateRatioMonitor
+from ._records import StepRecorder
+from ._tensorboard import TensorBoardWriter
+
+if TYPE_CHECKING:
+    from tunekit.config import DiagnosticsConfig
+
+
+def diagnostic_hooks(
+    cfg: DiagnosticsConfig, run_dir: Path, *, live: bool = False
+) -> list[HookBase]:
+    """Builds the hooks for ``cfg`` (none when ``cfg.enabled`` is false).
+
+    Args:
+        cfg: the recipe's ``diagnostics`` section.
+        run_dir: the run directory (TensorBoard files go to ``run_dir/tb``).
+        live: add the terminal :class:`LiveView` (when ``cfg.live`` allows it).
+    """
+    if not cfg.enabled:
+        return []
+    histograms = cfg.histogram_interval if cfg.histograms else None
+    hooks: list[HookBase] = [
+        StepRecorder(throughput_every=cfg.interval),
+        UpdateRatioMonitor(
+            cfg.interval,
+            bounds=(cfg.ratio_bounds[0], cfg.ratio_bounds[1]),
+            patience=cfg.ratio_patience,
+            keep_updates_every=histograms if cfg.tensorboard else None,
+        ),
+    ]
+    if cfg.guards:
+        hooks.append(Guards(spike_factor=cfg.spike_factor, spike_window=cfg.spike_window))
+    if cfg.activations != "off":
+        hooks.append(ActivationMonitor(cfg.activations, cfg.activation_interval))
+    if cfg.tensorboard:
+        hooks.append(TensorBoardWriter(run_dir / "tb", histograms))
+    if live and cfg.live:
+        hooks.append(LiveView())
+    return hooks

@@ -1,0 +1,198 @@
+"""Guards: stop a step whose loss or gradient is not finite; record loss spikes."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+from torch import nn
+
+from tunekit.engine import rng_state, set_rng_state
+
+from ._base import DiagnosticHook, log, never_fails
+from ._errors import NonFiniteError
+from ._records import StepRecorder
+
+
+class Guards(DiagnosticHook):
+    """Checks every step, before the optimizer moves any weight.
+
+    The loss and the global gradient norm (which is non-finite exactly when
+    some gradient element is, or when the norm itself overflows) reach the
+    host together, in one transfer per step; they are also this step's
+    ``train/step_loss`` and ``grad_norm/total`` records. A non-finite value
+    raises :class:`NonFiniteError` from ``after_backward``, so the step is not
+    taken and the weights stay as they were. With an fp16 GradScaler the
+    gradients are not checked: the scaler skips steps with inf gradients by
+    design.
+
+    A loss above ``spike_factor`` times the median of the last
+    ``spike_window`` losses, and above all of them, is a ``loss_spike`` event.
+
+    Args:
+        check_gradients: check the gradient norm too (the loss is always checked).
+        spike_factor: how many times the window's median a spike must reach.
+        spike_window: losses in the moving window.
+    """
+
+    priority = 10  # first after backward: nothing else should read a bad step
+
+    def __init__(
+        self, check_gradients: bool = True, spike_factor: float = 3.0, spike_window: int = 50
+    ) -> None:
+        self.check_gradients = check_gradients
+        self.spike_factor = spike_factor
+        self.spike_window = spike_window
+        self.spikes: list[dict[str, Any]] = []
+        self._window: deque[float] = deque(maxlen=spike_window)
+        self._params: list[tuple[str, nn.Parameter]] = []
+        self._recorder: StepRecorder | None = None
+
+    @never_fails
+    def before_train(self) -> None:
+        t = self.trainer
+        self._params = [(n, p) for n, p in t.module.named_parameters() if p.requires_grad]
+        rec = t.get_hook(StepRecorder)
+        self._recorder = rec if isinstance(rec, StepRecorder) else None
+
+    @never_fails
+    def after_backward(self) -> None:
+        t = self.trainer
+        if t.loss is None:
+            return
+        check_grads = self.check_gradients and t.scaler is None
+        parts = [t.loss.detach().float().reshape(())]
+        if check_grads:
+            grads = [p.grad for _, p in self._params if p.grad is not None]
+            if grads:
+                parts.append(
+                    torch.nn.utils.get_total_norm(grads, foreach=True).float().to(parts[0].device)
+                )
+        values = torch.stack(parts).tolist()  # the one host transfer per step
+        loss = values[0]
+        grad_norm = values[1] if len(values) > 1 else None
+        if not math.isfinite(loss):
+            raise self._stop("loss")
+        if grad_norm is not None and not math.isfinite(grad_norm):
+            raise self._stop("gradient")
+        if self._recorder is not None:
+            self._recorder.add("train/step_loss", loss)
+            if grad_norm is not None:
+                self._recorder.add("grad_norm/total", grad_norm)
+        self._check_spike(loss, t.step + 1)
+
+    def _check_spike(self, loss: float, step: int) -> None:
+        window = self._window
+        if len(window) >= max(5, self.spike_window // 5):
+            median = statistics.median(window)
+            if median > 0 and loss > self.spike_factor * median and loss > max(window):
+                message = (
+                    f"loss spike: {loss:.4g} at step {step} is {loss / median:.1f}x the median "
+                    f"{median:.4g} of the last {len(window)} steps"
+                )
+                spike = {"step": step, "loss": loss, "median": median, "message": message}
+                self.spikes.append(spike)
+                if self._recorder is not None:
+                    self._recorder.event(
+                        "loss_spike", message, level="info", step=step, loss=loss, median=median
+                    )
+        window.append(loss)
+
+    def _stop(self, where: str) -> NonFiniteError:
+        t = self.trainer
+        terms = {k: float(v.detach().float().mean()) for k, v in t.loss_terms.items()}
+        layer: str | None = None
+        parameter: str | None = None
+        detail = ""
+        try:
+            if where == "gradient":
+                layer, parameter, detail = self._first_bad_gradient()
+            else:
+                layer, detail = self._first_bad_output()
+        except Exception as exc:  # locating the layer is a courtesy; the error is what matters
+            detail = f"could not locate the layer: {type(exc).__name__}: {exc}"
+        err = NonFiniteError(
+            step=t.step + 1,
+            epoch=t.epoch + 1,
+            where=where,
+            loss_terms=terms,
+            layer=layer,
+            parameter=parameter,
+            detail=detail,
+        )
+        if self._recorder is not None:
+            self._recorder.event(
+                "non_finite",
+                str(err),
+                level="error",
+                step=err.step,
+                where=where,
+                layer=layer,
+                loss_terms=terms,
+            )
+        return err
+
+    def _first_bad_gradient(self) -> tuple[str | None, str | None, str]:
+        for name, p in self._params:  # module order
+            if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
+                layer = name.rpartition(".")[0] or name
+                return layer, name, f"gradient of {name}"
+        return None, None, "every gradient is finite, but their global norm overflowed"
+
+    def _first_bad_output(self) -> tuple[str | None, str]:
+        """Runs the step's forward again with hooks to find where the first non-finite value appeared."""
+        t = self.trainer
+        if _has_non_finite(t.batch):
+            return None, "the input batch has non-finite values"
+        if t.dist.distributed:
+            # Collective layers (SyncBatchNorm) would wait for ranks that are not probing.
+            return None, "not probed under distributed training"
+        model = t.module
+        first: list[str] = []
+
+        def make_hook(name: str) -> Any:
+            def hook(_m: nn.Module, _inp: Any, out: Any) -> None:
+                # Forward hooks fire when a module finishes, so an inner module fires before its parent.
+                if not first and _has_non_finite(out):
+                    first.append(name)
+
+            return hook
+
+        handles = [m.register_forward_hook(make_hook(n)) for n, m in model.named_modules() if n]
+        buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
+        rng = rng_state()
+        autocast = (
+            torch.autocast(t.device.type, dtype=t.amp_dtype)
+            if t.amp_dtype is not None
+            else nullcontext()
+        )
+        try:
+            with torch.no_grad(), autocast:
+                t.task.losses(model, t.batch)
+        finally:
+            for h in handles:
+                h.remove()
+            # The probe changed BN running statistics and drew random numbers: put both back.
+            with torch.no_grad():
+                for n, b in model.named_buffers():
+                    if n in buffers:
+                        b.copy_(buffers[n])
+            set_rng_state(rng)
+        if first:
+            return first[0], "its output, found by re-running the step's forward"
+        log.debug("every module output was finite when the forward was re-run")
+        return None, "every layer's output is finite: the loss function itself produced it"
+
+
+def _has_non_finite(obj: Any) -> bool:
+    if isinstance(obj, torch.Tensor):
+        return obj.is_floating_point() and not bool(torch.isfinite(obj).all())
+    if isinstance(obj, dict):
+        return any(_has_non_finite(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return any(_has_non_finite(v) for v in obj)
+    return False

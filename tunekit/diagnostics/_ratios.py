@@ -1,0 +1,221 @@
+"""Update/weight ratios, gradient norms and weight norms, per parameter and per layer."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from ._base import DiagnosticHook, never_fails
+from ._layers import ParamLayout
+from ._records import StepRecorder
+
+
+def _norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    # torch._foreach_norm is what clip_grad_norm_ uses: one fused pass per
+    # device and dtype instead of a kernel launch per tensor.
+    return list(torch._foreach_norm(tensors)) if tensors else []
+
+
+class UpdateRatioMonitor(DiagnosticHook):
+    """Measures ``‖w_after − w_before‖ / ‖w_before‖`` from the change the optimizer really made.
+
+    Every ``interval`` steps it copies the trainable weights just before the
+    optimizer step and compares after it, so momentum, Adam's scaling, weight
+    decay and gradient clipping are all included. In the same step it takes
+    gradient norms (before clipping) and weight norms; everything goes to the
+    host in one transfer. Per layer, norms are combined over the layer's
+    parameters (``sqrt(Σ‖Δ‖²) / sqrt(Σ‖w‖²)``).
+
+    A layer whose ratio stays outside ``bounds`` for ``patience`` checks in a
+    row gets one warning event (again only after it came back in bounds); a
+    ratio of exactly 0 means the layer is not trained at all (not in the
+    optimizer, or its learning rate is 0). While the schedule has annealed
+    the learning rate below ``anneal_fraction`` of its peak (a cosine tail,
+    a late step decay, warmup's start) small ratios are expected and not
+    counted. Parameters with
+    ``requires_grad=False`` are frozen on purpose and not watched.
+
+    Records: ``update_ratio/<layer>``, ``grad_norm/<layer>``,
+    ``weight_norm/<layer>``, ``param_update_ratio/<parameter>``.
+
+    Args:
+        interval: steps between measurements (the measuring step costs about
+            one extra copy of the weights and three norm passes).
+        bounds: the healthy range of the ratio (the recipe aims near 1e-3).
+        patience: checks in a row out of bounds before a warning.
+        keep_updates_every: keep the update tensors of steps divisible by this
+            (for histograms), until the next step starts.
+        anneal_fraction: below this fraction of the peak learning rate, ratios
+            under the lower bound are not counted.
+    """
+
+    priority = 20
+
+    def __init__(
+        self,
+        interval: int = 20,
+        bounds: tuple[float, float] = (1e-4, 1e-2),
+        patience: int = 3,
+        keep_updates_every: int | None = None,
+        anneal_fraction: float = 0.1,
+    ) -> None:
+        self.interval = interval
+        self.bounds = bounds
+        self.patience = patience
+        self.keep_updates_every = keep_updates_every
+        self.anneal_fraction = anneal_fraction
+        self._peak_lr = 0.0
+        #: the last measurement: layer -> ratio (None where the weights were all zero)
+        self.last_ratios: dict[str, float | None] = {}
+        self.last_step: int | None = None
+        #: parameter name -> update tensor, for ``updates_step`` only
+        self.updates: dict[str, torch.Tensor] = {}
+        self.updates_step: int | None = None
+        self.warnings: list[dict[str, Any]] = []
+        self._out_of_bounds: dict[str, int] = {}
+        self._warned: set[str] = set()
+        self._layout: ParamLayout | None = None
+        self._before: list[torch.Tensor] | None = None
+        self._grad_norms: list[torch.Tensor] | None = None
+        self._recorder: StepRecorder | None = None
+
+    def due(self, step: int) -> bool:
+        """Whether step number ``step`` (1-based) is measured."""
+        return step % self.interval == 0
+
+    @never_fails
+    def before_train(self) -> None:
+        t = self.trainer
+        self._layout = ParamLayout.of(t.module)
+        rec = t.get_hook(StepRecorder)
+        self._recorder = rec if isinstance(rec, StepRecorder) else None
+
+    @never_fails
+    def before_step(self) -> None:
+        # Last step's update tensors are a copy of the weights: free them.
+        self.updates, self.updates_step = {}, None
+
+    @never_fails
+    def after_backward(self) -> None:
+        t = self.trainer
+        if self._layout is None or not t.dist.is_main or not self.due(t.step + 1):
+            return
+        params = self._layout.params
+        with torch.no_grad():
+            self._before = [p.detach().clone() for p in params]
+            grads = [p.grad.detach() for p in params if p.grad is not None]
+            norms = iter(_norms(grads))
+            zero = torch.zeros((), device=t.device)
+            self._grad_norms = [next(norms) if p.grad is not None else zero for p in params]
+
+    @never_fails
+    def after_step(self) -> None:
+        before, grad_norms, self._before, self._grad_norms = (
+            self._before,
+            self._grad_norms,
+            None,
+            None,
+        )
+        if before is None or grad_norms is None or self._layout is None:
+            return
+        t = self.trainer
+        layout = self._layout
+        with torch.no_grad():
+            now = [p.detach() for p in layout.params]
+            deltas = list(torch._foreach_sub(now, before))
+            stacked = torch.stack(
+                [n.float().to(t.device) for n in [*_norms(deltas), *_norms(before), *grad_norms]]
+            )
+            values = stacked.tolist()  # the one host transfer of this measurement
+        n = len(layout.params)
+        d, w, g = values[:n], values[n : 2 * n], values[2 * n :]
+        if self.keep_updates_every and t.step % self.keep_updates_every == 0:
+            self.updates = dict(zip(layout.names, deltas))
+            self.updates_step = t.step
+        lr = max(float(g["lr"]) for g in t.optimizer.param_groups)
+        self._peak_lr = max(self._peak_lr, lr)
+        self._report(layout, d, w, g, t.step, annealed=lr < self.anneal_fraction * self._peak_lr)
+
+    def _report(
+        self,
+        layout: ParamLayout,
+        d: list[float],
+        w: list[float],
+        g: list[float],
+        step: int,
+        *,
+        annealed: bool,
+    ) -> None:
+        scalars: dict[str, float] = {}
+        for name, dn, wn in zip(layout.names, d, w):
+            if wn > 0:  # a ratio to an all-zero tensor (a fresh bias) means nothing
+                scalars[f"param_update_ratio/{name}"] = dn / wn
+        layer_d = layout.per_layer([x * x for x in d])
+        layer_w = layout.per_layer([x * x for x in w])
+        layer_g = layout.per_layer([x * x for x in g])
+        ratios: dict[str, float | None] = {}
+        for layer, dn, wn, gn in zip(layout.layers, layer_d, layer_w, layer_g):
+            ratio = dn / wn if wn > 0 else None
+            ratios[layer] = ratio
+            if ratio is not None:
+                scalars[f"update_ratio/{layer}"] = ratio
+            scalars[f"grad_norm/{layer}"] = gn
+            scalars[f"weight_norm/{layer}"] = wn
+        self.last_ratios, self.last_step = ratios, step
+        if self._recorder is not None:
+            self._recorder.update(scalars)
+        self._check_bounds(ratios, step, annealed)
+
+    def _check_bounds(self, ratios: dict[str, float | None], step: int, annealed: bool) -> None:
+        low, high = self.bounds
+        for layer, ratio in ratios.items():
+            if ratio is None or not math.isfinite(ratio):
+                continue
+            if low <= ratio <= high or (annealed and ratio < low):
+                self._out_of_bounds.pop(layer, None)
+                self._warned.discard(layer)
+                continue
+            count = self._out_of_bounds.get(layer, 0) + 1
+            self._out_of_bounds[layer] = count
+            if count >= self.patience and layer not in self._warned:
+                self._warned.add(layer)
+                self._warn(layer, ratio, count, step)
+
+    def _warn(self, layer: str, ratio: float, count: int, step: int) -> None:
+        low, high = self.bounds
+        if ratio == 0:
+            hint = (
+                "it is not being trained at all: its parameters are not in the optimizer, "
+                "or their learning rate is 0"
+            )
+        elif ratio > high:
+            hint = f"the learning rate is likely too high for this layer (aim near 1e-3, healthy up to {high:g})"
+        else:
+            hint = f"the learning rate is likely too low for this layer (aim near 1e-3, healthy from {low:g})"
+        message = f"layer {layer!r}: update/weight ratio {ratio:.3g} outside [{low:g}, {high:g}] for {count} checks in a row; {hint}"
+        warning = {
+            "layer": layer,
+            "ratio": ratio,
+            "checks": count,
+            "step": step,
+            "message": message,
+        }
+        self.warnings.append(warning)
+        if self._recorder is not None:
+            self._recorder.event(
+                "ratio_warning", message, level="warning", step=step, layer=layer, ratio=ratio
+            )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "out_of_bounds": dict(self._out_of_bounds),
+            "warned": sorted(self._warned),
+            "peak_lr": self._peak_lr,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._out_of_bounds = {str(k): int(v) for k, v in state.get("out_of_bounds", {}).items()}
+        self._warned = set(state.get("warned", []))
+        self._peak_lr = float(state.get("peak_lr", 0.0))

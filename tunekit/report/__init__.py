@@ -1,0 +1,55 @@
+"""Run reports: each plot's data first (plain values), then one self-contained plotly HTML file;
+and ``diagnose``, which reads the learning curves and names what they show."""
+
+from ._data import (
+    ActivationData,
+    EventRow,
+    GradData,
+    HeatmapData,
+    LossData,
+    RatioBand,
+    Series,
+    activation_data,
+    event_rows,
+    grad_data,
+    loss_data,
+    lr_data,
+    metric_data,
+    moving_average,
+    ratio_band,
+    ratio_heatmap,
+)
+from ._diagnose import CHECKS, Curves, Verdict, curves_from_run, diagnose, diagnose_curves
+from ._html import ReportData, render_html, report_data, write_report
+from ._runs import RunRecords, load_run
+
+__all__ = [
+    "CHECKS",
+    "ActivationData",
+    "Curves",
+    "EventRow",
+    "GradData",
+    "HeatmapData",
+    "LossData",
+    "RatioBand",
+    "ReportData",
+    "RunRecords",
+    "Series",
+    "Verdict",
+    "activation_data",
+    "curves_from_run",
+    "diagnose",
+    "diagnose_curves",
+    "event_rows",
+    "grad_data",
+    "load_run",
+    "loss_data",
+    "lr_data",
+    "metric_data",
+    "moving_average",
+    "ratio_band",
+    "ratio_heatmap",
+    "render_html",
+    "report_data",
+    "write_report",
+]
