@@ -1,0 +1,98 @@
+"""A run killed with SIGKILL mid-epoch and resumed ends with the same weights, bit for bit."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from tunekit.engine import load_checkpoint
+
+# 1,437 training digits, batch 64: 22 steps (1,408 items) an epoch.
+ITEMS_PER_EPOCH = 1408
+RECIPE = {
+    "name": "resume",
+    "data": {"builder": "helpers_killing:killing_digits", "kwargs": {"image_size": 12}},
+    "model": {"name": "small_cnn", "width": 8, "norm": "bn", "dropout": 0.2},
+    "train": {"epochs": 3, "batch_size": 64},
+}
+
+
+def _final_state(run_dir: Path) -> dict:
+    return load_checkpoint(run_dir / "checkpoints" / "last.pt")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, request) -> tuple[dict, Path]:
+    from conftest import run_cli
+
+    tmp = tmp_path_factory.mktemp("ref")
+    recipe = _write(tmp)
+    r = run_cli("train", "--recipe", str(recipe), "--out", str(tmp / "run"), "--no-progress", env=_env(0))
+    assert r.returncode == 0, r.stderr
+    return _final_state(tmp / "run"), recipe
+
+
+def _write(tmp: Path) -> Path:
+    import yaml
+
+    from conftest import REPO
+
+    data = yaml.safe_load((REPO / "recipes" / "digits.yaml").read_text())
+    for k, v in RECIPE.items():
+        data[k] = {**data[k], **v} if isinstance(v, dict) and isinstance(data.get(k), dict) else v
+    data["output_dir"] = str(tmp / "runs")
+    path = tmp / "resume.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _env(kill_at: int) -> dict[str, str]:
+    from conftest import REPO
+
+    return {"TUNEKIT_TEST_KILL_AT": str(kill_at), "PYTHONPATH": str(REPO / "tests")}
+
+
+@pytest.mark.parametrize(
+    "kill_at",
+    [
+        ITEMS_PER_EPOCH + 700,  # middle of epoch 2
+        2 * ITEMS_PER_EPOCH + 64 * 3 + 5,  # early in epoch 3, inside a batch
+    ],
+)
+def test_sigkill_mid_epoch_then_resume_is_bit_exact(reference, tmp_path, cli, kill_at):
+    ref_state, _ = reference
+    recipe = _write(tmp_path)
+    run_dir = tmp_path / "run"
+    killed = cli("train", "--recipe", str(recipe), "--out", str(run_dir), "--no-progress", env=_env(kill_at))
+    assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr)
+    epochs_done = load_checkpoint(run_dir / "checkpoints" / "last.pt")["epoch"]
+    assert epochs_done == kill_at // ITEMS_PER_EPOCH  # it really died mid-run, after a checkpoint
+
+    resumed = cli("train", "--recipe", str(recipe), "--out", str(run_dir), "--resume", "--no-progress", env=_env(0))
+    assert resumed.returncode == 0, resumed.stderr
+    state = _final_state(run_dir)
+    assert state["epoch"] == 3 and state["step"] == ref_state["step"]
+    for name, tensor in ref_state["model"].items():
+        assert torch.equal(tensor, state["model"][name]), f"{name} differs after resume"
+    for a, b in zip(ref_state["optimizer"]["state"].values(), state["optimizer"]["state"].values()):
+        assert torch.equal(a["momentum_buffer"], b["momentum_buffer"])
+    # The metrics stream has each epoch once, even though epoch k ran twice.
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert len([ln for ln in lines if '"kind": "epoch"' in ln]) == 3
+
+
+def test_resume_from_a_given_checkpoint_file(reference, tmp_path, cli):
+    ref_state, _ = reference
+    recipe = _write(tmp_path)
+    run_dir = tmp_path / "run"
+    killed = cli("train", "--recipe", str(recipe), "--out", str(run_dir), "--no-progress", env=_env(ITEMS_PER_EPOCH + 10))
+    assert killed.returncode == -signal.SIGKILL
+    ckpt = run_dir / "checkpoints" / "last.pt"
+    resumed = cli("train", "--recipe", str(recipe), "--resume", str(ckpt), "--no-progress", env=_env(0))
+    assert resumed.returncode == 0, resumed.stderr
+    assert str(run_dir) in resumed.stdout  # it continued in the checkpoint's own run directory
+    state = _final_state(run_dir)
+    assert all(torch.equal(t, state["model"][k]) for k, t in ref_state["model"].items())
