@@ -10,6 +10,7 @@ from tunekit.config import Recipe, load_recipe
 from tunekit.engine import HookBase, Trainer
 from tunekit.errors import TunekitError
 from tunekit.run import build_components, build_trainer, train
+from tunekit.sanity import check_initial_loss, lr_range_test, overfit_small_sample
 
 __version__ = "0.1.0"
 
@@ -21,6 +22,9 @@ __all__ = [
     "__version__",
     "build_components",
     "build_trainer",
+    "check_initial_loss",
     "load_recipe",
+    "lr_range_test",
+    "overfit_small_sample",
     "train",
 ]

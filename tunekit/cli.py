@@ -119,6 +119,16 @@ def _add_report(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
 REGISTRARS.append(_add_report)
 
 
+def _add_sanity(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from tunekit.sanity._cli import add_lr_find, add_sanity
+
+    add_sanity(sub)
+    add_lr_find(sub)
+
+
+REGISTRARS.append(_add_sanity)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tunekit",

@@ -1,0 +1,64 @@
+"""Steps 1 to 3 of the tuning recipe as probes with verdicts: initial loss, overfit, LR.
+
+Each probe works on your own model, loader and loss (no recipe needed),
+returns a result with the numbers, a :class:`Verdict` and a ``plot()``
+method, and leaves model, optimizer and RNGs exactly as it found them::
+
+    import tunekit
+    res = tunekit.check_initial_loss(model, loader, nn.CrossEntropyLoss(), num_classes=10)
+    fit = tunekit.overfit_small_sample(model, loader, nn.CrossEntropyLoss(), optimizer=opt)
+    lr = tunekit.lr_range_test(model, opt, loader, nn.CrossEntropyLoss())
+    print(res.verdict.status, fit.steps, lr.suggestion)
+
+``run_sanity`` runs all three on a recipe (what ``tunekit sanity`` does).
+"""
+
+from ._base import Objective, SanityError, Verdict
+from ._initial_loss import HeadCheck, InitialLossResult, check_initial_loss
+from ._lr_finder import (
+    CrossCheckResult,
+    LRCheckResult,
+    LRRangeResult,
+    ShortRun,
+    UpdateRatioResult,
+    check_learning_rate,
+    cross_check_lrs,
+    lr_range_test,
+    suggest_lr,
+    update_ratio,
+)
+from ._overfit import OverfitResult, overfit_small_sample
+from ._recipe import SanityOptions, SanityReport, plain_recipe, run_sanity
+from ._report import render_html, write_report
+from ._state import ProbeState, preserved, restore, snapshot
+
+__all__ = [
+    "CrossCheckResult",
+    "HeadCheck",
+    "InitialLossResult",
+    "LRCheckResult",
+    "LRRangeResult",
+    "Objective",
+    "OverfitResult",
+    "ProbeState",
+    "SanityError",
+    "SanityOptions",
+    "SanityReport",
+    "ShortRun",
+    "UpdateRatioResult",
+    "Verdict",
+    "check_initial_loss",
+    "check_learning_rate",
+    "cross_check_lrs",
+    "lr_range_test",
+    "overfit_small_sample",
+    "plain_recipe",
+    "preserved",
+    "render_html",
+    "restore",
+    "run_sanity",
+    "snapshot",
+    "suggest_lr",
+    "update_ratio",
+    "write_report",
+]

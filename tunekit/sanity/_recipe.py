@@ -1,0 +1,218 @@
+"""All three checks on a recipe's own model and data, built the way training builds them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from tunekit.config import Recipe
+from tunekit.engine import build_optimizer, effective_lr
+from tunekit.engine._distributed import DistInfo, resolve_device
+
+from ._base import Objective, SanityError, Status, Verdict, worst
+from ._initial_loss import InitialLossResult, check_initial_loss
+from ._lr_finder import LRCheckResult, check_learning_rate
+from ._overfit import OverfitResult, overfit_small_sample
+
+FORMAT = "tunekit-sanity-v1"
+
+
+@dataclass
+class SanityOptions:
+    """How long each probe runs (the defaults follow the recipe's steps 1 to 3)."""
+
+    initial_batches: int = 4
+    overfit_batches: int = 5
+    overfit_steps: int = 300
+    loss_fraction: float = 0.1
+    start_lr: float = 1e-7
+    end_lr: float = 10.0
+    lr_iters: int = 100
+    cross_check_iters: int = 100
+    cross_check_weight_decay: float = 1e-4
+    ratio_steps: int = 10
+    checks: tuple[str, ...] = ("initial_loss", "overfit", "lr")
+
+
+@dataclass
+class SanityReport:
+    """The results of the checks that ran on one recipe, plus what a search starts from."""
+
+    recipe: str
+    task: str
+    optimizer: str
+    batch_size: int
+    lr_per_256: bool
+    initial: InitialLossResult | None = None
+    overfit: OverfitResult | None = None
+    lr: LRCheckResult | None = None
+    wall_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def verdicts(self) -> list[Verdict]:
+        out: list[Verdict] = []
+        if self.initial is not None:
+            out.append(self.initial.verdict)
+        if self.overfit is not None:
+            out.append(self.overfit.verdict)
+        if self.lr is not None:
+            out.extend(self.lr.verdicts)
+        return out
+
+    @property
+    def status(self) -> Status:
+        return worst(v.status for v in self.verdicts)
+
+    def recipe_lr(self, lr: float) -> float:
+        """``lr`` in the units of the recipe's ``optim.lr`` (undoing the linear scaling rule)."""
+        return lr * 256 / self.batch_size if self.lr_per_256 else lr
+
+    def to_dict(self) -> dict[str, Any]:
+        """The content of ``sanity.json`` (see docs/sanity.md for the format)."""
+        out: dict[str, Any] = {
+            "format": FORMAT,
+            "recipe": self.recipe,
+            "task": self.task,
+            "status": self.status,
+            "verdicts": [v.to_dict() for v in self.verdicts],
+            "wall_s": self.wall_s,
+        }
+        if self.initial is not None:
+            out["initial_loss"] = self.initial.to_dict()
+        if self.overfit is not None:
+            out["overfit"] = self.overfit.to_dict()
+        if self.lr is not None:
+            lr = self.lr.to_dict()
+            chosen = self.lr.chosen
+            lr["optimizer"] = self.optimizer
+            lr["field"] = "optim.lr"
+            lr["recipe_value"] = self.recipe_lr(chosen) if chosen is not None else None
+            out["lr"] = lr
+            space = dict(self.lr.search_space)
+            if "lr" in space:
+                space["lr"] = [self.recipe_lr(x) for x in space["lr"]]
+            out["search_space"] = space
+        return out
+
+
+def plain_recipe(recipe: Recipe) -> Recipe:
+    """The recipe with data augmentation, dropout, stochastic depth and mixup/cutmix off.
+
+    Label smoothing stays (the initial-loss check accounts for it; the overfit
+    check turns it off itself); weight decay is set by each probe.
+    """
+    data = recipe.model_dump()
+    aug = data["data"]["augment"]
+    aug.update(hflip=False, random_crop_padding=0, randaugment=False, random_erasing=0.0)
+    data["model"].update(dropout=0.0, drop_path=0.0)
+    data["regularization"].update(mixup_alpha=0.0, cutmix_alpha=0.0)
+    return Recipe.model_validate(data)
+
+
+def run_sanity(
+    recipe: Recipe,
+    *,
+    options: SanityOptions | None = None,
+    file: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> SanityReport:
+    """Runs the initial-loss, overfit and LR checks on ``recipe``'s model and data.
+
+    The model is built once; every probe restores it, so each starts from the
+    same initialisation.
+
+    Example:
+        >>> report = run_sanity(load_recipe("recipes/digits.yaml"))  # doctest: +SKIP
+        >>> report.status, report.lr.chosen  # doctest: +SKIP
+        ('PASS', 0.1)
+    """
+    from tunekit.run import build_components, configure_determinism
+
+    opts = options or SanityOptions()
+    say = log or (lambda _msg: None)
+    dist = DistInfo(device=resolve_device(recipe.train.device))
+    configure_determinism(recipe, dist.device)
+    comp = build_components(plain_recipe(recipe), dist, file=file)
+    model = comp.model
+    if recipe.task == "classification":
+        objective = Objective(
+            nn.CrossEntropyLoss(label_smoothing=recipe.regularization.label_smoothing),
+            to_device=comp.task.to_device,
+        )
+        num_classes: int | None = comp.bundle.num_classes
+    else:
+        objective = Objective(losses=comp.task.losses, to_device=comp.task.to_device)
+        num_classes = comp.bundle.num_classes
+    optimizer = _optimizer(model, recipe, file)
+    report = SanityReport(
+        recipe.name,
+        recipe.task,
+        recipe.optim.name,
+        recipe.train.batch_size,
+        recipe.optim.lr_per_256,
+    )
+    loader = comp.train_loader
+
+    if "initial_loss" in opts.checks:
+        say("initial loss")
+        started = time.perf_counter()
+        objective.what = "initial loss"
+        report.initial = check_initial_loss(
+            model,
+            loader,
+            num_classes=num_classes,
+            num_batches=opts.initial_batches,
+            objective=objective,
+        )
+        report.wall_s["initial_loss"] = time.perf_counter() - started
+    if "overfit" in opts.checks:
+        lr = effective_lr(recipe.optim, recipe.train.batch_size)
+        say(f"overfit {opts.overfit_batches} batches at LR {lr:.3g}")
+        started = time.perf_counter()
+        objective.what = "overfit"
+        report.overfit = overfit_small_sample(
+            model,
+            loader,
+            optimizer=optimizer,
+            num_batches=opts.overfit_batches,
+            max_steps=opts.overfit_steps,
+            loss_fraction=opts.loss_fraction,
+            objective=objective,
+        )
+        report.wall_s["overfit"] = time.perf_counter() - started
+    if "lr" in opts.checks:
+        say(
+            f"LR range test ({opts.lr_iters} steps) and cross-check ({opts.cross_check_iters} steps per LR)"
+        )
+        started = time.perf_counter()
+        objective.what = "lr"
+        report.lr = check_learning_rate(
+            model,
+            optimizer,
+            loader,
+            start_lr=opts.start_lr,
+            end_lr=opts.end_lr,
+            num_iter=opts.lr_iters,
+            cross_check_iter=opts.cross_check_iters,
+            weight_decay=opts.cross_check_weight_decay,
+            ratio_steps=opts.ratio_steps,
+            objective=objective,
+        )
+        report.wall_s["lr"] = time.perf_counter() - started
+    return report
+
+
+def _optimizer(model: nn.Module, recipe: Recipe, file: str | None) -> torch.optim.Optimizer:
+    if not any(p.requires_grad for p in model.parameters()):
+        raise SanityError(
+            "the model has no trainable parameters (everything is frozen); "
+            "set model.freeze_to to an earlier stage or remove it",
+            file=file,
+            field="model.freeze_to",
+        )
+    return build_optimizer(model, recipe.optim, recipe.train.batch_size)
