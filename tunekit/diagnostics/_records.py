@@ -52,6 +52,7 @@ class StepRecorder(DiagnosticHook):
         self._sinks: list[Sink] = []
         self._metrics: MetricsWriter | None = None
         self._in_step = False
+        self._taking = 0
         self._mark_time = 0.0
         self._mark_step = 0
         self._samples = 0
@@ -66,8 +67,7 @@ class StepRecorder(DiagnosticHook):
     @property
     def current_step(self) -> int:
         """The step being taken (during a step) or the last one finished."""
-        t = self.trainer
-        return t.step + 1 if self._in_step else t.step
+        return self._taking if self._in_step else self.trainer.step
 
     def add(self, key: str, value: float) -> None:
         """Adds a scalar to this step's record; a non-finite value is kept (JSON NaN/Infinity)."""
@@ -116,7 +116,7 @@ class StepRecorder(DiagnosticHook):
         self._mark_time, self._mark_step, self._samples = time.perf_counter(), t.step, 0
 
     def before_step(self) -> None:
-        self._in_step = True
+        self._in_step, self._taking = True, self.trainer.step + 1
 
     @never_fails
     def after_step(self) -> None:

@@ -1,0 +1,142 @@
+"""Guards: a non-finite loss or gradient stops the step it appears in; spikes become events."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from diag_helpers import tiny_trainer
+
+from tunekit.diagnostics import Guards, NonFiniteError, StepRecorder, UpdateRatioMonitor
+from tunekit.tasks import ClassificationTask
+from tunekit.testing import TinyMLP
+
+
+def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_nan_gradient_at_step_k_stops_step_k_naming_the_layer() -> None:
+    k = 3
+    model = TinyMLP()
+    recorder = StepRecorder()
+    trainer = tiny_trainer([Guards(), recorder], model=model, epochs=2)
+    weights_before_k: dict[str, torch.Tensor] = {}
+
+    def poison(grad: torch.Tensor) -> torch.Tensor:
+        if trainer.step + 1 == k:
+            weights_before_k.update(_snapshot(model))
+            return grad * math.nan
+        return grad
+
+    model.fc2.weight.register_hook(poison)
+    with pytest.raises(NonFiniteError) as info:
+        trainer.train()
+    err = info.value
+    assert (err.step, err.where, err.layer, err.parameter) == (k, "gradient", "fc2", "fc2.weight")
+    assert math.isfinite(err.loss_terms["loss"])
+    assert trainer.step == k - 1  # the step was not taken ...
+    after = _snapshot(model)
+    assert all(torch.equal(after[n], weights_before_k[n]) for n in after)  # ... and no weight moved
+    assert f"step {k}" in str(err) and "'fc2'" in str(err) and "\n" not in str(err)
+    assert [e["step"] for e in recorder.events if e["event"] == "non_finite"] == [k]
+
+
+def test_nan_loss_names_the_first_layer_whose_output_went_bad() -> None:
+    k = 2
+    model = TinyMLP()
+    trainer = tiny_trainer([Guards()], model=model)
+    model.fc1.register_forward_hook(
+        lambda m, i, out: out * math.nan if trainer.step + 1 == k else None
+    )
+    with pytest.raises(NonFiniteError) as info:
+        trainer.train()
+    err = info.value
+    assert (err.step, err.where, err.layer) == (k, "loss", "fc1")
+    assert math.isnan(err.loss_terms["loss"])
+    assert trainer.step == k - 1
+
+
+def test_nan_input_is_reported_as_the_input() -> None:
+    trainer = tiny_trainer([Guards()])
+
+    class BadData(ClassificationTask):
+        def losses(self, model: torch.nn.Module, batch: Any) -> dict[str, torch.Tensor]:
+            x, y = batch
+            x[0, 0] = math.inf
+            return super().losses(model, (x, y))
+
+    trainer.task = BadData(4)
+    with pytest.raises(NonFiniteError) as info:
+        trainer.train()
+    assert info.value.step == 1 and info.value.layer is None
+    assert "input batch" in str(info.value)
+
+
+def test_non_finite_error_survives_pickling() -> None:
+    import pickle
+
+    err = NonFiniteError(step=4, epoch=1, where="loss", loss_terms={"loss": math.nan}, layer="fc1")
+    back = pickle.loads(pickle.dumps(err))
+    assert (back.step, back.layer, str(back)) == (4, "fc1", str(err))
+    assert isinstance(back, FloatingPointError)
+
+
+def test_a_loss_spike_is_an_event_and_training_goes_on() -> None:
+    recorder = StepRecorder()
+    guards = Guards(spike_factor=3.0, spike_window=10)
+
+    class Spiky(ClassificationTask):
+        def losses(self, model: torch.nn.Module, batch: Any) -> dict[str, torch.Tensor]:
+            out = super().losses(model, batch)
+            if trainer.step + 1 == 9:
+                out["loss"] = out["loss"] * 20
+            return out
+
+    trainer = tiny_trainer(  # 12 slow steps: the loss stays near its start, so x20 is a clear spike
+        [guards, recorder],
+        task=Spiky(4),
+        epochs=3,
+        optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.01),
+    )
+    trainer.train()
+    assert trainer.step == 12
+    assert [s["step"] for s in guards.spikes] == [9]
+    spikes = [e for e in recorder.events if e["event"] == "loss_spike"]
+    assert len(spikes) == 1 and spikes[0]["loss"] > 3 * spikes[0]["median"]
+
+
+def test_a_failing_diagnostic_turns_itself_off_and_the_run_finishes() -> None:
+    class Broken(UpdateRatioMonitor):
+        def _report(self, *args: Any, **kwargs: Any) -> None:
+            raise RuntimeError("boom")
+
+    recorder = StepRecorder()
+    broken = Broken(interval=1)
+    trainer = tiny_trainer([recorder, broken, Guards()], epochs=2)
+    trainer.train()
+    assert trainer.step == 8 and broken.disabled
+    errors = [e for e in recorder.events if e["event"] == "diagnostic_error"]
+    assert len(errors) == 1 and "boom" in errors[0]["message"] and errors[0]["step"] == 1
+
+
+def test_cli_train_prints_one_line_and_exits_3_on_divergence(
+    cli: Any, write_recipe: Any, tmp_path: Path
+) -> None:
+    recipe = write_recipe(
+        optim={"name": "sgd", "lr": 1.0e6, "momentum": 0.0, "nesterov": False},
+        train={"epochs": 1, "batch_size": 64, "max_steps_per_epoch": 5},
+        data={"name": "digits", "image_size": 8, "train_subset": 320},
+        model={"name": "small_cnn", "width": 4},
+        diagnostics={"tensorboard": False, "activations": "off"},
+    )
+    out = tmp_path / "run"
+    proc = cli("train", "--recipe", str(recipe), "--out", str(out), "--no-progress")
+    assert proc.returncode == 3, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("tunekit: error:")]
+    assert len(lines) == 1 and "non-finite" in lines[0] and "Traceback" not in proc.stderr
+    events = (out / "metrics.jsonl").read_text()
+    assert '"event": "non_finite"' in events

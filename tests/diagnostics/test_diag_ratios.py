@@ -1,0 +1,97 @@
+"""Update/weight ratios: measured from the optimizer's real change, per parameter and per layer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diag_helpers import tiny_trainer
+
+from tunekit.diagnostics import StepRecorder, UpdateRatioMonitor
+from tunekit.engine import HookBase
+from tunekit.testing import TinyMLP
+
+
+def test_layer_left_out_of_the_optimizer_has_ratio_zero_and_is_warned_about() -> None:
+    model = TinyMLP()
+    monitor = UpdateRatioMonitor(interval=1, patience=3)
+    recorder = StepRecorder()
+    trainer = tiny_trainer(
+        [recorder, monitor],
+        model=model,
+        optimizer=lambda m: torch.optim.SGD(m.fc2.parameters(), lr=0.1),  # fc1 forgotten
+    )
+    trainer.train()
+
+    assert monitor.last_ratios["fc1"] == 0.0
+    assert monitor.last_ratios["fc2"] is not None and monitor.last_ratios["fc2"] > 0
+    warned = [w for w in monitor.warnings if w["layer"] == "fc1"]
+    assert len(warned) == 1 and warned[0]["step"] == 3  # the third check in a row
+    assert "not being trained at all" in warned[0]["message"]
+    assert not [w for w in monitor.warnings if w["layer"] == "fc2" and w["ratio"] == 0]
+    events = [e for e in recorder.events if e["event"] == "ratio_warning"]
+    assert [e["layer"] for e in events if e["layer"] == "fc1"] == ["fc1"]
+
+
+def _one_step_ratios(lr: float) -> dict[str, float | None]:
+    monitor = UpdateRatioMonitor(interval=1)
+    trainer = tiny_trainer([monitor], optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=lr))
+    trainer.max_steps_per_epoch = 1
+    trainer.train()
+    return monitor.last_ratios
+
+
+def test_doubling_the_lr_of_plain_sgd_doubles_the_ratio() -> None:
+    base, double = _one_step_ratios(0.01), _one_step_ratios(0.02)
+    assert base.keys() == double.keys() == {"fc1", "fc2"}
+    for layer in base:
+        b, d = base[layer], double[layer]
+        assert b is not None and d is not None and b > 0
+        assert d / b == pytest.approx(2.0, rel=1e-4)
+
+
+def test_ratio_is_the_real_change_with_adamw_and_weight_decay() -> None:
+    model = TinyMLP()
+    monitor = UpdateRatioMonitor(interval=1)
+    recorder = StepRecorder()
+    trainer = tiny_trainer(
+        [recorder, monitor],
+        model=model,
+        optimizer=lambda m: torch.optim.AdamW(m.parameters(), lr=3e-3, weight_decay=0.1),
+    )
+    trainer.max_steps_per_epoch = 2
+    before: dict[str, torch.Tensor] = {}
+
+    class Snapshot(HookBase):  # the weights just before the second step, copied by hand
+        def after_backward(self) -> None:
+            if self.trainer.step == 1:
+                before.update(
+                    {n: p.detach().clone() for n, p in self.trainer.module.named_parameters()}
+                )
+
+    trainer.register_hooks([Snapshot()])
+    trainer.train()
+    after = {n: p.detach() for n, p in model.named_parameters()}
+    for layer in ("fc1", "fc2"):
+        delta = sum(
+            float((after[f"{layer}.{p}"] - before[f"{layer}.{p}"]).pow(2).sum())
+            for p in ("weight", "bias")
+        )
+        norm = sum(float(before[f"{layer}.{p}"].pow(2).sum()) for p in ("weight", "bias"))
+        assert monitor.last_ratios[layer] == pytest.approx((delta / norm) ** 0.5, rel=1e-5)
+    record = recorder.latest
+    assert record["param_update_ratio/fc1.weight"] > 0
+    assert record["grad_norm/fc1"] > 0 and record["weight_norm/fc1"] > 0
+
+
+def test_frozen_parameters_are_not_watched_and_ratios_come_every_interval() -> None:
+    model = TinyMLP()
+    model.fc1.requires_grad_(False)
+    monitor = UpdateRatioMonitor(interval=2, patience=1)
+    recorder = StepRecorder(flush_every=1)
+    seen: list[int] = []
+    recorder.subscribe(lambda r: seen.append(r["step"]) if "update_ratio/fc2" in r else None)
+    trainer = tiny_trainer([recorder, monitor], model=model, epochs=2)  # 8 steps
+    trainer.train()
+    assert seen == [2, 4, 6, 8]
+    assert set(monitor.last_ratios) == {"fc2"}
+    assert not [w for w in monitor.warnings if w["layer"] == "fc1"]

@@ -1,0 +1,143 @@
+"""A real (small) run with the default diagnostics: its record stream and TensorBoard files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from tunekit.config import Recipe
+from tunekit.diagnostics import ActivationMonitor, StepRecorder, auto_layers, diagnostic_hooks
+from tunekit.errors import ConfigError
+from tunekit.run import train
+from tunekit.testing import TinyCNN
+
+STEPS = 16  # 2 epochs of 8 steps
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    recipe = Recipe.model_validate(
+        {
+            "name": "diag",
+            "data": {"name": "digits", "image_size": 8, "train_subset": 256, "val_subset": 128},
+            "model": {"name": "small_cnn", "width": 4},
+            "optim": {"lr": 0.05},
+            "train": {"epochs": 2, "batch_size": 32},
+            "diagnostics": {"interval": 2, "activation_interval": 4, "histogram_interval": 8},
+        }
+    )
+    out = tmp_path_factory.mktemp("diag") / "run"
+    train(recipe, out=out, progress=True)  # the live view runs too
+    return out
+
+
+def _records(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_metrics_stream_holds_step_epoch_and_every_scalar(run_dir: Path) -> None:
+    recs = _records(run_dir)
+    steps = [r for r in recs if r["kind"] == "step"]
+    epochs = [r for r in recs if r["kind"] == "epoch"]
+    assert [r["step"] for r in steps] == list(range(1, STEPS + 1))
+    assert [r["epoch"] for r in epochs] == [1.0, 2.0] and "val/top1" in epochs[-1]
+    assert steps[7]["epoch"] == 1.0 and steps[3]["epoch"] == 0.5
+    assert all("train/step_loss" in r and "grad_norm/total" in r and "lr" in r for r in steps)
+    measured = [r["step"] for r in steps if "update_ratio/fc" in r]
+    assert measured == list(range(2, STEPS + 1, 2))
+    assert all(
+        r["update_ratio/fc"] > 0 and "grad_norm/stem.0" in r and "weight_norm/fc" in r
+        for r in steps
+        if r["step"] in measured
+    )
+    sampled = [r["step"] for r in steps if any(k.startswith("act/") for k in r)]
+    assert sampled == [4, 8, 12, 16]
+    dead = [v for r in steps for k, v in r.items() if k.startswith("act/") and k.endswith("/dead")]
+    assert dead and all(0.0 <= v <= 1.0 for v in dead)
+    assert any("throughput/samples_per_s" in r for r in steps)
+
+
+def test_tensorboard_files_read_back_with_the_expected_tags(run_dir: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(
+        str(run_dir / "tb"), size_guidance={"scalars": 0, "histograms": 0, "tensors": 0}
+    )
+    acc.Reload()
+    tags = acc.Tags()
+    scalars = set(tags["scalars"])
+    assert {
+        "train/step_loss",
+        "grad_norm/total",
+        "lr",
+        "update_ratio/fc",
+        "val/top1",
+        "epoch/train/loss",
+    } <= scalars
+    assert any(t.startswith("act/") and t.endswith("/dead") for t in scalars)
+    assert [e.step for e in acc.Scalars("train/step_loss")] == list(range(1, STEPS + 1))
+    loss = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    first = next(r["train/step_loss"] for r in loss if r["kind"] == "step")
+    assert acc.Scalars("train/step_loss")[0].value == pytest.approx(first, rel=1e-6)
+    hists = set(tags["histograms"])
+    assert {"weights/fc.weight", "updates/fc.weight", "weights/stem.0.weight"} <= hists
+    assert [e.step for e in acc.Histograms("updates/fc.weight")] == [8, 16]
+
+
+def test_diagnostics_can_be_switched_off_piece_by_piece(tmp_path: Path) -> None:
+    from tunekit.config import DiagnosticsConfig
+
+    names = lambda cfg: [type(h).__name__ for h in diagnostic_hooks(cfg, tmp_path, live=True)]  # noqa: E731
+    assert names(DiagnosticsConfig()) == [
+        "StepRecorder",
+        "UpdateRatioMonitor",
+        "Guards",
+        "ActivationMonitor",
+        "TensorBoardWriter",
+        "LiveView",
+    ]
+    assert names(DiagnosticsConfig(enabled=False)) == []
+    off = DiagnosticsConfig(guards=False, activations="off", tensorboard=False, live=False)
+    assert names(off) == ["StepRecorder", "UpdateRatioMonitor"]
+
+
+def test_config_rejects_inconsistent_intervals_and_bounds() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="multiple of interval"):
+        Recipe.model_validate({"diagnostics": {"interval": 30, "histogram_interval": 100}})
+    with pytest.raises(ValidationError, match="low < high"):
+        Recipe.model_validate({"diagnostics": {"ratio_bounds": [0.01, 0.001]}})
+
+
+def test_activation_layers_auto_and_unknown_names() -> None:
+    from tunekit.models._small_cnn import SmallCNN
+
+    assert auto_layers(SmallCNN(width=4)) == ["stem.2", "layer1.act", "layer2.act", "layer3.act"]
+    # No activation modules (functional relu): its conv layers, not the head.
+    assert auto_layers(TinyCNN()) == ["conv1", "conv2"]
+    from diag_helpers import tiny_trainer
+
+    trainer = tiny_trainer([StepRecorder(), ActivationMonitor(["fc1", "fc3"], interval=1)])
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown layer 'fc3' \(did you mean 'fc2'\?\); choose one of: act, fc1, fc2",
+    ):
+        trainer.train()
+
+
+def test_activation_stats_of_a_known_output() -> None:
+    from tunekit.diagnostics import activation_stats
+
+    out = torch.zeros(4, 3, 2, 2)
+    out[:, 0] = 1.0  # channel 0 alive, channels 1 and 2 dead
+    mean, std, dead, sat = activation_stats(torch.nn.ReLU(), out).tolist()
+    assert mean == pytest.approx(1 / 3) and dead == pytest.approx(2 / 3) and sat != sat
+    _, _, _, sat = activation_stats(
+        torch.nn.Tanh(), torch.tensor([[0.999, 0.0, -0.995, 0.5]])
+    ).tolist()
+    assert sat == pytest.approx(0.5)
