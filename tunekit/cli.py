@@ -119,6 +119,15 @@ def _add_report(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
 REGISTRARS.append(_add_report)
 
 
+def _add_data(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from tunekit.detection._cli import add_data_command
+
+    add_data_command(sub)
+
+
+REGISTRARS.append(_add_data)
+
+
 def _add_sanity(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     from tunekit.sanity._cli import add_lr_find, add_sanity
 

@@ -34,7 +34,7 @@ from tunekit.engine import (
     seed_everything,
 )
 from tunekit.engine._builtin_hooks import CheckpointHook, EarlyStopping, MetricsWriter, ProgressHook
-from tunekit.errors import CheckpointError, ConfigError
+from tunekit.errors import CheckpointError
 
 
 @dataclass
@@ -81,23 +81,26 @@ def build_components(recipe: Recipe, dist: DistInfo | None = None, *, file: str 
     """Data, loaders, model (on its device, not yet wrapped in DDP) and task."""
     dist = dist or DistInfo()
     seed_everything(recipe.seed)
-    bundle = build_data(recipe.data, file=file)
     channels_last = use_channels_last(recipe, dist.device)
-    if recipe.task == "classification":
+    task: Any
+    if recipe.task == "detection":
+        from tunekit.detection import build_detection
+
+        bundle, model, task = build_detection(recipe, dist, file=file)
+    else:
         from tunekit.models import build_model
         from tunekit.tasks import ClassificationTask
 
+        bundle = build_data(recipe.data, file=file)
         model = build_model(recipe.model, bundle.num_classes, bundle.in_channels, file=file)
         reg = recipe.regularization
-        task: Any = ClassificationTask(
+        task = ClassificationTask(
             bundle.num_classes,
             label_smoothing=reg.label_smoothing,
             mixup_alpha=reg.mixup_alpha,
             cutmix_alpha=reg.cutmix_alpha,
             channels_last=channels_last,
         )
-    else:
-        raise ConfigError("detection recipes need tunekit's detection models", file=file, field="task")
     model.to(dist.device)
     if channels_last:
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -116,6 +119,10 @@ def recipe_hooks(recipe: Recipe, run_dir: Path, *, progress: bool = True) -> lis
     ]
     if t.early_stopping is not None:
         hooks.append(EarlyStopping(t.metric, t.mode, t.early_stopping.patience, t.early_stopping.min_delta))
+    if recipe.task == "detection":
+        from tunekit.detection import CocoResultsWriter
+
+        hooks.append(CocoResultsWriter(run_dir / "coco_results.json"))
     diag = recipe.diagnostics
     if diag.enabled:
         from tunekit.diagnostics import diagnostic_hooks

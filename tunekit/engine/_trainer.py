@@ -141,6 +141,7 @@ class Trainer:
         self._call("before_epoch")
         started = time.perf_counter()
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        term_sums: dict[str, Any] = {}
         n = 0
         limit = self.steps_per_epoch
         for i, batch in enumerate(self.train_loader):
@@ -151,9 +152,16 @@ class Trainer:
             self.run_step()
             assert self.loss is not None
             loss_sum += self.loss.detach()
+            if len(self.loss_terms) > 1:  # a detector's dict: each term's epoch mean is logged too
+                for k, v in self.loss_terms.items():
+                    term_sums[k] = term_sums.get(k, 0.0) + v.detach().double()
             n += 1
         elapsed = time.perf_counter() - started
-        stats = torch.stack([loss_sum, torch.tensor(float(n), device=self.device, dtype=torch.float64)])
+        terms = sorted(term_sums)  # every rank has the same terms, in the same order
+        stats = torch.stack(
+            [loss_sum, torch.tensor(float(n), device=self.device, dtype=torch.float64)]
+            + [term_sums[k] for k in terms]
+        )
         all_reduce_sum(stats)
         self.epoch += 1
         self.last_train = {
@@ -161,6 +169,8 @@ class Trainer:
             "lr": self.lr,
             "time/epoch_s": elapsed,
         }
+        for i, k in enumerate(terms):
+            self.last_train[f"train/{k}"] = float(stats[2 + i] / stats[1]) if stats[1] > 0 else math.nan
         due = self.epoch % self.eval_every == 0 or self.epoch == self.epochs
         if self.val_loader is not None and due:
             self.last_eval = self.evaluate()

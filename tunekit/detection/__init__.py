@@ -1,0 +1,65 @@
+"""Detection: COCO-format data, the shapes generator, torchvision detectors and COCO mAP.
+
+Example:
+    >>> from tunekit.config import load_recipe
+    >>> from tunekit.run import train
+    >>> summary = train(load_recipe("recipes/shapes_fcos.yaml"))  # doctest: +SKIP
+    >>> summary["final"]["val/AP"]  # doctest: +SKIP
+"""
+
+from ._build import CocoResultsWriter, build_detection
+from ._coco import (
+    AnnotationReport,
+    CocoDetection,
+    DataWarning,
+    check_annotations,
+    collate,
+    detection_transforms,
+    load_coco,
+)
+from ._data import DETECTION_DATASETS, ShapeCrops, build_detection_data, shapes_crops, shapes_spec
+from ._models import (
+    BACKBONES,
+    DETECTOR_NAMES,
+    TinyResNet,
+    build_detector,
+    freeze_backbone,
+    load_backbone_weights,
+    tiny_resnet,
+)
+from ._shapes import CATEGORIES, ShapesSpec, default_cache_dir, ensure_shapes, generate_shapes
+from ._task import COCO_METRICS, DetectionTask, coco_metrics, to_coco_results, write_results
+
+__all__ = [
+    "BACKBONES",
+    "CATEGORIES",
+    "COCO_METRICS",
+    "DETECTION_DATASETS",
+    "DETECTOR_NAMES",
+    "AnnotationReport",
+    "CocoDetection",
+    "CocoResultsWriter",
+    "DataWarning",
+    "DetectionTask",
+    "ShapeCrops",
+    "ShapesSpec",
+    "TinyResNet",
+    "build_detection",
+    "build_detection_data",
+    "build_detector",
+    "check_annotations",
+    "coco_metrics",
+    "collate",
+    "default_cache_dir",
+    "detection_transforms",
+    "ensure_shapes",
+    "freeze_backbone",
+    "generate_shapes",
+    "load_backbone_weights",
+    "load_coco",
+    "shapes_crops",
+    "shapes_spec",
+    "tiny_resnet",
+    "to_coco_results",
+    "write_results",
+]

@@ -1,0 +1,48 @@
+"""From a detection recipe to data, detector and task (called by ``tunekit.run``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from tunekit.config import Recipe
+from tunekit.data import DataBundle
+from tunekit.engine import DistInfo, HookBase
+
+from ._data import build_detection_data, train_max_size
+from ._models import build_detector
+from ._task import DetectionTask, write_results
+
+
+def build_detection(
+    recipe: Recipe, dist: DistInfo | None = None, *, file: str | None = None
+) -> tuple[DataBundle, nn.Module, DetectionTask]:
+    """The data bundle, the detector (on the CPU, not wrapped) and the task of a detection recipe."""
+    bundle = build_detection_data(recipe.data, dist, file=file)
+    model = build_detector(
+        recipe.model,
+        bundle.num_classes,
+        image_size=recipe.data.image_size,
+        max_size=train_max_size(recipe.data),
+        file=file,
+    )
+    return bundle, model, DetectionTask(bundle.val)
+
+
+class CocoResultsWriter(HookBase):
+    """Writes the last evaluation's predictions as a COCO results JSON (rank 0)."""
+
+    priority = 85
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def after_epoch(self) -> None:
+        t = self.trainer
+        task = t.task
+        if not t.dist.is_main or not isinstance(task, DetectionTask):
+            return
+        if "val/AP" not in t.history[-1]:
+            return  # no evaluation this epoch
+        write_results(task.last_results, self.path)
