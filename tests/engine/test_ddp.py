@@ -18,7 +18,9 @@ COMMON = {
 }
 
 
-@pytest.mark.parametrize("norm", ["gn", "syncbn"])
+# SyncBN synchronises over GPUs only (torch's DDP refuses it on CPU), so the CPU
+# test uses GroupNorm, which needs no synchronisation: the "no BN" case.
+@pytest.mark.parametrize("norm", ["gn"])
 def test_two_process_gloo_matches_one_process(write_recipe, tmp_path, cli, norm):
     recipe = write_recipe(**COMMON, model={"name": "small_cnn", "width": 8, "norm": norm, "dropout": 0.0})
     one = cli("train", "--recipe", str(recipe), "--out", str(tmp_path / "one"), "--no-progress")

@@ -133,7 +133,7 @@ def load_weights(model: nn.Module, path: str, *, head: str | None, reset_head: b
     try:
         obj = load_checkpoint(path, require_format=False)
     except CheckpointError as exc:
-        raise ConfigError(exc.message, file=file, field="model.weights") from None
+        raise ConfigError(f"{path!r}: {exc.message}", file=file, field="model.weights") from None
     state = obj.get("model", obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ConfigError(
