@@ -119,6 +119,15 @@ def _add_report(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
 REGISTRARS.append(_add_report)
 
 
+def _add_ensemble(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from tunekit.averaging._cli import add_ensemble_parser
+
+    add_ensemble_parser(sub)
+
+
+REGISTRARS.append(_add_ensemble)
+
+
 def _add_data(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     from tunekit.detection._cli import add_data_command
 

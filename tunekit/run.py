@@ -123,6 +123,11 @@ def recipe_hooks(recipe: Recipe, run_dir: Path, *, progress: bool = True) -> lis
         from tunekit.detection import CocoResultsWriter
 
         hooks.append(CocoResultsWriter(run_dir / "coco_results.json"))
+    av = recipe.averaging
+    if av.ema is not None or av.swa is not None or av.snapshots is not None:
+        from tunekit.averaging import averaging_hooks
+
+        hooks += averaging_hooks(recipe, run_dir)
     diag = recipe.diagnostics
     if diag.enabled:
         from tunekit.diagnostics import diagnostic_hooks

@@ -1,0 +1,146 @@
+"""BN statistics for averaged weights, and evaluating a side model on the trainer's data.
+
+Averaged weights need their own BN statistics: the running means of the
+training model belong to its own weights, not to their average (Izmailov et
+al., SWA). ``torch.optim.swa_utils.update_bn`` recomputes them, but it puts the
+whole model in training mode (a detector then asks for targets), it knows no
+process group and it draws from the global RNG (so a pass over augmented
+batches would change the run it is part of). :func:`recalibrate_bn` is the same
+cumulative-average pass with those three things handled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from tunekit.engine import DistInfo, all_reduce_sum, rng_state, set_rng_state
+
+if TYPE_CHECKING:
+    from tunekit.engine import Trainer
+
+_BN = nn.modules.batchnorm._BatchNorm
+
+
+def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """The BN layers of ``model`` that keep running statistics."""
+    return [m for m in model.modules() if isinstance(m, _BN) and m.track_running_stats]
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, inputs: Iterable[Any], dist: DistInfo | None = None) -> int:
+    """Recomputes the running statistics of ``model``'s BN layers over ``inputs``.
+
+    Only the BN layers run in training mode (cumulative average, ``momentum=None``);
+    the rest of the model stays in eval mode. Under torch.distributed each rank
+    passes its own shard and the statistics are averaged over ranks. Returns
+    the number of batches seen; with none, the statistics are left as they were.
+    """
+    layers = batchnorm_layers(model)
+    if not layers:
+        return 0
+    was_training = model.training
+    saved = [[b.clone() for b in _stats(m)] for m in layers]
+    momenta = [m.momentum for m in layers]
+    model.eval()
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None
+        m.train()
+    n = 0
+    try:
+        for x in inputs:
+            model(x)
+            n += 1
+    finally:
+        for m, momentum in zip(layers, momenta):
+            m.momentum = momentum
+        model.train(was_training)
+    if n == 0:
+        for m, old in zip(layers, saved):
+            for buf, value in zip(_stats(m), old):
+                buf.copy_(value)
+        return 0
+    if dist is not None and dist.distributed:
+        # Every rank saw the same number of equal batches (drop_last), so the
+        # mean of the per-rank statistics is the statistic of the union.
+        for m in layers:
+            for buf in _stats(m)[:2]:  # mean and variance
+                all_reduce_sum(buf)
+                buf.div_(dist.world_size)
+    return n
+
+
+def _stats(m: nn.modules.batchnorm._BatchNorm) -> list[torch.Tensor]:
+    return [b for b in (m.running_mean, m.running_var, m.num_batches_tracked) if b is not None]
+
+
+def model_input(batch: Any) -> Any:
+    """The model's input in a task's batch: ``(x, y)`` and ``(images, targets)`` alike."""
+    return batch[0] if isinstance(batch, (tuple, list)) else batch
+
+
+@contextmanager
+def preserved_rng(loader: Any) -> Iterator[None]:
+    """Restores the global RNGs and the loader's generator afterwards.
+
+    A pass over training batches (with random augmentation) inside a run must
+    not change the batches and draws of the steps that follow it.
+    """
+    state = rng_state()
+    generator = getattr(loader, "generator", None)
+    gen_state = generator.get_state() if isinstance(generator, torch.Generator) else None
+    try:
+        yield
+    finally:
+        set_rng_state(state)
+        if gen_state is not None:
+            generator.set_state(gen_state)  # type: ignore[union-attr]
+
+
+def recalibrate_on_training_data(
+    model: nn.Module, trainer: Trainer, max_batches: int | None
+) -> int:
+    """:func:`recalibrate_bn` over the trainer's training batches, leaving the run untouched."""
+    if not batchnorm_layers(model):
+        return 0
+    t = trainer
+    with preserved_rng(t.train_loader):
+        batches = (model_input(t.task.to_device(b, t.device)) for b in t.train_loader)
+        limit = min(max_batches or t.steps_per_epoch, t.steps_per_epoch)
+        return recalibrate_bn(model, islice(batches, limit), t.dist)
+
+
+@torch.no_grad()
+def evaluate_side_model(model: nn.Module, trainer: Trainer) -> dict[str, float]:
+    """The trainer's validation metrics for another model (EMA, SWA, an ensemble)."""
+    assert trainer.val_loader is not None
+    was_training = model.training
+    model.eval()
+    # Starting a DataLoader draws its base seed from the global RNG; an extra
+    # evaluation must leave the run's random stream where it was.
+    try:
+        with preserved_rng(trainer.val_loader):
+            return trainer.task.evaluate(model, trainer.val_loader, trainer.dist)
+    finally:
+        model.train(was_training)
+
+
+def add_side_metrics(trainer: Trainer, prefix: str, metrics: dict[str, float]) -> None:
+    """Adds ``val/x`` of a side model as ``<prefix>/val/x`` to the epoch record and
+    ``val_<prefix>/x`` to ``trainer.last_eval`` (where a checkpoint or stopping metric can use it)."""
+    record = trainer.history[-1]
+    for key, value in metrics.items():
+        record[f"{prefix}/{key}"] = value
+        sub = key.split("/", 1)[1] if key.startswith("val/") else key
+        trainer.last_eval[f"val_{prefix}/{sub}"] = value
+
+
+def eval_due(trainer: Trainer) -> bool:
+    """Whether the trainer evaluated in the epoch that just ended."""
+    return trainer.val_loader is not None and any(k.startswith("val/") for k in trainer.history[-1])

@@ -1,0 +1,25 @@
+"""The averaging hooks a recipe asks for (``averaging:`` section)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tunekit.config import Recipe
+from tunekit.engine import HookBase
+
+from ._ema import EmaHook
+from ._snapshots import SnapshotHook
+from ._swa import SwaHook
+
+
+def averaging_hooks(recipe: Recipe, run_dir: Path, *, file: str | None = None) -> list[HookBase]:
+    """EMA, SWA and snapshot hooks for ``recipe.averaging`` (none when the section is empty)."""
+    cfg = recipe.averaging
+    hooks: list[HookBase] = []
+    if cfg.ema is not None:
+        hooks.append(EmaHook.from_config(cfg.ema))
+    if cfg.swa is not None:
+        hooks.append(SwaHook.from_config(cfg.swa))
+    if cfg.snapshots is not None:
+        hooks.append(SnapshotHook.from_recipe(recipe, run_dir, file=file))
+    return hooks
