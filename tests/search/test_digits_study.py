@@ -1,0 +1,120 @@
+"""The shipped digits study end to end: coarse and fine stages, refined ranges, outputs, report."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tunekit.search import (
+    open_search,
+    run_worker,
+    study_report,
+    study_report_data,
+    write_hparams,
+    write_summary,
+)
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def rendered_plot_count(html_file: Path) -> int:
+    """How many plotly plots a headless Chromium actually drew in the page."""
+    out = subprocess.run(
+        [
+            CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--virtual-time-budget=15000", "--dump-dom", html_file.resolve().as_uri(),
+        ],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    # plotly adds a "main-svg" to every plot it draws; the HTML on disk has none.
+    return len(re.findall(r'class="main-svg"', out.stdout))
+
+
+@pytest.fixture(scope="module")
+def digits_study(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("digits") / "study"
+    # The shipped study with fewer coarse and fine trials (same epochs, data and model).
+    ctx = open_search(
+        "digits", out=out, overrides=["stages.coarse.trials=6", "stages.fine.trials=3"]
+    )
+    run_worker(ctx)
+    summary = write_summary(ctx)
+    return {"ctx": ctx, "summary": summary, "out": out}
+
+
+def test_digits_best_trial_reaches_98_percent(digits_study: dict) -> None:
+    s = digits_study["summary"]
+    assert [st["name"] for st in s["stages"]] == ["coarse", "fine", "final"]
+    assert s["best"]["value"] >= 0.98, s["best"]
+    assert Path(s["best"]["run_dir"], "summary.json").is_file()
+    # Every planned trial ran and finished.
+    for st in s["stages"]:
+        c = st["counts"]
+        assert c["complete"] + c["pruned"] == st["trials_planned"], st
+        assert c["running"] == c["waiting"] == c["failed"] == 0
+    assert json.loads((digits_study["out"] / "summary.json").read_text())["best"] == s["best"]
+
+
+def test_refined_ranges_lie_inside_the_coarse_ones_and_contain_the_best_coarse_trial(
+    digits_study: dict,
+) -> None:
+    s = digits_study["summary"]
+    coarse, fine = s["stages"][0], s["stages"][1]
+    best_coarse = coarse["best"]["params"]
+    flagged = {f.split(":")[0] for f in fine["edge_flags"]}
+    for name, r in fine["ranges"].items():
+        c = coarse["ranges"][name]
+        assert r["low"] <= best_coarse[name] <= r["high"], (name, r, best_coarse)
+        if name in flagged:
+            # A best value at the edge widens the range past that edge, and is said.
+            assert r["low"] < c["low"] or r["high"] > c["high"]
+        else:
+            assert c["low"] <= r["low"] < r["high"] <= c["high"], (name, r, c)
+            assert (r["high"] / r["low"]) < (c["high"] / c["low"])  # narrower (log ranges)
+    # The fine stage started from the best coarse parameters.
+    fine_trials = [
+        t for t in study_report_data(digits_study["ctx"].search)["trials"] if t["stage"] == "fine"
+    ]
+    assert fine_trials[0]["params"] == best_coarse
+
+
+def test_report_data_and_html_render_in_chromium(digits_study: dict, tmp_path: Path) -> None:
+    ctx = digits_study["ctx"]
+    data = study_report_data(ctx.search)
+    assert len(data["trials"]) == 6 + 3 + 1
+    for t in data["trials"]:
+        # Every trial's learning curve was read from its metrics.jsonl, one point per epoch run.
+        assert len(t["curve"]["epoch"]) == len(t["intermediate"]) >= 1
+        if t["state"] == "PRUNED":
+            stage = next(s for s in data["stages"] if s["name"] == t["stage"])
+            assert t["pruned_at"] < stage["epochs"]
+    path = study_report("digits", out=str(digits_study["out"]))
+    assert path == digits_study["out"] / "report.html"
+    text = path.read_text()
+    assert "<script" in text and "<script src=" not in text  # self-contained: nothing fetched
+    assert "stages and their ranges" in text
+    # learning curves + 5 Optuna plots for each of 3 stages, some of which may be "not drawn"
+    drawn = rendered_plot_count(path)
+    not_drawn = text.count("not drawn:")
+    assert drawn >= 1 + 3 * 5 - not_drawn - 1 and drawn >= 10, (drawn, not_drawn)
+
+
+def test_tensorboard_hparams_read_back(digits_study: dict, tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    n = write_hparams(digits_study["ctx"].search, tmp_path / "tb")
+    assert n == 10
+    runs = sorted(p for p in (tmp_path / "tb").iterdir())
+    assert len(runs) == 10
+    ea = EventAccumulator(str(runs[0]))
+    ea.Reload()
+    assert "hparam/val/top1" in ea.Tags()["scalars"]
+    content = ea.PluginTagToContent("hparams")
+    info = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+    assert {"optim.lr", "optim.weight_decay", "stage"} <= set(info.session_start_info.hparams)

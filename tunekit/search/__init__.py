@@ -1,0 +1,46 @@
+"""Coarse-to-fine hyperparameter search on Optuna: studies, stages, workers, liveness, reports.
+
+A study (``studies/*.yaml``) names a recipe, a metric, a search space and
+stages. Each stage is an Optuna study on a shared storage; workers on any
+number of processes and machines take trials from it.
+"""
+
+from ._liveness import Heartbeat, reap_stale
+from ._objective import PruningHook, trial_recipe
+from ._report import study_report, study_report_data, write_hparams
+from ._space import EdgeFlag, Range, refine_space
+from ._stages import StagedSearch, build_pruner, build_sampler, count_trials, plan_stages
+from ._storage import StorageError, open_storage
+from ._study import LivenessSpec, ParamSpec, PrunerSpec, RefineSpec, StageSpec, Study, load_study
+from ._workers import SearchContext, open_search, run_worker, write_summary
+
+__all__ = [
+    "EdgeFlag",
+    "Heartbeat",
+    "LivenessSpec",
+    "ParamSpec",
+    "PrunerSpec",
+    "PruningHook",
+    "Range",
+    "RefineSpec",
+    "SearchContext",
+    "StageSpec",
+    "StagedSearch",
+    "StorageError",
+    "Study",
+    "build_pruner",
+    "build_sampler",
+    "count_trials",
+    "load_study",
+    "open_search",
+    "open_storage",
+    "plan_stages",
+    "reap_stale",
+    "refine_space",
+    "run_worker",
+    "study_report",
+    "study_report_data",
+    "trial_recipe",
+    "write_hparams",
+    "write_summary",
+]

@@ -1,0 +1,243 @@
+"""``tunekit search`` and ``tunekit dashboard``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from typing import Any
+
+from tunekit.errors import ConfigError
+
+
+def add_search_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "search",
+        help="coarse-to-fine hyperparameter search (Optuna)",
+        description="Run a study: a coarse random search, then ranges refined around the best "
+        "trials with longer training, and further rounds. Re-run the command to resume; run it "
+        "on several machines against one --storage URL to share the work.",
+    )
+    p.add_argument("--study", required=True, help="a study name (studies/NAME.yaml) or a path")
+    p.add_argument(
+        "--storage",
+        default=None,
+        help="Optuna storage URL (default: a journal file in the study directory)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="trials at once on this machine (default: the study's)",
+    )
+    p.add_argument(
+        "--out", default=None, help="study directory (default: <output_dir>/<study name>)"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a study field (workers=2, stages.coarse.trials=8) or a recipe field "
+        "(recipe.optim.momentum=0.8); repeatable",
+    )
+    p.add_argument(
+        "--from-sanity",
+        default=None,
+        metavar="FILE",
+        help="start lr/weight-decay ranges from sanity.json",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no live table")
+    p.add_argument("--as-worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--trial-stage", default=None, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_search)
+
+
+def add_dashboard_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "dashboard",
+        help="optuna-dashboard on a study and TensorBoard on its trials",
+        description="Serve optuna-dashboard on the study's storage and TensorBoard on its trial runs.",
+    )
+    p.add_argument("--study", required=True, help="a study name or path")
+    p.add_argument(
+        "--storage",
+        default=None,
+        help="Optuna storage URL (default: the study directory's journal)",
+    )
+    p.add_argument(
+        "--out", default=None, help="study directory (default: <output_dir>/<study name>)"
+    )
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
+    )
+    p.add_argument("--port", type=int, default=8080, help="optuna-dashboard port")
+    p.add_argument("--tb-port", type=int, default=6006, help="TensorBoard port (0: no TensorBoard)")
+    p.set_defaults(func=cmd_dashboard)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    import optuna
+
+    from ._workers import open_search, run_trial_ddp, run_worker, spawn_workers, wait_workers
+
+    ctx = open_search(
+        args.study,
+        overrides=args.overrides,
+        out=args.out,
+        storage=args.storage,
+        from_sanity=args.from_sanity,
+    )
+    # Per-layer warnings stay in each trial's run directory; the terminal shows the trials.
+    logging.getLogger("tunekit.diagnostics").setLevel(logging.ERROR)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.trial_stage:
+        run_trial_ddp(ctx, args.trial_stage)
+        return 0
+    if args.as_worker:
+        run_worker(ctx)
+        return 0
+    workers = args.workers if args.workers is not None else ctx.study.workers
+    if workers < 1:
+        raise ConfigError(
+            f"value {workers} is not allowed: use 1 or more workers", field="--workers"
+        )
+    preflight_data(ctx)
+    print(
+        f"study {ctx.study.name}: directory {ctx.study_dir}, storage {ctx.storage_desc}",
+        file=sys.stderr,
+    )
+    started = time.perf_counter()
+    try:
+        with _live(ctx, enabled=not args.no_progress):
+            if workers == 1 and ctx.study.gpus_per_trial == 1:
+                run_worker(ctx)
+                rc = 0
+            else:
+                rc = wait_workers(spawn_workers(ctx, workers))
+    except KeyboardInterrupt:
+        _finish(ctx, time.perf_counter() - started)
+        print(
+            "tunekit: interrupted; the study is saved — run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 130
+    summary = _finish(ctx, time.perf_counter() - started)
+    if rc != 0:
+        return rc
+    print_study_summary(summary)
+    return 0
+
+
+def preflight_data(ctx: Any) -> None:
+    """Builds the first stage's data once, so a missing dataset fails in one line before any trial."""
+    from tunekit.data import build_data
+
+    from ._objective import trial_recipe
+
+    stage = ctx.search.stages[0]
+    corner = {n: (r.choices[0] if r.choices else r.low) for n, r in ctx.search.base_space.items()}
+    corner = {n: int(v) if ctx.search.base_space[n].type == "int" else v for n, v in corner.items()}
+    recipe = trial_recipe(ctx.study, ctx.recipe_data, stage.spec, corner, file=str(ctx.recipe_path))
+    build_data(recipe.data, file=str(ctx.recipe_path))
+
+
+class _live:
+    def __init__(self, ctx: Any, enabled: bool) -> None:
+        self.ctx, self.enabled = ctx, enabled
+        self.table: Any = None
+
+    def __enter__(self) -> None:
+        if not self.enabled:
+            return
+        from ._progress import LiveTable
+        from ._stages import StagedSearch
+        from ._storage import open_storage
+
+        # Its own storage connection: the table's reads never wait on the trials' writes.
+        storage = open_storage(self.ctx.storage_url, self.ctx.study_dir, self.ctx.study.liveness)
+        monitor = StagedSearch(self.ctx.study, storage, base_space=self.ctx.search.base_space)
+        self.table = LiveTable(monitor)
+        self.table.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.table is not None:
+            self.table.__exit__(*exc)
+
+
+def _finish(ctx: Any, wall: float) -> dict[str, Any]:
+    from ._report import write_hparams
+    from ._workers import write_summary
+
+    summary = write_summary(ctx)
+    summary["wall_time_s"] = wall
+    try:
+        write_hparams(ctx.search, ctx.study_dir / "tensorboard")
+    except Exception as exc:  # a dashboard must never cost the study its summary
+        print(f"tunekit: warning: TensorBoard hparams not written: {exc}", file=sys.stderr)
+    return summary
+
+
+def print_study_summary(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"study {summary['study']} — {summary['metric']} ({summary['direction']})")
+    for col in ("stage", "sampler", "epochs", "trials", "done", "pruned", "failed", "best"):
+        table.add_column(col)
+    for st in summary["stages"]:
+        c = st["counts"]
+        best = st["best"]["value"] if st["best"] else None
+        table.add_row(
+            st["name"],
+            st["sampler"],
+            str(st["epochs"]),
+            str(st["trials_planned"]),
+            str(c["complete"]),
+            str(c["pruned"]),
+            str(c["failed"] - c["retried"]),
+            f"{best:.4f}" if best is not None else "-",
+        )
+    console.print(table)
+    for st in summary["stages"]:
+        ranges = ", ".join(f"{k} {_range_text(v)}" for k, v in st["ranges"].items())
+        console.print(f"{st['name']} ranges: {ranges}")
+        for flag in st["edge_flags"]:
+            console.print(f"[yellow]edge[/] ({st['name']}): {flag}")
+    best = summary["best"]
+    if best:
+        params = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in best["params"].items()
+        )
+        console.print(
+            f"best {summary['metric']}: {best['value']:.4f} (stage {best['stage']}, trial {best['trial']}): {params}"
+        )
+        print(f"best run directory: {best['run_dir']}")
+    print(f"study directory: {summary['study_dir']}")
+
+
+def _range_text(r: dict[str, Any]) -> str:
+    if r.get("choices") is not None:
+        return "{" + ", ".join(str(c) for c in r["choices"]) + "}"
+    log = "log " if r["type"] == "log_uniform" else ""
+    return f"{log}[{r['low']:.3g}, {r['high']:.3g}]"
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from ._dashboard import serve
+
+    return serve(
+        args.study,
+        out=args.out,
+        storage=args.storage,
+        host=args.host,
+        port=args.port,
+        tb_port=args.tb_port,
+    )
+
+
+__all__ = ["add_dashboard_parser", "add_search_parser"]

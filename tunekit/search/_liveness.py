@@ -1,0 +1,115 @@
+"""Liveness: a worker killed mid-trial leaves its trial failed and its parameters retried.
+
+Optuna's own heartbeat covers its RDB storages; for those we record Optuna's
+heartbeat and let ``fail_stale_trials`` do the rest. For every other storage
+(the default journal file) Optuna has none, so tunekit keeps its own: the
+running worker writes the time into the trial's system attributes every
+``heartbeat_s``, and any worker that sees a RUNNING trial silent for longer
+than ``grace_s`` marks it FAIL and enqueues its parameters again (with
+Optuna's retry callback, so the retry history is the same as on RDB).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+from collections.abc import Callable
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import RDBStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from ._study import LivenessSpec
+
+HEARTBEAT_ATTR = "tunekit:heartbeat"
+
+
+def _retry_callback(max_retry: int) -> Callable[[optuna.Study, FrozenTrial], None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+
+
+def retry_trial(study: optuna.Study, trial: FrozenTrial, max_retry: int) -> None:
+    """Enqueues ``trial``'s parameters again unless it was retried ``max_retry`` times."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        _retry_callback(max_retry)(study, trial)
+
+
+def beat(study: optuna.Study, trial_id: int) -> None:
+    """Records that ``trial_id``'s worker is alive."""
+    storage = study._storage
+    if isinstance(storage, RDBStorage):
+        storage.record_heartbeat(trial_id)
+    else:
+        storage.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
+
+
+def reap_stale(study: optuna.Study, spec: LivenessSpec, now: float | None = None) -> list[int]:
+    """Fails the trials whose workers went silent and enqueues retries; returns their numbers."""
+    storage = study._storage
+    if isinstance(storage, RDBStorage):
+        before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+        return sorted(after - before)
+    now = time.time() if now is None else now
+    reaped = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        last = t.system_attrs.get(HEARTBEAT_ATTR)
+        if last is None:
+            # Killed before its first heartbeat: its start time is the last sign of life.
+            last = t.datetime_start.timestamp() if t.datetime_start else now
+        if now - float(last) <= spec.grace_s:
+            continue
+        try:
+            storage.set_trial_user_attr(
+                t._trial_id,
+                "failure_reason",
+                f"worker silent for {now - float(last):.1f}s (killed?)",
+            )
+            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            continue  # it finished, or another worker failed it first
+        frozen = storage.get_trial(t._trial_id)
+        if frozen.state != TrialState.FAIL:
+            continue
+        retry_trial(study, frozen, spec.max_retry)
+        reaped.append(t.number)
+    return reaped
+
+
+class Heartbeat:
+    """A thread that beats for one running trial and reaps other workers' dead trials.
+
+    Use as a context manager around the trial.
+    """
+
+    def __init__(self, study: optuna.Study, trial_id: int, spec: LivenessSpec) -> None:
+        self.study, self.trial_id, self.spec = study, trial_id, spec
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tunekit-heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        beat(self.study, self.trial_id)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.spec.heartbeat_s):
+            try:
+                beat(self.study, self.trial_id)
+                reap_stale(self.study, self.spec)
+            except UpdateFinishedTrialError:
+                return  # our trial was finished (or failed by another worker): nothing to keep alive
+            except Exception:  # a storage hiccup must not kill the trial; the next beat retries
+                continue

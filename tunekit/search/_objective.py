@@ -1,0 +1,121 @@
+"""A trial: the study's recipe with sampled values, trained by ``tunekit.run.train``.
+
+Pruning plugs in as one hook that reports each evaluated epoch's metric to the
+Optuna trial and asks the trainer to stop when the pruner says so. Under DDP
+only rank 0 holds the trial; the trainer agrees the stop across ranks at the
+epoch's end, so all ranks stop together.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from tunekit.config import Recipe, apply_overrides, read_yaml, validate
+from tunekit.engine import HookBase
+from tunekit.errors import ConfigError
+
+from ._space import Space
+from ._study import StageSpec, Study
+
+
+class PruningHook(HookBase):
+    """Reports ``metric`` after each evaluated epoch and stops a trial the pruner rejects.
+
+    Also stops a trial whose training loss went non-finite (and says so in
+    ``reason``), so a diverged trial costs no more epochs.
+
+    Args:
+        trial: the Optuna trial (None on ranks other than 0).
+        metric: the key in ``trainer.last_eval`` to report.
+    """
+
+    priority = 85  # after the metrics writer, before the checkpoint
+
+    def __init__(self, trial: optuna.Trial | None, metric: str) -> None:
+        self.trial = trial
+        self.metric = metric
+        self.pruned_at: int | None = None
+        self.reason: str | None = None
+        self.reported: dict[int, float] = {}
+
+    def after_epoch(self) -> None:
+        t = self.trainer
+        loss = t.last_train.get("train/loss")
+        if loss is not None and not math.isfinite(loss):
+            # Every rank sees the same all-reduced loss, so every rank stops here.
+            self.reason = f"non-finite training loss ({loss}) at epoch {t.epoch}"
+            t.request_stop(self.reason)
+            return
+        if self.metric not in t.history[-1]:
+            return  # not evaluated this epoch
+        value = float(t.last_eval[self.metric])
+        if not math.isfinite(value):
+            self.reason = f"non-finite {self.metric} ({value}) at epoch {t.epoch}"
+            t.request_stop(self.reason)
+            return
+        if self.trial is None:
+            return
+        self.trial.report(value, t.epoch)
+        self.reported[t.epoch] = value
+        if self.trial.should_prune():
+            self.pruned_at = t.epoch
+            t.request_stop(f"pruned at epoch {t.epoch} ({self.metric} {value:.4g})")
+
+
+def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Sets ``data["a"]["b"] = value`` for ``"a.b"``, creating sections on the way."""
+    *parents, last = dotted.split(".")
+    node = data
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"'{part}' is a value, not a section", field=dotted)
+        node = child
+    node[last] = value
+
+
+@dataclass
+class TrialPlan:
+    """What a trial will train: its recipe and the values that were sampled for it."""
+
+    recipe: Recipe
+    params: dict[str, Any]
+    stage: str
+    run_dir: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def trial_recipe(
+    study: Study,
+    recipe_data: dict[str, Any],
+    stage: StageSpec,
+    params: dict[str, Any],
+    *,
+    file: str,
+) -> Recipe:
+    """The recipe one trial trains: study and stage overrides, fixed values, sampled values."""
+    data = apply_overrides(copy.deepcopy(recipe_data), [*study.set, *stage.set])
+    for name, spec in study.space.items():
+        if spec.role == "fixed":
+            set_path(data, name, spec.value)
+    for name, value in params.items():
+        set_path(data, name, value)
+    set_path(data, "train.epochs", stage.epochs)
+    set_path(data, "train.metric", study.metric)
+    set_path(data, "train.mode", study.mode)
+    return validate(Recipe, data, file=file)
+
+
+def sample_params(trial: optuna.Trial, space: Space) -> dict[str, Any]:
+    """Draws every parameter of ``space`` for ``trial`` (a retried trial gets its old values)."""
+    return {name: r.suggest(trial) for name, r in space.items()}
+
+
+def load_recipe_data(path: Path) -> dict[str, Any]:
+    return read_yaml(path)

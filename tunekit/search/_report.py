@@ -1,0 +1,315 @@
+"""Study dashboards: one self-contained HTML file, TensorBoard hparams, optuna-dashboard.
+
+The report's data is computed first as plain values (:func:`study_report_data`)
+and rendered after: Optuna's own plots (optimisation history, parallel
+coordinates, slices, importances, intermediate values) for each stage, the
+learning curve of every trial from its ``metrics.jsonl``, the stages with
+their ranges and edge flags, and the pruned trials with the epoch they
+stopped at. A plot that cannot be drawn (too few trials) is replaced by a
+line saying why; the report never fails for it.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from optuna.trial import TrialState
+
+from ._stages import SPACE_ATTR, StagedSearch, count_trials
+
+
+def read_curve(run_dir: str | None, metric: str) -> dict[str, list[float]]:
+    """A trial's per-epoch ``metric`` and training loss from its metrics.jsonl (bad lines skipped)."""
+    out: dict[str, list[float]] = {"epoch": [], "metric": [], "train_loss": []}
+    if not run_dir:
+        return out
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return out
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a killed worker
+        if rec.get("kind") != "epoch" or metric not in rec:
+            continue
+        out["epoch"].append(float(rec["epoch"]))
+        out["metric"].append(float(rec[metric]))
+        out["train_loss"].append(float(rec.get("train/loss", math.nan)))
+    return out
+
+
+def study_report_data(search: StagedSearch) -> dict[str, Any]:
+    """Everything the report shows, as plain values."""
+    study = search.study
+    stages = []
+    trials = []
+    for st in search.stages:
+        ts = search.trials(st)
+        s = search.existing(st)
+        stages.append(
+            {
+                "name": st.name,
+                "study_name": st.study_name,
+                "sampler": st.spec.sampler,
+                "pruner": st.spec.pruner.name,
+                "epochs": st.spec.epochs,
+                "trials_planned": st.spec.trials,
+                "ranges": (s.user_attrs.get(SPACE_ATTR) if s is not None else None) or {},
+                "edge_flags": [f.message() for f in search.flags(st)],
+                "counts": count_trials(ts).as_dict(),
+            }
+        )
+        for t in ts:
+            run_dir = t.user_attrs.get("run_dir")
+            trials.append(
+                {
+                    "stage": st.name,
+                    "trial": t.number,
+                    "state": t.state.name,
+                    "params": dict(t.params),
+                    "value": t.value,
+                    "intermediate": {int(k): float(v) for k, v in t.intermediate_values.items()},
+                    "pruned_at": max(t.intermediate_values)
+                    if t.state == TrialState.PRUNED and t.intermediate_values
+                    else None,
+                    "reason": t.user_attrs.get("failure_reason"),
+                    "run_dir": run_dir,
+                    "curve": read_curve(run_dir, study.metric),
+                }
+            )
+    return {
+        "study": study.name,
+        "metric": study.metric,
+        "direction": study.direction,
+        "roles": {k: v.role for k, v in study.space.items()},
+        "stages": stages,
+        "trials": trials,
+    }
+
+
+# -- rendering ---------------------------------------------------------------------------------
+
+
+def _fig_html(fig: Any) -> str:
+    return str(fig.to_html(full_html=False, include_plotlyjs=False, default_height="420px"))
+
+
+def _optuna_plots(search: StagedSearch) -> list[tuple[str, str]]:
+    """(title, html) of Optuna's plots for each stage that has trials."""
+    import optuna.visualization as vis
+
+    sections = []
+    for st in search.stages:
+        s = search.existing(st)
+        if s is None or not s.get_trials(deepcopy=False):
+            continue
+        for title, fn in (
+            ("optimisation history", vis.plot_optimization_history),
+            ("intermediate values (pruned trials stop early)", vis.plot_intermediate_values),
+            ("parallel coordinates", vis.plot_parallel_coordinate),
+            ("slices", vis.plot_slice),
+            ("parameter importances", vis.plot_param_importances),
+        ):
+            name = f"{st.name}: {title}"
+            try:
+                sections.append((name, _fig_html(fn(s))))
+            except Exception as exc:  # too few trials, one parameter, ...: say so, go on
+                sections.append((name, f"<p class=note>not drawn: {html.escape(str(exc))}</p>"))
+    return sections
+
+
+def _curves_figure(data: dict[str, Any], compare: dict[str, Any] | None) -> Any:
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
+    for k, d in enumerate([data, *([compare] if compare else [])]):
+        stage_names = [s["name"] for s in d["stages"]]
+        for t in d["trials"]:
+            c = t["curve"]
+            if not c["epoch"]:
+                continue
+            colour = palette[(stage_names.index(t["stage"]) + 3 * k) % len(palette)]
+            fig.add_trace(
+                go.Scatter(
+                    x=c["epoch"],
+                    y=c["metric"],
+                    mode="lines+markers",
+                    name=f"{d['study']} {t['stage']} #{t['trial']} ({t['state'].lower()})",
+                    line={"color": colour, "dash": "dot" if t["state"] == "PRUNED" else "solid"},
+                    opacity=0.8,
+                )
+            )
+    fig.update_layout(
+        title=f"learning curves: {data['metric']} against training epochs",
+        xaxis_title="epoch",
+        yaxis_title=data["metric"],
+    )
+    return fig
+
+
+def _stages_table(data: dict[str, Any]) -> str:
+    rows = []
+    for s in data["stages"]:
+        ranges = "<br>".join(
+            f"{html.escape(k)}: {html.escape(_range_text(v))}" for k, v in s["ranges"].items()
+        )
+        flags = "<br>".join(html.escape(f) for f in s["edge_flags"]) or "-"
+        c = s["counts"]
+        rows.append(
+            f"<tr><td>{html.escape(s['name'])}</td><td>{s['sampler']}</td><td>{s['pruner']}</td>"
+            f"<td>{s['epochs']}</td><td>{s['trials_planned']}</td><td>{c['complete']}</td>"
+            f"<td>{c['pruned']}</td><td>{c['failed']}</td><td>{ranges}</td><td>{flags}</td></tr>"
+        )
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in (
+            "stage",
+            "sampler",
+            "pruner",
+            "epochs",
+            "planned",
+            "complete",
+            "pruned",
+            "failed",
+            "ranges",
+            "edge flags",
+        )
+    )
+    return f"<table class=stages><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def _pruned_table(data: dict[str, Any]) -> str:
+    rows = [
+        f"<tr><td>{html.escape(t['stage'])}</td><td>{t['trial']}</td><td>{t['state'].lower()}</td>"
+        f"<td>{t['pruned_at'] if t['pruned_at'] is not None else '-'}</td>"
+        f"<td>{html.escape(t['reason'] or '')}</td></tr>"
+        for t in data["trials"]
+        if t["state"] in ("PRUNED", "FAIL")
+    ]
+    if not rows:
+        return "<p class=note>no trial was pruned or failed.</p>"
+    return (
+        "<table class=pruned><tr><th>stage</th><th>trial</th><th>state</th><th>stopped at epoch</th>"
+        f"<th>reason</th></tr>{''.join(rows)}</table>"
+    )
+
+
+def _range_text(r: dict[str, Any]) -> str:
+    if r.get("choices") is not None:
+        return "{" + ", ".join(str(c) for c in r["choices"]) + "}"
+    log = "log " if r.get("type") == "log_uniform" else ""
+    return f"{log}[{r['low']:.4g}, {r['high']:.4g}] ({r.get('role', '')})"
+
+
+def render_report(
+    data: dict[str, Any], plots: list[tuple[str, str]], compare: dict[str, Any] | None
+) -> str:
+    """The whole HTML page (plotly.js inlined once, so the file works offline)."""
+    from plotly.offline import get_plotlyjs
+
+    title = f"study {data['study']}" + (f" vs {compare['study']}" if compare else "")
+    parts = [
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>objective: {html.escape(data['metric'])} ({data['direction']})</p>",
+        "<h2>stages and their ranges</h2>",
+        _stages_table(data),
+    ]
+    if compare:
+        parts += [
+            f"<h2>compared study: {html.escape(compare['study'])}</h2>",
+            _stages_table(compare),
+        ]
+    parts += [
+        "<h2>learning curves of every trial</h2>",
+        _fig_html(_curves_figure(data, compare)),
+        "<h2>pruned and failed trials</h2>",
+        _pruned_table(data),
+    ]
+    for name, body in plots:
+        parts += [f"<h2>{html.escape(name)}</h2>", body]
+    style = (
+        "body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}.note{color:#777}"
+    )
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{style}</style><script type='text/javascript'>{get_plotlyjs()}</script></head>"
+        f"<body>{''.join(parts)}</body></html>"
+    )
+
+
+def _open(study: str, out: str | None, storage: str | None) -> tuple[StagedSearch, Path]:
+    from ._workers import open_search
+
+    study_dir = out
+    if out is not None and out.endswith(".html"):
+        study_dir = None
+    if study_dir is None and os.path.isdir(study) and (Path(study) / "summary.json").is_file():
+        study_dir = study
+        study = json.loads((Path(study) / "summary.json").read_text())["study"]
+    ctx = open_search(study, out=study_dir, storage=storage)
+    return ctx.search, ctx.study_dir
+
+
+def study_report(
+    study: str, out: str | None = None, compare: str | None = None, storage: str | None = None
+) -> Path:
+    """Writes a study's dashboard as one self-contained HTML file and returns its path.
+
+    ``study`` is a study name or path (or a study directory); ``out`` is the
+    study directory (as given to ``tunekit search --out``) or the ``.html``
+    file to write (default ``<study dir>/report.html``); ``compare`` is another
+    study (name, path or directory) shown side by side.
+
+    Example:
+        >>> study_report("digits", out="runs/search/digits")  # doctest: +SKIP
+        PosixPath('runs/search/digits/report.html')
+    """
+    search, study_dir = _open(study, out, storage)
+    data = study_report_data(search)
+    other = None
+    if compare:
+        other_search, _ = _open(compare, None, None)
+        other = study_report_data(other_search)
+    page = render_report(data, _optuna_plots(search), other)
+    target = Path(out) if out is not None and out.endswith(".html") else study_dir / "report.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(page)
+    tmp.replace(target)
+    return target
+
+
+def write_hparams(search: StagedSearch, directory: Path) -> int:
+    """Writes TensorBoard hparams (parameters and final metric) for every finished trial.
+
+    The directory is rewritten from the storage each time, so re-running a
+    study never duplicates runs. Returns the number of trials written.
+    """
+    import shutil
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    if directory.exists():
+        shutil.rmtree(directory)
+    n = 0
+    metric = search.study.metric
+    for st in search.stages:
+        for t in search.trials(st):
+            if t.state not in (TrialState.COMPLETE, TrialState.PRUNED) or t.value is None:
+                continue
+            hparams: dict[str, Any] = {"stage": st.name, "epochs": st.spec.epochs}
+            for k, v in t.params.items():
+                hparams[k] = v if isinstance(v, (int, float, str, bool)) else str(v)
+            run = f"{st.name}-trial-{t.number:04d}"
+            with SummaryWriter(log_dir=str(directory / run)) as w:
+                w.add_hparams(hparams, {f"hparam/{metric}": float(t.value)}, run_name=".")
+            n += 1
+    return n

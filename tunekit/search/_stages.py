@@ -1,0 +1,377 @@
+"""Coarse → fine → further rounds: each stage is one Optuna study on the shared storage.
+
+A stage's study is named ``<study>.<stage>`` so that its pruner compares
+trials of the same length, its sampler sees only its own ranges, and
+optuna-dashboard lists the stages side by side. A stage's ranges are computed
+once from the previous stage's finished trials and stored in the stage's
+study (user attribute ``tunekit:space``), so every worker, on any machine and
+after any restart, samples from the same ranges.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from tunekit.errors import ConfigError
+
+from ._space import EdgeFlag, Space, refine_space, space_from_json, space_from_specs, space_to_json
+from ._study import PrunerSpec, StageSpec, Study
+
+SPACE_ATTR = "tunekit:space"
+FLAGS_ATTR = "tunekit:flags"
+STARTED_ATTR = "tunekit:started"
+SEEDED_ATTR = "tunekit:seeded"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One planned round: its place in the plan, its spec and its study name."""
+
+    index: int
+    spec: StageSpec
+    study_name: str
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+def plan_stages(study: Study) -> list[Stage]:
+    """The listed stages, then ``rounds.extra`` more copies of the last one (``fine2``, ...)."""
+    specs = list(study.stages)
+    last = specs[-1]
+    for k in range(study.rounds.extra):
+        refine = last.refine or _default_refine()
+        specs.append(last.model_copy(update={"name": f"{last.name}{k + 2}", "refine": refine}))
+    return [Stage(i, s, f"{study.name}.{s.name}") for i, s in enumerate(specs)]
+
+
+def _default_refine() -> Any:
+    from ._study import RefineSpec
+
+    return RefineSpec()
+
+
+def build_pruner(spec: PrunerSpec, epochs: int) -> optuna.pruners.BasePruner:
+    """Optuna's pruner for a stage: median, successive halving (ASHA) or Hyperband."""
+    if spec.name == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=spec.n_startup_trials, n_warmup_steps=spec.n_warmup_steps
+        )
+    if spec.name == "asha":
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=spec.min_resource, reduction_factor=spec.reduction_factor
+        )
+    if spec.name == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=spec.min_resource,
+            max_resource=spec.max_resource or epochs,
+            reduction_factor=spec.reduction_factor,
+        )
+    return optuna.pruners.NopPruner()
+
+
+def build_sampler(name: str, seed: int, n_startup: int) -> optuna.samplers.BaseSampler:
+    """Quasi-random (Sobol) or random to explore; TPE to exploit."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if name == "qmc":
+            # scramble: unscrambled Sobol starts at the centre and corners, which wastes trials.
+            return optuna.samplers.QMCSampler(
+                scramble=True,
+                seed=seed,
+                warn_independent_sampling=False,
+                warn_asynchronous_seeding=False,
+            )
+        if name == "tpe":
+            return optuna.samplers.TPESampler(
+                seed=seed, n_startup_trials=n_startup, multivariate=True
+            )
+        return optuna.samplers.RandomSampler(seed=seed)
+
+
+def is_finished_state(state: TrialState) -> bool:
+    return state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+@dataclass(frozen=True)
+class StageCounts:
+    """Where a stage's trials stand; ``accounted`` is what counts against its budget."""
+
+    complete: int
+    pruned: int
+    failed: int
+    running: int
+    waiting: int
+    retried: int  # failed trials whose parameters were enqueued again
+
+    @property
+    def accounted(self) -> int:
+        return (
+            self.complete + self.pruned + self.running + self.waiting + self.failed - self.retried
+        )
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "complete": self.complete,
+            "pruned": self.pruned,
+            "failed": self.failed,
+            "running": self.running,
+            "waiting": self.waiting,
+            "retried": self.retried,
+        }
+
+
+def count_trials(trials: list[FrozenTrial]) -> StageCounts:
+    """Counts by state; a failed trial that was retried counts through its retry instead."""
+    retried = set()
+    for t in trials:
+        retried.update(t.system_attrs.get("retry_history", []))
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    return StageCounts(
+        complete=sum(t.state == TrialState.COMPLETE for t in trials),
+        pruned=sum(t.state == TrialState.PRUNED for t in trials),
+        failed=len(failed),
+        running=sum(t.state == TrialState.RUNNING for t in trials),
+        waiting=sum(t.state == TrialState.WAITING for t in trials),
+        retried=sum(t.number in retried for t in failed),
+    )
+
+
+def ranked(trials: list[FrozenTrial], direction: str) -> list[FrozenTrial]:
+    """Complete trials, best first (pruned ones are not candidates: they stopped early)."""
+    done = [
+        t
+        for t in trials
+        if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
+    ]
+    return sorted(done, key=lambda t: float(t.value or 0.0), reverse=direction == "maximize")
+
+
+class StagedSearch:
+    """A study's stages on one storage: their Optuna studies, ranges and progress.
+
+    Every worker builds one of these; they agree through the storage alone.
+    """
+
+    def __init__(
+        self,
+        study: Study,
+        storage: BaseStorage,
+        *,
+        base_space: Space | None = None,
+    ) -> None:
+        self.study = study
+        self.storage = storage
+        self.stages = plan_stages(study)
+        self.base_space = base_space if base_space is not None else space_from_specs(study.space)
+        self._studies: dict[int, optuna.Study] = {}
+
+    # -- the Optuna study of each stage -------------------------------------
+
+    def optuna_study(self, stage: Stage) -> optuna.Study:
+        if stage.index not in self._studies:
+            spec = stage.spec
+            seed = self.study.seed * 1000 + stage.index
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                s = optuna.create_study(
+                    storage=self.storage,
+                    study_name=stage.study_name,
+                    direction=self.study.direction,
+                    sampler=build_sampler(spec.sampler, seed, n_startup=max(2, spec.trials // 4)),
+                    pruner=build_pruner(spec.pruner, spec.epochs),
+                    load_if_exists=True,
+                )
+            self._studies[stage.index] = s
+        return self._studies[stage.index]
+
+    def existing(self, stage: Stage) -> optuna.Study | None:
+        """The stage's study if some worker has created it (without creating it)."""
+        names = {
+            s.study_name
+            for s in optuna.get_all_study_summaries(self.storage, include_best_trial=False)
+        }
+        return self.optuna_study(stage) if stage.study_name in names else None
+
+    def trials(self, stage: Stage) -> list[FrozenTrial]:
+        s = self.existing(stage)
+        return s.get_trials(deepcopy=False) if s is not None else []
+
+    def counts(self, stage: Stage) -> StageCounts:
+        return count_trials(self.trials(stage))
+
+    def stage_done(self, stage: Stage) -> bool:
+        c = self.counts(stage)
+        return c.accounted >= stage.spec.trials and c.running == 0 and c.waiting == 0
+
+    # -- ranges -------------------------------------------------------------
+
+    def space(self, stage: Stage) -> Space:
+        """The stage's ranges: stored, or computed now from the previous stage and stored."""
+        s = self.optuna_study(stage)
+        flags: list[EdgeFlag]
+        stored = s.user_attrs.get(SPACE_ATTR)
+        if stored is not None:
+            return space_from_json(stored)
+        if stage.index == 0:
+            space, flags = self.base_space, []
+            if STARTED_ATTR not in s.user_attrs:
+                s.set_user_attr(STARTED_ATTR, time.time())
+        else:
+            prev = self.stages[stage.index - 1]
+            prev_space = self.space(prev)
+            if stage.spec.refine is None:
+                space, flags = prev_space, []
+            else:
+                top = ranked(self.trials(prev), self.study.direction)[: stage.spec.refine.top_k]
+                space, flags = refine_space(prev_space, [t.params for t in top], stage.spec.refine)
+        # Every worker computes the same ranges from the same finished trials, so a race
+        # between two writers stores the same value.
+        s.set_user_attr(SPACE_ATTR, space_to_json(space))
+        s.set_user_attr(
+            FLAGS_ATTR, [f.__dict__ | {"old": list(f.old), "new": list(f.new)} for f in flags]
+        )
+        return space
+
+    def flags(self, stage: Stage) -> list[EdgeFlag]:
+        s = self.existing(stage)
+        raw = s.user_attrs.get(FLAGS_ATTR, []) if s is not None else []
+        return [
+            EdgeFlag(f["param"], f["side"], f["best"], tuple(f["old"]), tuple(f["new"]))
+            for f in raw
+        ]
+
+    def seed_best(self, stage: Stage) -> None:
+        """Enqueues the previous stage's best parameters as this stage's first trial (once)."""
+        if stage.index == 0 or not stage.spec.seed_best:
+            return
+        s = self.optuna_study(stage)
+        if s.user_attrs.get(SEEDED_ATTR) or s.get_trials(deepcopy=False):
+            return
+        s.set_user_attr(SEEDED_ATTR, True)
+        best = ranked(self.trials(self.stages[stage.index - 1]), self.study.direction)
+        if not best:
+            return
+        space = self.space(stage)
+        params = {k: v for k, v in best[0].params.items() if k in space and space[k].contains(v)}
+        if params:
+            s.enqueue_trial(params, user_attrs={"seeded_from": best[0].number})
+
+    # -- budget -------------------------------------------------------------
+
+    def started_at(self) -> float | None:
+        s = self.existing(self.stages[0])
+        return s.user_attrs.get(STARTED_ATTR) if s is not None else None
+
+    def total_trials(self) -> int:
+        return sum(self.counts(st).accounted for st in self.stages)
+
+    def budget_left(self) -> bool:
+        r = self.study.rounds
+        if r.max_trials is not None and self.total_trials() >= r.max_trials:
+            return False
+        started = self.started_at()
+        return not (
+            r.time_budget_s is not None
+            and started is not None
+            and time.time() - started > r.time_budget_s
+        )
+
+    # -- results ------------------------------------------------------------
+
+    def all_trials(self) -> list[tuple[Stage, FrozenTrial]]:
+        return [(st, t) for st in self.stages for t in self.trials(st)]
+
+    def best(self) -> tuple[Stage, FrozenTrial] | None:
+        pairs = [(st, t) for st, t in self.all_trials() if t in ranked([t], self.study.direction)]
+        if not pairs:
+            return None
+        sign = 1.0 if self.study.direction == "maximize" else -1.0
+        return max(pairs, key=lambda p: (sign * float(p[1].value or 0.0), p[0].index))
+
+
+def summary_data(search: StagedSearch, study_dir: Path, storage_desc: str) -> dict[str, Any]:
+    """The study's summary as plain values (written as summary.json, rendered by the CLI)."""
+    study = search.study
+    stages = []
+    totals: dict[str, int] = {}
+    for st in search.stages:
+        trials = search.trials(st)
+        c = count_trials(trials)
+        for k, v in c.as_dict().items():
+            totals[k] = totals.get(k, 0) + v
+        s = search.existing(st)
+        stored = s.user_attrs.get(SPACE_ATTR) if s is not None else None
+        top = ranked(trials, study.direction)
+        stages.append(
+            {
+                "name": st.name,
+                "study_name": st.study_name,
+                "sampler": st.spec.sampler,
+                "pruner": st.spec.pruner.name,
+                "epochs": st.spec.epochs,
+                "trials_planned": st.spec.trials,
+                "ranges": {k: v for k, v in (stored or {}).items()},
+                "edge_flags": [f.message() for f in search.flags(st)],
+                "counts": c.as_dict(),
+                "best": _trial_dict(top[0]) if top else None,
+            }
+        )
+    best = search.best()
+    scientific = {}
+    for name, spec in study.space.items():
+        if spec.role != "scientific":
+            continue
+        per: dict[str, Any] = {}
+        for _, t in search.all_trials():
+            if t.state != TrialState.COMPLETE or name not in t.params or t.value is None:
+                continue
+            key = json.dumps(t.params[name])
+            cur = per.get(key)
+            better = cur is None or (
+                t.value > cur["value"] if study.direction == "maximize" else t.value < cur["value"]
+            )
+            if better:
+                per[key] = _trial_dict(t)
+        scientific[name] = per
+    return {
+        "study": study.name,
+        "metric": study.metric,
+        "direction": study.direction,
+        "study_dir": str(study_dir),
+        "storage": storage_desc,
+        "best": ({"stage": best[0].name, **_trial_dict(best[1])} if best else None),
+        "stages": stages,
+        "counts": totals,
+        "best_by_scientific": scientific,
+    }
+
+
+def _trial_dict(t: FrozenTrial) -> dict[str, Any]:
+    return {
+        "trial": t.number,
+        "value": t.value,
+        "params": dict(t.params),
+        "run_dir": t.user_attrs.get("run_dir"),
+        "epochs_run": t.user_attrs.get("epochs_run"),
+    }
+
+
+def check_names(study: Study, space: Space, file: str) -> None:
+    """Fails early when --from-sanity or the stored ranges name parameters the study lacks."""
+    unknown = sorted(set(space) - set(study.space))
+    if unknown:
+        raise ConfigError(
+            f"parameters {unknown} are not in the study's space", file=file, field="space"
+        )

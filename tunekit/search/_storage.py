@@ -1,0 +1,96 @@
+"""Where a study lives: a journal file under the study's directory, or any Optuna storage URL.
+
+The default needs no server: Optuna's journal storage on a file, which many
+processes on one machine (or on a shared file system) append to safely. A URL
+(``sqlite:///...``, ``postgresql://user@host/db``) opens an RDB storage with
+Optuna's heartbeat switched on, so several machines can search one study.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import optuna
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
+
+from tunekit.errors import TunekitError
+
+from ._study import LivenessSpec
+
+JOURNAL_FILE = "study.journal"
+
+
+class StorageError(TunekitError):
+    """A storage URL that cannot be opened."""
+
+
+def masked(url: str) -> str:
+    """The URL with its password replaced by ``***`` (for messages and summaries)."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def is_rdb_url(url: str) -> bool:
+    return "://" in url and not url.startswith("file://")
+
+
+def journal_path(url: str | None, study_dir: Path) -> Path | None:
+    """The journal file that ``url`` names (None for RDB URLs)."""
+    if url is None:
+        return study_dir / JOURNAL_FILE
+    if is_rdb_url(url):
+        return None
+    for prefix in ("journal:", "file://"):
+        if url.startswith(prefix):
+            return Path(url[len(prefix) :])
+    return Path(url)
+
+
+def open_storage(url: str | None, study_dir: Path, liveness: LivenessSpec) -> BaseStorage:
+    """Opens the study's storage, raising a one-line :class:`StorageError` when it can't.
+
+    ``url`` None means the journal file ``<study_dir>/study.journal``; a path or
+    ``journal:PATH`` means that journal file; anything with ``://`` is an RDB URL.
+    """
+    path = journal_path(url, study_dir)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return JournalStorage(JournalFileBackend(str(path)))
+        except OSError as exc:
+            raise StorageError(
+                f"cannot open journal file {path}: {exc.strerror}", field="--storage"
+            ) from None
+    assert url is not None
+    with warnings.catch_warnings():
+        # The heartbeat and retry callback are marked experimental; they are what we need.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        try:
+            return RDBStorage(
+                url,
+                engine_kwargs=_engine_kwargs(url),
+                heartbeat_interval=max(1, round(liveness.heartbeat_s)),
+                grace_period=max(2, round(liveness.grace_s)),
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                    max_retry=liveness.max_retry
+                ),
+            )
+        except Exception as exc:  # sqlalchemy's errors vary by driver; all mean "can't use it"
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = re.sub(r"^\(\S+\)\s*", "", reason)
+            raise StorageError(
+                f"cannot open storage {masked(url)}: {reason}; check the URL, that the server "
+                "is running and reachable, and that its driver is installed (pip install 'tunekit[postgres]')",
+                field="--storage",
+            ) from None
+
+
+def _engine_kwargs(url: str) -> dict[str, object]:
+    if url.startswith("postgresql"):
+        # Fail fast on an unreachable host instead of waiting for the OS's TCP timeout.
+        return {"connect_args": {"connect_timeout": 5}, "pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 30}}
+    return {"pool_pre_ping": True}

@@ -1,0 +1,439 @@
+"""Workers: processes that take trials from a study's stages until the plan is done.
+
+A worker is a loop over the stages: run a trial while the stage has budget
+left (or a retry waiting), wait while other workers finish the stage's last
+trials, then go on to the next stage. Workers share nothing but the storage,
+so one started on another machine against the same storage URL joins in, and
+re-running the command resumes a study.
+
+``--workers N`` starts N worker processes on this machine; on a GPU machine
+each gets its own ``gpus_per_trial`` GPUs (CUDA_VISIBLE_DEVICES). A trial over
+several processes runs under torchrun: rank 0 owns the Optuna trial and
+broadcasts its parameters to the other ranks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import TrialState
+
+from tunekit.engine import broadcast_object, init_distributed, launch, shutdown_distributed
+from tunekit.errors import ConfigError, TunekitError
+
+from ._liveness import Heartbeat, reap_stale, retry_trial
+from ._objective import PruningHook, load_recipe_data, sample_params, trial_recipe
+from ._space import Space, space_from_specs
+from ._stages import Stage, StagedSearch, count_trials, summary_data
+from ._storage import masked, open_storage
+from ._study import Study, load_study, resolve_recipe_path
+
+
+@dataclass
+class SearchContext:
+    """Everything a worker needs: the study, its recipe, its directory and its storage."""
+
+    study: Study
+    study_file: Path
+    overrides: list[str]
+    recipe_path: Path
+    recipe_data: dict[str, Any]
+    study_dir: Path
+    storage_url: str | None
+    search: StagedSearch
+    from_sanity: str | None = None
+
+    @property
+    def storage_desc(self) -> str:
+        return (
+            masked(self.storage_url) if self.storage_url else str(self.study_dir / "study.journal")
+        )
+
+    def worker_args(self) -> list[str]:
+        """The ``tunekit search`` arguments that reopen this same study (for child processes)."""
+        args = ["search", "--study", str(self.study_file), "--out", str(self.study_dir)]
+        if self.storage_url:
+            args += ["--storage", self.storage_url]
+        for o in self.overrides:
+            args += ["--set", o]
+        if self.from_sanity:
+            args += ["--from-sanity", self.from_sanity]
+        return args
+
+
+def open_search(
+    study: str,
+    *,
+    overrides: list[str] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    storage: str | None = None,
+    from_sanity: str | None = None,
+) -> SearchContext:
+    """Loads a study, checks it, and opens (or creates) its storage.
+
+    Example:
+        >>> ctx = open_search("digits", out="runs/search/digits")  # doctest: +SKIP
+        >>> run_worker(ctx)  # doctest: +SKIP
+    """
+    cfg, path = load_study(study, overrides)
+    recipe_path = resolve_recipe_path(cfg.recipe, path)
+    recipe_data = load_recipe_data(recipe_path)
+    study_dir = Path(out) if out else Path(cfg.output_dir) / cfg.name
+    space = space_from_specs(cfg.space)
+    if from_sanity:
+        space = ranges_from_sanity(space, from_sanity)
+    check_study(cfg, recipe_data, space, file=str(path), recipe_file=str(recipe_path))
+    backend = open_storage(storage, study_dir, cfg.liveness)
+    search = StagedSearch(cfg, backend, base_space=space)
+    return SearchContext(
+        cfg,
+        path,
+        list(overrides or []),
+        recipe_path,
+        recipe_data,
+        study_dir,
+        storage,
+        search,
+        from_sanity,
+    )
+
+
+def ranges_from_sanity(space: Space, file: str) -> Space:
+    """Starts the lr and weight-decay ranges from ``tunekit sanity``'s suggestion (sanity.json)."""
+    from dataclasses import replace
+
+    path = Path(file)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError("no such file", file=file, field="--from-sanity") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"not JSON ({exc.msg} at line {exc.lineno})", file=file, field="--from-sanity"
+        ) from None
+    suggested = data.get("search_space") if isinstance(data, dict) else None
+    if not isinstance(suggested, dict):
+        raise ConfigError("no 'search_space' mapping; run `tunekit sanity` to write one", file=file)
+    out = dict(space)
+    for key, param in (("lr", "optim.lr"), ("weight_decay", "optim.weight_decay")):
+        pair = suggested.get(key)
+        if pair is None or param not in out:
+            continue
+        if not (
+            isinstance(pair, list)
+            and len(pair) == 2
+            and all(isinstance(v, (int, float)) for v in pair)
+        ):
+            raise ConfigError(
+                f"value {pair!r} is not allowed: give [low, high]",
+                file=file,
+                field=f"search_space.{key}",
+            )
+        lo, hi = float(pair[0]), float(pair[1])
+        r = out[param]
+        if not (0 < lo < hi) and r.type == "log_uniform":
+            raise ConfigError(
+                f"value {pair!r} is not allowed: a log range needs 0 < low < high",
+                file=file,
+                field=f"search_space.{key}",
+            )
+        out[param] = replace(r, low=lo, high=hi)
+    return out
+
+
+def check_study(
+    study: Study, recipe_data: dict[str, Any], space: Space, *, file: str, recipe_file: str
+) -> None:
+    """Builds every stage's recipe at the ends of every range, so a bad value fails now, in one line."""
+    corners: list[dict[str, Any]] = [{}, {}]
+    for name, r in space.items():
+        if r.type == "categorical":
+            assert r.choices is not None
+            for c in r.choices:
+                trial_recipe_checked(
+                    study, recipe_data, study.stages[0], {name: c}, file, recipe_file, name
+                )
+            corners[0][name] = corners[1][name] = r.choices[0]
+        else:
+            lo, hi = (int(r.low or 0), int(r.high or 0)) if r.type == "int" else (r.low, r.high)
+            corners[0][name], corners[1][name] = lo, hi
+    for stage in study.stages:
+        for corner in corners:
+            trial_recipe_checked(study, recipe_data, stage, corner, file, recipe_file, None)
+
+
+def trial_recipe_checked(
+    study: Study,
+    recipe_data: dict[str, Any],
+    stage: Any,
+    params: dict[str, Any],
+    file: str,
+    recipe_file: str,
+    param: str | None,
+) -> None:
+    try:
+        trial_recipe(study, recipe_data, stage, params, file=recipe_file)
+    except ConfigError as exc:
+        where = f"space.{exc.field}" if exc.field and exc.field in study.space else exc.field
+        raise ConfigError(
+            f"stage {stage.name!r} makes a recipe that does not validate: {exc.message}",
+            file=file,
+            field=where,
+        ) from None
+
+
+# -- one trial ---------------------------------------------------------------------------------
+
+
+def execute_trial(
+    ctx: SearchContext, stage: Stage, trial: optuna.Trial | None
+) -> TrialState | None:
+    """Trains one trial (on every rank under DDP; ``trial`` is None except on rank 0).
+
+    Returns the state the trial was told (rank 0), or None on other ranks.
+    """
+    from tunekit.run import train
+
+    ss = ctx.search
+    if trial is not None:
+        space = ss.space(stage)
+        params = sample_params(trial, space)
+        number = trial.number
+    else:
+        params, number = {}, -1
+    params, number = broadcast_object((params, number))
+    run_dir = ctx.study_dir / "trials" / stage.name / f"trial-{number:04d}"
+    recipe = trial_recipe(ctx.study, ctx.recipe_data, stage.spec, params, file=str(ctx.recipe_path))
+    hook = PruningHook(trial, ctx.study.metric)
+    if trial is not None:
+        trial.set_user_attr("run_dir", str(run_dir))
+        trial.set_user_attr("stage", stage.name)
+    try:
+        summary = train(
+            recipe, out=run_dir, hooks=[hook], progress=False, file=str(ctx.recipe_path)
+        )
+    except FloatingPointError as exc:
+        # diagnostics' guard: the loss went non-finite. The parameters are bad, not the worker:
+        # prune (the sampler learns this region is poor) and record why.
+        return _tell(ctx, stage, trial, TrialState.PRUNED, reason=f"non-finite loss: {exc}")
+    except KeyboardInterrupt:
+        if trial is not None:
+            _tell(
+                ctx,
+                stage,
+                trial,
+                TrialState.FAIL,
+                reason="interrupted (Ctrl-C); will run again on resume",
+            )
+            _retry(ctx, stage, trial)
+        raise
+    except TunekitError as exc:
+        _tell(ctx, stage, trial, TrialState.FAIL, reason=str(exc))
+        raise
+    except Exception as exc:  # a crash in one trial must not end the study: fail it, retry it
+        if trial is None:
+            raise
+        _tell(ctx, stage, trial, TrialState.FAIL, reason=f"{type(exc).__name__}: {exc}")
+        _retry(ctx, stage, trial)
+        return TrialState.FAIL
+    if trial is None:
+        return None
+    trial.set_user_attr("epochs_run", summary["epochs_run"])
+    trial.set_user_attr("stop_reason", summary["stop_reason"])
+    trial.set_user_attr("wall_time_s", summary["wall_time_s"])
+    if hook.reason is not None:
+        return _tell(ctx, stage, trial, TrialState.PRUNED, reason=hook.reason)
+    if hook.pruned_at is not None:
+        return _tell(ctx, stage, trial, TrialState.PRUNED)
+    value = summary["best"]["value"]
+    if value is None or not math.isfinite(value):
+        return _tell(
+            ctx, stage, trial, TrialState.FAIL, reason=f"no finite {ctx.study.metric} was measured"
+        )
+    return _tell(ctx, stage, trial, TrialState.COMPLETE, value=float(value))
+
+
+def _tell(
+    ctx: SearchContext,
+    stage: Stage,
+    trial: optuna.Trial | None,
+    state: TrialState,
+    *,
+    value: float | None = None,
+    reason: str | None = None,
+) -> TrialState | None:
+    if trial is None:
+        return None
+    study = ctx.search.optuna_study(stage)
+    try:
+        if reason is not None:
+            trial.set_user_attr("failure_reason", reason)
+        study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+    except UpdateFinishedTrialError:
+        # Another worker declared this trial dead (it missed its heartbeats) and retried it.
+        return None
+    return state
+
+
+def _retry(ctx: SearchContext, stage: Stage, trial: optuna.Trial) -> None:
+    study = ctx.search.optuna_study(stage)
+    frozen = study._storage.get_trial(trial._trial_id)
+    if frozen.state == TrialState.FAIL:
+        retry_trial(study, frozen, ctx.study.liveness.max_retry)
+
+
+def run_trial_here(ctx: SearchContext, stage: Stage) -> TrialState | None:
+    """Asks the stage's study for a trial and trains it in this process."""
+    study = ctx.search.optuna_study(stage)
+    trial = study.ask()
+    with Heartbeat(study, trial._trial_id, ctx.study.liveness):
+        return execute_trial(ctx, stage, trial)
+
+
+def run_trial_ddp(ctx: SearchContext, stage_name: str) -> None:
+    """The body of one torchrun job: rank 0 asks and tells, every rank trains."""
+    stage = next((s for s in ctx.search.stages if s.name == stage_name), None)
+    if stage is None:
+        raise ConfigError(f"unknown stage {stage_name!r}", field="--trial-stage")
+    dist = init_distributed(str(ctx.recipe_data.get("train", {}).get("device", "auto")))
+    try:
+        if dist.is_main:
+            study = ctx.search.optuna_study(stage)
+            trial = study.ask()
+            with Heartbeat(study, trial._trial_id, ctx.study.liveness):
+                execute_trial(ctx, stage, trial)
+        else:
+            execute_trial(ctx, stage, None)
+    finally:
+        shutdown_distributed()
+
+
+def run_trial_torchrun(ctx: SearchContext, stage: Stage) -> int:
+    """Launches one DDP trial over ``gpus_per_trial`` processes and waits for it."""
+    nproc = ctx.study.gpus_per_trial
+    env = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    return launch(
+        nproc, [*ctx.worker_args(), "--trial-stage", stage.name, "--no-progress"], env=env
+    )
+
+
+# -- the worker loop ---------------------------------------------------------------------------
+
+
+def run_worker(
+    ctx: SearchContext,
+    *,
+    max_trials: int | None = None,
+    poll_s: float = 0.5,
+    stop: threading.Event | None = None,
+) -> int:
+    """Runs trials until every stage is done (or ``max_trials`` here, or ``stop`` is set).
+
+    Returns how many trials this worker started.
+    """
+    ss = ctx.search
+    spec = ctx.study.liveness
+    started = 0
+    for stage in ss.stages:
+        study = ss.optuna_study(stage)
+        ss.space(stage)
+        ss.seed_best(stage)
+        while stop is None or not stop.is_set():
+            reap_stale(study, spec)
+            c = count_trials(study.get_trials(deepcopy=False))
+            if c.waiting > 0 or (c.accounted < stage.spec.trials and ss.budget_left()):
+                if ctx.study.gpus_per_trial > 1:
+                    rc = run_trial_torchrun(ctx, stage)
+                    if rc != 0:
+                        print(
+                            f"tunekit: a DDP trial exited with code {rc}; it is retried",
+                            file=sys.stderr,
+                        )
+                else:
+                    run_trial_here(ctx, stage)
+                started += 1
+                if max_trials is not None and started >= max_trials:
+                    return started
+            elif c.running > 0:
+                time.sleep(
+                    poll_s
+                )  # others are finishing this stage; the next one needs their results
+            else:
+                break
+        if not ss.budget_left() or (stop is not None and stop.is_set()):
+            break
+    return started
+
+
+def write_summary(ctx: SearchContext) -> dict[str, Any]:
+    """Writes ``<study_dir>/summary.json`` (atomically) and returns it."""
+    data = summary_data(ctx.search, ctx.study_dir, ctx.storage_desc)
+    ctx.study_dir.mkdir(parents=True, exist_ok=True)
+    tmp = ctx.study_dir / ".summary.json.tmp"
+    tmp.write_text(json.dumps(data, indent=2, allow_nan=True))
+    tmp.replace(ctx.study_dir / "summary.json")
+    return data
+
+
+# -- many workers on one machine ---------------------------------------------------------------
+
+
+def gpu_groups(workers: int, per_trial: int) -> list[str | None]:
+    """CUDA_VISIBLE_DEVICES for each worker (None everywhere on a machine without GPUs)."""
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if n == 0:
+        return [None] * workers
+    if workers * per_trial > n:
+        raise ConfigError(
+            f"value {workers} is not allowed: {workers} workers x {per_trial} GPUs per trial "
+            f"needs {workers * per_trial} GPUs and this machine has {n}",
+            field="--workers",
+        )
+    return [",".join(str(i * per_trial + g) for g in range(per_trial)) for i in range(workers)]
+
+
+def spawn_workers(ctx: SearchContext, workers: int) -> list[subprocess.Popen[bytes]]:
+    """Starts ``workers`` worker processes on this machine."""
+    groups = gpu_groups(workers, ctx.study.gpus_per_trial)
+    threads = max(1, (os.cpu_count() or 1) // max(1, workers * ctx.study.gpus_per_trial))
+    procs = []
+    for i, gpus in enumerate(groups):
+        env = dict(os.environ)
+        env.setdefault("OMP_NUM_THREADS", str(threads))
+        env["TUNEKIT_WORKER"] = str(i)
+        if gpus is not None:
+            env["CUDA_VISIBLE_DEVICES"] = gpus
+        cmd = [sys.executable, "-m", "tunekit", *ctx.worker_args(), "--as-worker", "--no-progress"]
+        procs.append(subprocess.Popen(cmd, env=env))
+    return procs
+
+
+def wait_workers(procs: list[subprocess.Popen[bytes]]) -> int:
+    """Waits for every worker; on Ctrl-C passes it on and waits for them to stop cleanly."""
+    try:
+        codes = [p.wait() for p in procs]
+    except KeyboardInterrupt:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        raise
+    bad = [c for c in codes if c != 0]
+    return bad[0] if bad else 0
