@@ -109,6 +109,16 @@ def print_summary(summary: dict) -> None:
 REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train]  # type: ignore[type-arg]
 
 
+def _add_search(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from tunekit.search._cli import add_dashboard_parser, add_search_parser
+
+    add_search_parser(sub)
+    add_dashboard_parser(sub)
+
+
+REGISTRARS.append(_add_search)
+
+
 def _add_report(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     from tunekit.report._cli import add_diagnose_parser, add_report_parser
 

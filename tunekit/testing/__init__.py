@@ -57,4 +57,6 @@ def loader(dataset: TensorDataset, batch_size: int = 16, shuffle: bool = False, 
     )
 
 
-__all__ = ["TinyCNN", "TinyMLP", "loader", "random_classification"]
+from ._postgres import PostgresServer  # noqa: E402
+
+__all__ = ["PostgresServer", "TinyCNN", "TinyMLP", "loader", "random_classification"]
