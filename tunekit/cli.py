@@ -109,7 +109,7 @@ def print_summary(summary: dict) -> None:
 REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train]  # type: ignore[type-arg]
 
 
-def _add_search(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_search(sub: argparse._SubParsersAction) -> None:
     from tunekit.search._cli import add_dashboard_parser, add_search_parser
 
     add_search_parser(sub)
