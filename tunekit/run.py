@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from tunekit.config import Recipe, recipe_to_yaml
+from tunekit.config import Recipe, ScheduleConfig, recipe_to_yaml
 from tunekit.data import DataBundle, build_data, build_loaders
 from tunekit.engine import (
     DistInfo,
@@ -138,6 +138,19 @@ def recipe_hooks(recipe: Recipe, run_dir: Path, *, progress: bool = True) -> lis
     return hooks
 
 
+def schedule_length(recipe: Recipe) -> tuple[int, ScheduleConfig]:
+    """Epochs and schedule after ``schedule.length_multiplier`` (the 1x, 2x, 6x of detection).
+
+    The multiplier stretches ``train.epochs`` and the step milestones; warmup stays as long.
+    """
+    m = recipe.schedule.length_multiplier
+    if m == 1.0:
+        return recipe.train.epochs, recipe.schedule
+    epochs = max(1, round(recipe.train.epochs * m))
+    schedule = recipe.schedule.model_copy(update={"milestones": [x * m for x in recipe.schedule.milestones]})
+    return epochs, schedule
+
+
 def build_trainer(
     recipe: Recipe,
     run_dir: Path,
@@ -165,7 +178,8 @@ def build_trainer(
     t = recipe.train
     optimizer = build_optimizer(comp.model, recipe.optim, t.batch_size)
     steps = min(len(comp.train_loader), t.max_steps_per_epoch or len(comp.train_loader))
-    scheduler = build_scheduler(optimizer, recipe.schedule, steps, t.epochs)
+    epochs, schedule = schedule_length(recipe)
+    scheduler = build_scheduler(optimizer, schedule, steps, epochs)
     dtype = amp_dtype(recipe, dist.device)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     trainer = Trainer(
@@ -173,7 +187,7 @@ def build_trainer(
         optimizer,
         comp.train_loader,
         comp.task,
-        epochs=t.epochs,
+        epochs=epochs,
         scheduler=scheduler,
         val_loader=comp.val_loader,
         hooks=all_hooks,
@@ -283,7 +297,7 @@ def make_summary(trainer: Trainer, recipe: Recipe, run_dir: Path, wall: float) -
         "task": recipe.task,
         "run_dir": str(run_dir),
         "epochs_run": trainer.epoch,
-        "epochs_planned": recipe.train.epochs,
+        "epochs_planned": trainer.epochs,
         "steps": trainer.step,
         "world_size": trainer.dist.world_size,
         "stop_reason": trainer.stop_reason,

@@ -103,6 +103,8 @@ class ScheduleConfig(_Section):
     # sgdr: first cycle length in epochs and the growth of each next cycle.
     cycle_epochs: float = Field(1.0, gt=0.0)
     cycle_mult: float = Field(1.0, ge=1.0)
+    # Schedule length (1x, 2x, 6x...): scales train.epochs and the milestones, not the warmup.
+    length_multiplier: PositiveFloat = 1.0
 
 
 class RegularizationConfig(_Section):

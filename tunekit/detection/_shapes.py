@@ -267,6 +267,20 @@ def ensure_shapes(root: str | os.PathLike[str] | None, spec: ShapesSpec) -> Path
     spec's hash, so recipes with different specs never share files.
     """
     path = Path(root).expanduser() if root else default_cache_dir() / f"shapes-{spec.digest()}"
-    if shapes_complete(path):
-        return path
-    return generate_shapes(path, spec)
+    if not shapes_complete(path):
+        path = generate_shapes(path, spec)
+    made = path / "annotations" / "spec.json"
+    if made.is_file():
+        found = json.loads(made.read_text())
+        if found != asdict(spec):
+            diff = ", ".join(
+                f"{k}={found.get(k)!r} (recipe: {v!r})"
+                for k, v in asdict(spec).items()
+                if found.get(k) != v
+            )
+            raise DataError(
+                f"{str(path)!r} holds a shapes dataset made with other settings: {diff}; "
+                "point data.root to another folder, or remove this one to regenerate it",
+                field="data.root",
+            )
+    return path
