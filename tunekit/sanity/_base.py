@@ -254,8 +254,15 @@ class Objective:
                 if isinstance(first, torch.Tensor)
                 else f"inputs of type {type(first).__name__}"
             )
+            hint = (
+                "; without a loss_fn the model is called as model(inputs, targets) and must return "
+                "a dict of losses (a detector): pass loss_fn=... for a classifier"
+                if len(args) == 2
+                else ""
+            )
             raise SanityError(
-                f"{self.what}: the model cannot run on the loader's batch ({shown}): {_first_line(exc)}"
+                f"{self.what}: the model cannot run on the loader's batch ({shown}): "
+                f"{_first_line(exc)}{hint}"
             ) from None
 
     def _total(self, terms: dict[str, Any]) -> torch.Tensor:

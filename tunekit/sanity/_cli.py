@@ -7,6 +7,9 @@ from typing import Any
 
 EXIT_FAILED = 1
 
+#: ``--only`` names -> the check names of SanityOptions.checks
+_CHECKS = {"initial-loss": "initial_loss", "overfit": "overfit", "lr": "lr"}
+
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     from tunekit.cli import add_recipe_args
@@ -53,7 +56,15 @@ def add_sanity(sub: argparse._SubParsersAction) -> None:
         default=300,
         help="step budget of the overfit check (default 300)",
     )
-    p.set_defaults(func=cmd_sanity, checks=("initial_loss", "overfit", "lr"))
+    p.add_argument(
+        "--only",
+        action="append",
+        choices=list(_CHECKS),
+        default=None,
+        metavar="CHECK",
+        help=f"run only this check (repeatable): {', '.join(_CHECKS)}",
+    )
+    p.set_defaults(func=cmd_sanity)
 
 
 def add_lr_find(sub: argparse._SubParsersAction) -> None:
@@ -67,7 +78,7 @@ def add_lr_find(sub: argparse._SubParsersAction) -> None:
         ),
     )
     _add_common(p)
-    p.set_defaults(func=cmd_sanity, checks=("lr",), overfit_batches=5, overfit_steps=300)
+    p.set_defaults(func=cmd_sanity, only=["lr"], overfit_batches=5, overfit_steps=300)
 
 
 def cmd_sanity(args: argparse.Namespace) -> int:
@@ -100,7 +111,7 @@ def cmd_sanity(args: argparse.Namespace) -> int:
         end_lr=args.end_lr,
         lr_iters=args.lr_iters,
         cross_check_iters=args.cross_check_iters,
-        checks=tuple(args.checks),
+        checks=tuple(_CHECKS[c] for c in args.only) if args.only else tuple(_CHECKS.values()),
     )
     from rich.console import Console
 

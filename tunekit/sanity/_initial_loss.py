@@ -126,6 +126,7 @@ def check_initial_loss(
     *,
     num_classes: int | None = None,
     num_batches: int = 4,
+    focal_prior: float = 0.01,
     objective: Objective | None = None,
 ) -> InitialLossResult:
     """Measures the loss at initialisation and compares it with what the initialisation implies.
@@ -142,6 +143,8 @@ def check_initial_loss(
         num_classes: C; read from the logits when not given. For a detector, the
             number of foreground classes (used when the box classifier is not found).
         num_batches: how many batches to average over.
+        focal_prior: the foreground probability a focal-loss head should start
+            at (0.01 in RetinaNet and FCOS, as in the focal-loss paper).
 
     Example:
         >>> result = tunekit.check_initial_loss(model, loader, nn.CrossEntropyLoss(), num_classes=10)  # doctest: +SKIP
@@ -150,7 +153,6 @@ def check_initial_loss(
     """
     objective = objective or Objective(loss_fn, what=CHECK)
     device = model_device(model)
-    batches = take_batches(loader, num_batches, CHECK)
     focal = _FocalProbe(model) if objective.is_detector else None
     final = None if objective.is_detector else _FinalLayerProbe(model)
     per_batch: list[float] = []
@@ -160,7 +162,7 @@ def check_initial_loss(
         model.train()
         dropout_off(model)
         try:
-            for batch in batches:
+            for batch in take_batches(loader, num_batches, CHECK):
                 out = objective(model, batch, device)
                 per_batch.append(float(out.loss))
                 for k, v in out.terms.items():
@@ -174,9 +176,11 @@ def check_initial_loss(
                 if probe is not None:
                     probe.remove()
     measured = sum(per_batch) / len(per_batch)
-    terms = {k: v / len(batches) for k, v in term_sums.items()}
+    terms = {k: v / len(per_batch) for k, v in term_sums.items()}
     if objective.is_detector:
-        heads = _detector_heads(model, terms, num_classes, focal)
+        if not any(k.lower() == "classification" or "focal" in k.lower() for k in terms):
+            focal = None  # no focal classification loss: the probe saw something else
+        heads = _detector_heads(model, terms, num_classes, focal, focal_prior)
         return _detector_result(measured, per_batch, heads, num_classes)
     return _classifier_result(measured, per_batch, logits, num_classes, final)
 
@@ -316,20 +320,32 @@ def _judge_classifier(
 
 
 class _FocalProbe:
-    """Records the mean sigmoid output of every ``*cls_logits`` conv (RetinaNet/FCOS heads)."""
+    """Records the mean sigmoid output of the focal classification head's last conv.
+
+    torchvision names it ``head.classification_head.cls_logits`` in RetinaNet
+    and FCOS (a two-stage detector's RPN also has a ``cls_logits``, but that is
+    objectness, checked through its loss against log 2).
+    """
 
     def __init__(self, model: nn.Module) -> None:
         self.prob_sum = 0.0
         self.count = 0
-        self.prior: float | None = None
+        self.bias_prior: float | None = None
+        self.names: list[str] = []
         self.handles = []
         biases = []
         for name, m in model.named_modules():
-            if name.endswith("cls_logits") and isinstance(m, nn.Conv2d) and m.bias is not None:
+            if (
+                "classification_head" in name
+                and name.endswith("cls_logits")
+                and isinstance(m, nn.Conv2d)
+                and m.bias is not None
+            ):
                 biases.append(m.bias.detach().float())
+                self.names.append(name)
                 self.handles.append(m.register_forward_hook(self._hook))
         if biases:
-            self.prior = float(torch.sigmoid(torch.cat(biases)).mean())
+            self.bias_prior = float(torch.sigmoid(torch.cat(biases)).mean())
 
     def _hook(self, module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
         p = torch.sigmoid(output.detach().float())
@@ -354,7 +370,11 @@ def _box_classes(model: nn.Module, num_classes: int | None) -> int | None:
 
 
 def _detector_heads(
-    model: nn.Module, terms: dict[str, float], num_classes: int | None, focal: _FocalProbe | None
+    model: nn.Module,
+    terms: dict[str, float],
+    num_classes: int | None,
+    focal: _FocalProbe | None,
+    focal_prior: float,
 ) -> list[HeadCheck]:
     heads: list[HeadCheck] = []
     for name, value in terms.items():
@@ -383,8 +403,8 @@ def _detector_heads(
             heads.append(
                 HeadCheck(name, "unchecked", value, None, None, "no expectation at initialisation")
             )
-    if focal is not None and focal.prior is not None and focal.mean_prob is not None:
-        heads.append(_judge_prior(focal.mean_prob, focal.prior))
+    if focal is not None and focal.bias_prior is not None and focal.mean_prob is not None:
+        heads.append(_judge_prior(focal.mean_prob, focal_prior, focal.bias_prior, focal.names[0]))
     return heads
 
 
@@ -396,17 +416,20 @@ def _judge_head(name: str, kind: str, measured: float, expected: float, note: st
     return HeadCheck(name, kind, measured, expected, status, note)
 
 
-def _judge_prior(mean_prob: float, prior: float) -> HeadCheck:
+def _judge_prior(mean_prob: float, prior: float, bias_prior: float, layer: str) -> HeadCheck:
     ratio = max(mean_prob / prior, prior / mean_prob) if mean_prob > 0 else math.inf
     status: Status = "PASS" if ratio <= PRIOR_PASS else "WARN" if ratio <= PRIOR_WARN else "FAIL"
-    return HeadCheck(
-        "foreground probability",
-        "focal_prior",
-        mean_prob,
-        prior,
-        status,
-        "mean sigmoid of the classification logits against the prior in their bias",
-    )
+    bias_off = max(bias_prior / prior, prior / bias_prior) > PRIOR_PASS
+    if status == "PASS":
+        note = f"mean sigmoid of '{layer}' matches the prior {prior:g}"
+    elif bias_off:
+        note = f"the bias of '{layer}' sets a prior of {bias_prior:.3g}, not {prior:g}"
+    else:
+        note = (
+            f"the bias of '{layer}' sets the prior {bias_prior:.3g}, but its weights are too large "
+            "and move the mean probability away from it"
+        )
+    return HeadCheck("foreground probability", "focal_prior", mean_prob, prior, status, note)
 
 
 def _detector_result(
@@ -454,10 +477,11 @@ def _detector_result(
             for h in bad:
                 if h.kind == "focal_prior":
                     reasons.append(
-                        f"mean foreground probability {h.measured:.3g} vs prior {h.expected:.3g}"
+                        f"mean foreground probability {h.measured:.3g} vs prior {h.expected:.3g}: {h.note}"
                     )
                     fixes.append(
-                        "initialise the classification conv's bias to -log((1-p)/p) with p=0.01 and its weights small"
+                        f"initialise the classification conv's bias to -log((1-p)/p) with p={h.expected:g} "
+                        "and its weights small (normal, std 0.01)"
                     )
                 else:
                     direction = (
@@ -466,6 +490,9 @@ def _detector_result(
                     reasons.append(f"{h.name} {h.measured:.3g} is {direction} {h.expected:.3g}")
                     fixes.append(
                         f"scale down the final layer of the {h.name} head (small weights, zero bias)"
+                        if direction == "above"
+                        else f"set the bias of the {h.name} head's final layer to 0: it is confident "
+                        "before training (a background bias lowers this loss while hiding the objects)"
                     )
             verdict = Verdict(
                 CHECK,

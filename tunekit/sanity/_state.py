@@ -31,6 +31,7 @@ class ProbeState:
     tensors: dict[str, torch.Tensor]
     training: dict[str, bool]
     requires_grad: dict[str, bool]
+    grads: dict[str, torch.Tensor | None]
     optimizer: dict[str, Any] | None
     rng: dict[str, Any]
     generators: list[torch.Tensor | None]
@@ -63,6 +64,10 @@ def snapshot(
         requires_grad={
             k: p.requires_grad for k, p in model.named_parameters(remove_duplicate=False)
         },
+        grads={
+            k: p.grad.detach().clone() if p.grad is not None else None
+            for k, p in model.named_parameters(remove_duplicate=False)
+        },
         optimizer=copy.deepcopy(optimizer.state_dict()) if optimizer is not None else None,
         rng=rng_state(),
         generators=[g.get_state() if (g := _generator(ld)) is not None else None for ld in loaders],
@@ -89,7 +94,8 @@ def restore(
         m.training = state.training.get(k, m.training)
     for k, p in model.named_parameters(remove_duplicate=False):
         p.requires_grad_(state.requires_grad.get(k, p.requires_grad))
-        p.grad = None
+        saved_grad = state.grads.get(k)
+        p.grad = saved_grad.clone() if saved_grad is not None else None
     if optimizer is not None and state.optimizer is not None:
         # Deep-copied again: load_state_dict may keep the tensors it is given,
         # and a later step would then write into the snapshot.

@@ -1,0 +1,196 @@
+"""`tunekit sanity` and `tunekit lr-find` on recipes: verdicts, exit codes, sanity.json, HTML."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tunekit.cli import main
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+REPO = Path(__file__).resolve().parents[2]
+DIGITS = str(REPO / "recipes" / "digits.yaml")
+
+
+def _render(page: Path, profile: Path) -> str:
+    proc = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            page.resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_digits_recipe_passes_all_checks_and_writes_json_and_html(
+    cli: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    proc = cli("sanity", "--recipe", DIGITS, "--out", str(out), "--cross-check-iters", "40")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "tunekit sanity — digits: PASS" in proc.stdout
+
+    data = json.loads((out / "sanity.json").read_text())
+    assert data["format"] == "tunekit-sanity-v1" and data["status"] == "PASS"
+    checks = {v["check"]: v["status"] for v in data["verdicts"]}
+    assert checks == {
+        "initial loss": "PASS",
+        "overfit": "PASS",
+        "lr range test": "PASS",
+        "lr cross-check": "PASS",
+        "update/weight ratio": "PASS",
+    }
+    assert data["overfit"]["outcome"] == "fit" and data["overfit"]["steps"] < 300
+    lr = data["lr"]
+    assert lr["field"] == "optim.lr" and lr["optimizer"] == "sgd"
+    assert lr["recipe_value"] == lr["chosen"]  # the digits recipe does not use lr_per_256
+    assert 1e-3 <= lr["chosen"] <= 1.0 and lr["suggestion"] is not None
+    lo, hi = data["search_space"]["lr"]
+    assert lo < lr["chosen"] < hi
+    assert data["search_space"]["weight_decay"] == [1e-6, 1e-3]
+    assert (out / "recipe.yaml").is_file()
+
+    page = out / "sanity.html"
+    text = page.read_text()
+    from plotly.offline import get_plotlyjs
+
+    assert text.count(get_plotlyjs()) == 1  # inlined once: the page opens offline
+    dom = _render(page, tmp_path / "profile")
+    for i in range(5):
+        assert re.search(rf'<div id="sanity-plot-{i}"[^>]*class="[^"]*js-plotly-plot', dom), (
+            f"plot {i} did not render"
+        )
+    assert dom.count("<tr>") == 6  # header + one row per verdict
+
+
+def test_lr_10_recipe_fails_the_overfit_check_with_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    rc = main(
+        [
+            "sanity",
+            "--recipe",
+            DIGITS,
+            "--set",
+            "optim.lr=10",
+            "--out",
+            str(out),
+            "--no-html",
+            "--only",
+            "initial-loss",
+            "--only",
+            "overfit",
+        ]
+    )
+    assert rc == 1
+    data = json.loads((out / "sanity.json").read_text())
+    assert data["status"] == "FAIL"
+    assert data["overfit"]["outcome"] == "exploding"
+    assert data["verdicts"][0]["status"] == "PASS"  # the initial loss does not depend on the LR
+    assert "lr" not in data and "search_space" not in data
+    assert not (out / "sanity.html").exists()
+    assert "exploding" in capsys.readouterr().out
+
+
+def test_lr_find_writes_only_the_lr_section(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    rc = main(
+        [
+            "lr-find",
+            "--recipe",
+            DIGITS,
+            "--out",
+            str(out),
+            "--no-html",
+            "--set",
+            "data.train_subset=256",
+            "--lr-iters",
+            "30",
+            "--cross-check-iters",
+            "10",
+        ]
+    )
+    assert rc == 0
+    data = json.loads((out / "sanity.json").read_text())
+    assert "overfit" not in data and "initial_loss" not in data
+    assert [v["check"] for v in data["verdicts"]] == [
+        "lr range test",
+        "lr cross-check",
+        "update/weight ratio",
+    ]
+    assert data["search_space"]["lr"][0] < data["lr"]["chosen"] < data["search_space"]["lr"][1]
+
+
+def test_recipe_lr_per_256_is_converted_back_to_recipe_units(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    rc = main(
+        [
+            "lr-find",
+            "--recipe",
+            DIGITS,
+            "--out",
+            str(out),
+            "--no-html",
+            "--set",
+            "optim.lr_per_256=true",
+            "--set",
+            "data.train_subset=256",
+            "--lr-iters",
+            "30",
+            "--cross-check-iters",
+            "10",
+        ]
+    )
+    assert rc == 0
+    lr = json.loads((out / "sanity.json").read_text())["lr"]
+    assert lr["recipe_value"] == pytest.approx(lr["chosen"] * 256 / 64)  # batch size 64
+
+
+def test_recipe_missing_its_dataset_is_one_line_exit_2(
+    cli: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    proc = cli(
+        "sanity", "--recipe", DIGITS, "--set", "data.name=cifar10", "--out", str(tmp_path / "r")
+    )
+    assert proc.returncode == 2
+    err = proc.stderr.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert "field 'data.root'" in err and "cifar10" in err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--lr-iters", "1"], "field '--lr-iters': value 1 is not allowed"),
+        (["--start-lr", "1", "--end-lr", "0.1"], "need 0 < --start-lr < --end-lr"),
+        (["--set", "data.name=digitz"], "unknown dataset 'digitz' (did you mean 'digits'?)"),
+    ],
+)
+def test_bad_flags_and_recipes_are_one_line_errors(
+    args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["sanity", "--recipe", DIGITS, "--out", str(tmp_path / "r"), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err

@@ -1,0 +1,188 @@
+"""LR range test, suggestion, cross-check by short runs and the update/weight ratio."""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+import torch
+from sanity_helpers import BNNet, ConstantNet, digits_cnn, digits_loader, shuffled_loader
+from torch import nn
+
+import tunekit
+from tunekit.sanity import check_learning_rate, cross_check_lrs, suggest_lr, update_ratio
+from tunekit.sanity._lr_finder import smooth
+
+
+def _curve(lrs: np.ndarray, steepest: float) -> list[float]:
+    # A loss that falls like a logistic in log LR, fastest at `steepest`, then blows up.
+    x = np.log10(lrs)
+    x0 = math.log10(steepest)
+    return list(
+        2.0
+        - 1.5 / (1 + np.exp(-4 * (x - x0)))
+        + np.where(x > x0 + 1.5, 10 * (x - x0 - 1.5) ** 2, 0)
+    )
+
+
+def test_suggestion_is_the_steepest_fall_against_log_lr() -> None:
+    lrs = np.logspace(-7, 1, 100)
+    lr, reason = suggest_lr(list(lrs), list(_curve(lrs, 1e-3)))
+    assert lr is not None and 1e-3 / 1.3 < lr < 1e-3 * 1.3
+    assert "steepest" in reason
+
+
+def test_non_finite_points_are_dropped_and_said() -> None:
+    lrs = np.logspace(-7, 1, 100)
+    losses = _curve(lrs, 1e-2)
+    losses[30] = math.nan
+    losses[-3:] = [math.inf] * 3
+    smoothed = smooth(losses, 0.0)
+    assert smoothed[30] is None
+    lr, reason = suggest_lr(list(lrs), smoothed)
+    assert lr is not None and 1e-2 / 1.3 < lr < 1e-2 * 1.3
+    assert "4 non-finite points dropped" in reason
+
+
+@pytest.mark.parametrize(
+    ("losses", "why"),
+    [
+        ([2.0] * 100, "did not fall"),
+        ([math.nan] * 100, "too few finite points"),
+        ([2.0] * 8, "too few"),
+    ],
+)
+def test_no_suggestion_comes_with_a_reason_not_a_crash(losses: list[float], why: str) -> None:
+    lrs = list(np.logspace(-7, 1, len(losses)))
+    lr, reason = suggest_lr(lrs, smooth(losses, 0.9))
+    assert lr is None and why in reason
+
+
+def _regression_loader() -> torch.utils.data.DataLoader:
+    # Least squares: plain gradient descent diverges for LR > 2 / (largest curvature),
+    # so a sweep to 10 must blow up.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 8, generator=g)
+    y = x @ torch.randn(8, 1, generator=g) + 0.1 * torch.randn(256, 1, generator=g)
+    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32)
+
+
+def test_range_test_sweeps_exponentially_and_stops_when_the_loss_explodes() -> None:
+    torch.manual_seed(0)
+    model = nn.Linear(8, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    res = tunekit.lr_range_test(model, opt, _regression_loader(), nn.MSELoss(), num_iter=80)
+    assert res.lrs[0] == pytest.approx(1e-7)
+    ratios = np.array(res.lrs[1:]) / np.array(res.lrs[:-1])
+    assert np.allclose(ratios, (10 / 1e-7) ** (1 / 79))
+    assert len(res.lrs) < 80 and ("passed 4x" in res.stop_reason or "not finite" in res.stop_reason)
+    assert res.suggestion is not None and 1e-3 < res.suggestion < 2
+    assert res.verdict.status == "PASS"
+    json.dumps(res.to_dict(), allow_nan=False)
+    fig = res.plot()
+    assert isinstance(fig, go.Figure) and len(fig.data) == 2
+    assert res.plot_data()["suggestion"] == res.suggestion
+
+
+def test_a_model_that_cannot_learn_gets_no_suggestion_and_a_warning() -> None:
+    model = ConstantNet()
+    with torch.no_grad():
+        model.fc.weight.zero_()  # starts at the best a constant can do on balanced classes
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    res = tunekit.lr_range_test(
+        model, opt, shuffled_loader(), nn.CrossEntropyLoss(), num_iter=40, end_lr=1e-2
+    )
+    assert res.suggestion is None
+    assert res.verdict.status == "WARN" and res.verdict.measured == "no suggestion"
+    assert "fell by only" in res.reason or "did not fall" in res.reason
+
+
+def test_cross_check_picks_the_lr_whose_loss_falls_most_and_flags_divergence() -> None:
+    torch.manual_seed(0)
+    model = tunekit.testing.TinyMLP(in_features=64, num_classes=4)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    res = cross_check_lrs(
+        model, opt, shuffled_loader(), nn.CrossEntropyLoss(), lrs=[30.0, 0.1, 1e-4], num_iter=30
+    )
+    runs = {r.lr: r for r in res.runs}
+    assert runs[30.0].diverged and not runs[0.1].diverged
+    assert runs[0.1].fall > runs[1e-4].fall > -0.05
+    assert res.chosen == 0.1 and res.verdict.status == "PASS"
+    assert "diverged" in res.verdict.reason
+    json.dumps(res.to_dict(), allow_nan=False)
+    assert len(res.plot().data) == 3
+
+
+def test_update_ratio_grows_with_the_lr() -> None:
+    torch.manual_seed(0)
+    model = BNNet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    small = update_ratio(model, opt, shuffled_loader(), nn.CrossEntropyLoss(), lr=1e-2, steps=4)
+    large = update_ratio(model, opt, shuffled_loader(), nn.CrossEntropyLoss(), lr=1e-1, steps=4)
+    assert small.median is not None and large.median is not None
+    assert 5 < large.median / small.median < 20  # plain SGD: the step is lr x gradient
+    assert set(small.ratios) == {"conv", "bn", "fc"}
+    assert large.verdict.status == "PASS", large.verdict
+    tiny = update_ratio(model, opt, shuffled_loader(), nn.CrossEntropyLoss(), lr=1e-9, steps=4)
+    assert tiny.verdict.status == "WARN" and "raise the LR" in tiny.verdict.fix
+
+
+def test_check_learning_rate_gives_a_search_space_around_the_chosen_lr() -> None:
+    torch.manual_seed(0)
+    model = BNNet()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    res = check_learning_rate(
+        model,
+        opt,
+        shuffled_loader(),
+        nn.CrossEntropyLoss(),
+        num_iter=40,
+        cross_check_iter=20,
+        ratio_steps=4,
+    )
+    assert res.chosen is not None
+    lo, hi = res.search_space["lr"]
+    assert lo == pytest.approx(res.chosen / 10) and hi == pytest.approx(res.chosen * 10)
+    assert res.search_space["weight_decay"] == [1e-4, 1e-1]  # decoupled decay for AdamW
+    tried = [r.lr for r in res.cross_check.runs]
+    assert {0.1, 0.01, 1e-3, 1e-4} <= set(tried)
+    if res.range_test.suggestion is not None:
+        assert any(math.isclose(t, res.range_test.suggestion) for t in tried)
+    assert res.ratio is not None and res.ratio.lr == res.chosen
+
+
+@pytest.mark.slow
+def test_digits_suggestion_is_within_3x_of_the_best_lr_of_a_grid_of_short_runs() -> None:
+    """The range test's suggestion against the LR that trains best in short full runs (2 epochs)."""
+    from tunekit.config import load_recipe
+    from tunekit.run import build_trainer
+
+    model, loader = digits_cnn(), digits_loader()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True)
+    res = tunekit.lr_range_test(model, opt, loader, nn.CrossEntropyLoss())
+    assert res.suggestion is not None
+
+    grid = [0.03, 0.1, 0.3, 1.0]
+    scores = {}
+    for lr in grid:
+        recipe = load_recipe(
+            Path(__file__).resolve().parents[2] / "recipes" / "digits.yaml",
+            [
+                f"optim.lr={lr}",
+                "train.epochs=2",
+                "schedule.warmup_epochs=0",
+                "data.augment.random_crop_padding=0",
+            ],
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            trainer, _ = build_trainer(recipe, Path(tmp), progress=False)
+            trainer.train()
+        scores[lr] = trainer.history[-1]["val/loss"]
+    best = min(scores, key=lambda k: scores[k])
+    assert best not in (grid[0], grid[-1]), scores  # the grid brackets the best LR
+    assert best / 3 <= res.suggestion <= best * 3, (res.suggestion, scores)
