@@ -50,8 +50,8 @@ def study_dict(**fields: Any) -> dict[str, Any]:
 def write_study(tmp_path: Path) -> Callable[..., Path]:
     """Writes a tiny study YAML (fields override the defaults) and returns its path."""
 
-    def _write(name: str = "tiny.yaml", **fields: Any) -> Path:
-        path = tmp_path / name
+    def _write(filename: str = "tiny.yaml", **fields: Any) -> Path:
+        path = tmp_path / filename
         path.write_text(yaml.safe_dump(study_dict(**fields)))
         return path
 

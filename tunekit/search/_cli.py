@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from tunekit.errors import ConfigError
+from tunekit.errors import ConfigError, TunekitError
 
 
 def add_search_parser(sub: argparse._SubParsersAction) -> None:
@@ -141,7 +141,17 @@ def preflight_data(ctx: Any) -> None:
     corner = {n: (r.choices[0] if r.choices else r.low) for n, r in ctx.search.base_space.items()}
     corner = {n: int(v) if ctx.search.base_space[n].type == "int" else v for n, v in corner.items()}
     recipe = trial_recipe(ctx.study, ctx.recipe_data, stage.spec, corner, file=str(ctx.recipe_path))
-    build_data(recipe.data, file=str(ctx.recipe_path))
+    try:
+        if recipe.task == "detection":
+            from tunekit.detection import build_detection_data
+
+            build_detection_data(recipe.data, file=str(ctx.recipe_path))
+        else:
+            build_data(recipe.data, file=str(ctx.recipe_path))
+    except TunekitError as exc:
+        # The data's own hint names recipe fields; from `tunekit search` they are set as recipe.*.
+        message = exc.message.replace("--set data.", "--set recipe.data.")
+        raise type(exc)(message, file=exc.file, field=exc.field) from None
 
 
 class _live:

@@ -100,7 +100,7 @@ def trial_recipe(
     file: str,
 ) -> Recipe:
     """The recipe one trial trains: study and stage overrides, fixed values, sampled values."""
-    data = apply_overrides(copy.deepcopy(recipe_data), [*study.set, *stage.set])
+    data = apply_overrides(copy.deepcopy(recipe_data), [*study.set, *stage.set, *study.overrides])
     for name, spec in study.space.items():
         if spec.role == "fixed":
             set_path(data, name, spec.value)

@@ -161,7 +161,7 @@ def _refine_numeric(
     width = hi - lo
     tv = [fwd(v) for v in values]
     best = tv[0]
-    spread = max(max(tv) - min(tv), 0.1 * width)
+    spread = max(max(tv) - min(tv), 0.2 * width)
     new_lo = max(lo, min(tv) - spec.margin * spread)
     new_hi = min(hi, max(tv) + spec.margin * spread)
     flag: EdgeFlag | None = None

@@ -176,6 +176,8 @@ class Study(_Section):
     gpus_per_trial: PositiveInt = 1
     workers: PositiveInt = 1
     liveness: LivenessSpec = Field(default_factory=lambda: LivenessSpec())
+    # Recipe overrides from the command line (--set recipe.a.b=v), applied after the stages' own.
+    overrides: list[str] = Field(default_factory=list)
     # Where the study's directory goes when --out is not given.
     output_dir: str = "runs/search"
 
@@ -274,5 +276,5 @@ def load_study(name_or_path: str, overrides: list[str] | None = None) -> tuple[S
         data["stages"] = list(data["stages"].values())
     study = validate(Study, data, file=str(path))
     if recipe_over:
-        study = study.model_copy(update={"set": [*study.set, *recipe_over]})
+        study = study.model_copy(update={"overrides": [*study.overrides, *recipe_over]})
     return study, path

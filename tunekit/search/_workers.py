@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -295,10 +296,18 @@ def _retry(ctx: SearchContext, stage: Stage, trial: optuna.Trial) -> None:
         retry_trial(study, frozen, ctx.study.liveness.max_retry)
 
 
+def _ask(study: optuna.Study) -> optuna.Trial:
+    with warnings.catch_warnings():
+        # Optuna warns that its RDB heartbeat expects Study.optimize; tunekit beats itself
+        # (see _liveness.Heartbeat), so ask/tell is covered.
+        warnings.filterwarnings("ignore", message="Heartbeat of storage")
+        return study.ask()
+
+
 def run_trial_here(ctx: SearchContext, stage: Stage) -> TrialState | None:
     """Asks the stage's study for a trial and trains it in this process."""
     study = ctx.search.optuna_study(stage)
-    trial = study.ask()
+    trial = _ask(study)
     with Heartbeat(study, trial._trial_id, ctx.study.liveness):
         return execute_trial(ctx, stage, trial)
 
@@ -312,7 +321,7 @@ def run_trial_ddp(ctx: SearchContext, stage_name: str) -> None:
     try:
         if dist.is_main:
             study = ctx.search.optuna_study(stage)
-            trial = study.ask()
+            trial = _ask(study)
             with Heartbeat(study, trial._trial_id, ctx.study.liveness):
                 execute_trial(ctx, stage, trial)
         else:

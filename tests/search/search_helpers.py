@@ -1,0 +1,56 @@
+"""Helpers shared by the search tests: read a study back, start the CLI, wait for a trial."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def all_trials(url: str | None, out: Path, name: str) -> dict[str, list[optuna.trial.FrozenTrial]]:
+    """Every stage study's trials, read back from the storage."""
+    from tunekit.search import LivenessSpec, open_storage
+
+    storage = open_storage(url, out, LivenessSpec())
+    result = {}
+    for s in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        if s.study_name.startswith(name + "."):
+            result[s.study_name] = optuna.load_study(
+                study_name=s.study_name, storage=storage
+            ).get_trials()
+    return result
+
+
+def start_cli(*args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "tunekit", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_running(
+    url: str | None, out: Path, name: str, timeout: float = 120
+) -> optuna.trial.FrozenTrial:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            for ts in all_trials(url, out, name).values():
+                for t in ts:
+                    if t.state == TrialState.RUNNING and t.intermediate_values:
+                        return t  # mid-trial: at least one epoch reported, more to come
+        except Exception:
+            pass  # storage not created yet
+        time.sleep(0.2)
+    raise TimeoutError("no trial started")

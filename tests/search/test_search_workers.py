@@ -1,0 +1,177 @@
+"""Many workers on one study: PostgreSQL with 3 processes, SIGKILL mid-trial, DDP trials, divergence."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from optuna.trial import TrialState
+from search_helpers import all_trials, start_cli, wait_for_running
+
+from tunekit.search import open_search, run_worker
+
+
+def test_three_workers_share_one_study_on_postgres(
+    postgres: Any, write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    study = write_study("pg3.yaml", **{"name": "pg3"})
+    out = tmp_path / "pg3"
+    proc = start_cli(
+        "search", "--study", str(study), "--storage", postgres.url, "--workers", "3", "--out", str(out), "--no-progress"
+    )  # fmt: skip
+    stdout, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 0, stderr[-3000:]
+    trials = all_trials(postgres.url, out, "pg3")
+    assert set(trials) == {"pg3.coarse", "pg3.fine"}
+    for name, planned in (("pg3.coarse", 4), ("pg3.fine", 2)):
+        ts = trials[name]
+        numbers = [t.number for t in ts]
+        assert len(numbers) == len(set(numbers)) == len(ts), numbers  # no duplicate trial numbers
+        assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in ts)
+        assert len(ts) >= planned
+        for t in ts:
+            # No lost results: each trial's value is the one its own run wrote.
+            run_dir = Path(t.user_attrs["run_dir"])
+            assert (run_dir / "summary.json").is_file()
+            if t.state == TrialState.COMPLETE:
+                import json
+
+                best = json.loads((run_dir / "summary.json").read_text())["best"]["value"]
+                assert t.value == best
+    # Three processes really took part: the trials' run directories were written by 3 workers.
+    assert "study pg3" in stderr and "best val/top1" in stdout
+
+
+def _sigkill_case(
+    url: str | None, write_study: Callable[..., Path], tmp_path: Path, name: str
+) -> None:
+    grace = 3.0
+    study_file = write_study(
+        f"{name}.yaml",
+        **{
+            "name": name,
+            "stages": [{"name": "coarse", "sampler": "random", "trials": 3, "epochs": 4}],
+            "liveness": {"heartbeat_s": 1, "grace_s": grace, "max_retry": 2},
+        },
+    )
+    out = tmp_path / name
+    args = [
+        "search",
+        "--study",
+        str(study_file),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--set",
+        "recipe.train.max_steps_per_epoch=12",
+    ]
+    if url:
+        args += ["--storage", url]
+    victim = start_cli(*args)
+    running = wait_for_running(url, out, name)
+    victim.send_signal(signal.SIGKILL)
+    killed_at = time.time()
+    victim.communicate(timeout=30)
+    # A second worker finds the silent trial, fails it and runs its parameters again.
+    ctx = open_search(
+        str(study_file), out=out, storage=url, overrides=["recipe.train.max_steps_per_epoch=12"]
+    )
+    run_worker(ctx, poll_s=0.2)
+    trials = next(iter(all_trials(url, out, name).values()))
+    dead = next(t for t in trials if t.number == running.number)
+    assert dead.state == TrialState.FAIL
+    assert dead.datetime_complete is not None
+    failed_after = dead.datetime_complete.timestamp() - killed_at
+    assert failed_after <= grace + 4.0, failed_after
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == dead.number]
+    assert len(retries) == 1 and retries[0].params == dead.params
+    assert retries[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    # Every planned trial is accounted for: 3 finished, plus the one that died.
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 3 and len(trials) == 4
+    assert isinstance(dead.datetime_start, datetime)
+
+
+def test_sigkilled_worker_on_the_default_storage(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    _sigkill_case(None, write_study, tmp_path, "killj")
+
+
+def test_sigkilled_worker_on_postgres(
+    postgres: Any, write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    _sigkill_case(postgres.url, write_study, tmp_path, "killpg")
+
+
+def test_ddp_trials_with_pruning(write_study: Callable[..., Path], tmp_path: Path) -> None:
+    study_file = write_study(
+        "ddp.yaml",
+        **{
+            "name": "ddp",
+            "gpus_per_trial": 2,
+            "stages": [
+                {
+                    "name": "coarse",
+                    "trials": 2,
+                    "epochs": 3,
+                    "pruner": {"name": "median", "n_startup_trials": 1},
+                }
+            ],
+        },
+    )
+    out = tmp_path / "ddp"
+    more = ["--set", "recipe.train.max_steps_per_epoch=12", "--set", "recipe.data.train_subset=512"]
+    ctx = open_search(str(study_file), out=out)
+    stage = ctx.search.stages[0]
+    ctx.search.space(stage)
+    # A good trial first, then one that learns nothing: the median pruner must stop it.
+    study = ctx.search.optuna_study(stage)
+    study.enqueue_trial({"optim.lr": 0.1, "optim.weight_decay": 1e-4})
+    study.enqueue_trial({"optim.lr": 1e-4, "optim.weight_decay": 1e-4})
+    proc = start_cli(
+        "search", "--study", str(study_file), "--out", str(out), "--no-progress", *more
+    )
+    _, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 0, stderr[-3000:]
+    good, bad = next(iter(all_trials(None, out, "ddp").values()))
+    assert good.state == TrialState.COMPLETE and good.user_attrs["epochs_run"] == 3
+    assert bad.state == TrialState.PRUNED, (bad.intermediate_values, good.intermediate_values)
+    # Rank 0 reported each epoch; all ranks stopped together right after the pruned one.
+    stopped = bad.user_attrs["epochs_run"]
+    assert stopped < 3 and sorted(bad.intermediate_values) == list(range(1, stopped + 1))
+    import json
+
+    for t in (good, bad):
+        summary = json.loads((Path(t.user_attrs["run_dir"]) / "summary.json").read_text())
+        assert summary["world_size"] == 2  # trained by two gloo processes
+    assert (
+        f"pruned at epoch {stopped}"
+        in json.loads((Path(bad.user_attrs["run_dir"]) / "summary.json").read_text())["stop_reason"]
+    )
+
+
+def test_diverging_trials_are_pruned_with_the_reason_and_the_study_goes_on(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    study_file = write_study(
+        "nan.yaml",
+        **{
+            "name": "nan",
+            "space": {"optim.lr": {"type": "log_uniform", "low": 1e4, "high": 1e5}},
+            "stages": [{"name": "coarse", "trials": 2, "epochs": 2}],
+        },
+    )
+    ctx = open_search(
+        str(study_file), out=tmp_path / "nan", overrides=["recipe.optim.nesterov=false"]
+    )
+    run_worker(ctx)
+    trials = ctx.search.trials(ctx.search.stages[0])
+    assert len(trials) == 2
+    for t in trials:
+        assert t.state == TrialState.PRUNED
+        assert "non-finite" in t.user_attrs["failure_reason"]
