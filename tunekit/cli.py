@@ -93,7 +93,8 @@ def print_summary(summary: dict) -> None:
     table.add_column("metric")
     table.add_column("final", justify="right")
     for k, v in summary["final"].items():
-        if k.startswith(("val/", "train/")):
+        # "ema/val/top1", "snapshots/val/loss", ...: averaged models beside the model itself
+        if k.startswith(("val/", "train/")) or "/val/" in k:
             table.add_row(k, f"{v:.4f}")
     console.print(table)
     best = summary["best"]

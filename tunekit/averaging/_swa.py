@@ -96,7 +96,9 @@ class SwaHook(HookBase):
 
     def after_epoch(self) -> None:
         t = self.trainer
-        if self.averaged is None or not self.active:
+        if (
+            self.averaged is None or t.epoch <= self.start_epoch
+        ):  # averaged after epochs start+1, start+2, ...
             return
         self.averaged.update_parameters(t.module)
         if eval_due(t):
