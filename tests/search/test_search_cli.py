@@ -149,7 +149,7 @@ def test_dashboard_serves_the_study_and_its_runs_on_localhost(
     )
     try:
         studies = json.loads(_get(f"http://127.0.0.1:{port}/api/studies"))
-        names = {s["study_name"] for s in studies["studies"]}
+        names = {s["study_name"] for s in studies["study_summaries"]}
         assert "dash.coarse" in names
         assert b"TensorBoard" in _get(f"http://127.0.0.1:{tb_port}/") or _get(
             f"http://127.0.0.1:{tb_port}/data/logdir"

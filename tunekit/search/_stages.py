@@ -294,7 +294,9 @@ class StagedSearch:
         return [(st, t) for st in self.stages for t in self.trials(st)]
 
     def best(self) -> tuple[Stage, FrozenTrial] | None:
-        pairs = [(st, t) for st, t in self.all_trials() if t in ranked([t], self.study.direction)]
+        pairs = [
+            (st, t) for st in self.stages for t in ranked(self.trials(st), self.study.direction)
+        ]
         if not pairs:
             return None
         sign = 1.0 if self.study.direction == "maximize" else -1.0

@@ -222,6 +222,9 @@ def execute_trial(
     if trial is not None:
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("stage", stage.name)
+        if trial.user_attrs.get("failure_reason"):
+            # A retry inherits the failed trial's attributes; the reason was that trial's.
+            trial.set_user_attr("failure_reason", None)
     try:
         summary = train(
             recipe, out=run_dir, hooks=[hook], progress=False, file=str(ctx.recipe_path)
