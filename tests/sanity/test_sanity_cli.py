@@ -194,3 +194,41 @@ def test_bad_flags_and_recipes_are_one_line_errors(
     assert main(["sanity", "--recipe", DIGITS, "--out", str(tmp_path / "r"), *args]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_shapes_fcos_detector_recipe_passes_initial_loss_and_overfit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The detector path on tunekit's own FCOS recipe, on a small generated copy of the shapes set."""
+    monkeypatch.setenv("TUNEKIT_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    rc = main(
+        [
+            "sanity",
+            "--recipe",
+            str(REPO / "recipes" / "shapes_fcos.yaml"),
+            "--out",
+            str(out),
+            "--no-html",
+            "--set",
+            "data.kwargs={train: 24, val: 8, seed: 0}",
+            "--set",
+            "train.batch_size=2",
+            "--overfit-batches",
+            "3",
+            "--only",
+            "initial-loss",
+            "--only",
+            "overfit",
+        ]
+    )
+    data = json.loads((out / "sanity.json").read_text())
+    assert rc == 0, data["verdicts"]
+    assert data["task"] == "detection"
+    heads = {h["name"]: h for h in data["initial_loss"]["heads"]}
+    assert heads["foreground probability"]["status"] == "PASS"
+    assert heads["foreground probability"]["expected"] == 0.01
+    assert heads["bbox_ctrness"]["status"] == "PASS"
+    fit = data["overfit"]
+    assert fit["outcome"] == "fit" and fit["accuracies"] == []
+    assert fit["judged_losses"][-1] < 0.2 * fit["judged_losses"][0]

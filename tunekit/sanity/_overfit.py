@@ -123,7 +123,7 @@ def overfit_small_sample(
     optimizer: torch.optim.Optimizer | None = None,
     num_batches: int = 5,
     max_steps: int = 300,
-    loss_fraction: float = 0.1,
+    loss_fraction: float = 0.2,
     objective: Objective | None = None,
 ) -> OverfitResult:
     """Trains on the loader's first ``num_batches`` batches until they are memorised.

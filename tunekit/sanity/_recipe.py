@@ -29,7 +29,7 @@ class SanityOptions:
     initial_batches: int = 4
     overfit_batches: int = 5
     overfit_steps: int = 300
-    loss_fraction: float = 0.1
+    loss_fraction: float = 0.2
     start_lr: float = 1e-7
     end_lr: float = 10.0
     lr_iters: int = 100
