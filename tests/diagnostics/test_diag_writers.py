@@ -86,6 +86,11 @@ def test_tensorboard_files_read_back_with_the_expected_tags(run_dir: Path) -> No
     hists = set(tags["histograms"])
     assert {"weights/fc.weight", "updates/fc.weight", "weights/stem.0.weight"} <= hists
     assert [e.step for e in acc.Histograms("updates/fc.weight")] == [8, 16]
+    weights = acc.Histograms("weights/fc.weight")[0].histogram_value
+    assert (
+        weights.num == 10 * 16 and sum(weights.bucket) == 10 * 16
+    )  # fc: 16 features -> 10 classes
+    assert weights.min < 0 < weights.max
 
 
 def test_diagnostics_can_be_switched_off_piece_by_piece(tmp_path: Path) -> None:
@@ -137,6 +142,7 @@ def test_activation_stats_of_a_known_output() -> None:
     out[:, 0] = 1.0  # channel 0 alive, channels 1 and 2 dead
     mean, std, dead, sat = activation_stats(torch.nn.ReLU(), out).tolist()
     assert mean == pytest.approx(1 / 3) and dead == pytest.approx(2 / 3) and sat != sat
+    assert std == pytest.approx((2 / 9 * 48 / 47) ** 0.5)  # unbiased, over 48 values
     _, _, _, sat = activation_stats(
         torch.nn.Tanh(), torch.tensor([[0.999, 0.0, -0.995, 0.5]])
     ).tolist()

@@ -211,7 +211,7 @@ class DiagnosticsConfig(_Section):
     spike_window: PositiveInt = 50
     tensorboard: bool = True
     histograms: bool = True
-    histogram_interval: PositiveInt = 200
+    histogram_interval: PositiveInt = 500
     # The rich live view in the terminal (replaces the plain progress bar).
     live: bool = True
 

@@ -65,16 +65,19 @@ class Guards(DiagnosticHook):
         if t.loss is None:
             return
         check_grads = self.check_gradients and t.scaler is None
-        parts = [t.loss.detach().float().reshape(())]
-        if check_grads:
-            grads = [p.grad for _, p in self._params if p.grad is not None]
-            if grads:
-                parts.append(
-                    torch.nn.utils.get_total_norm(grads, foreach=True).float().to(parts[0].device)
-                )
-        values = torch.stack(parts).tolist()  # the one host transfer per step
+        loss_t = t.loss.detach().float().reshape(1)
+        grad_norm: float | None = None
+        if check_grads and (grads := [p.grad for _, p in self._params if p.grad is not None]):
+            # One fused norm per tensor (as clip_grad_norm_ does), sent to the host with
+            # the loss in one transfer; the global norm is summed there.
+            norms = list(torch._foreach_norm(grads))
+            if any(n.dtype != loss_t.dtype or n.device != loss_t.device for n in norms):
+                norms = [n.to(loss_t.device, loss_t.dtype) for n in norms]
+            values = torch.cat([loss_t, torch.stack(norms)]).tolist()
+            grad_norm = math.sqrt(math.fsum(v * v for v in values[1:]))
+        else:
+            values = loss_t.tolist()
         loss = values[0]
-        grad_norm = values[1] if len(values) > 1 else None
         if not math.isfinite(loss):
             raise self._stop("loss")
         if grad_norm is not None and not math.isfinite(grad_norm):

@@ -78,6 +78,7 @@ class UpdateRatioMonitor(DiagnosticHook):
         self._warned: set[str] = set()
         self._layout: ParamLayout | None = None
         self._before: list[torch.Tensor] | None = None
+        self._weight_norms: list[torch.Tensor] | None = None
         self._grad_norms: list[torch.Tensor] | None = None
         self._recorder: StepRecorder | None = None
 
@@ -105,6 +106,7 @@ class UpdateRatioMonitor(DiagnosticHook):
         params = self._layout.params
         with torch.no_grad():
             self._before = [p.detach().clone() for p in params]
+            self._weight_norms = _norms(self._before)
             grads = [p.grad.detach() for p in params if p.grad is not None]
             norms = iter(_norms(grads))
             zero = torch.zeros((), device=t.device)
@@ -112,29 +114,24 @@ class UpdateRatioMonitor(DiagnosticHook):
 
     @never_fails
     def after_step(self) -> None:
-        before, grad_norms, self._before, self._grad_norms = (
-            self._before,
-            self._grad_norms,
-            None,
-            None,
-        )
-        if before is None or grad_norms is None or self._layout is None:
+        before, weight_norms, grad_norms = self._before, self._weight_norms, self._grad_norms
+        self._before = self._weight_norms = self._grad_norms = None
+        if before is None or weight_norms is None or grad_norms is None or self._layout is None:
             return
         t = self.trainer
         layout = self._layout
         with torch.no_grad():
-            now = [p.detach() for p in layout.params]
-            deltas = list(torch._foreach_sub(now, before))
-            stacked = torch.stack(
-                [n.float().to(t.device) for n in [*_norms(deltas), *_norms(before), *grad_norms]]
-            )
-            values = stacked.tolist()  # the one host transfer of this measurement
+            # In place: the copy becomes w_before - w_after (no second model-sized buffer).
+            torch._foreach_sub_(before, [p.detach() for p in layout.params])
+            norms = [*_norms(before), *weight_norms, *grad_norms]
+            values = torch.stack([n.float().to(t.device) for n in norms]).tolist()  # one transfer
         n = len(layout.params)
         d, w, g = values[:n], values[n : 2 * n], values[2 * n :]
         if self.keep_updates_every and t.step % self.keep_updates_every == 0:
-            self.updates = dict(zip(layout.names, deltas))
+            torch._foreach_neg_(before)  # w_after - w_before
+            self.updates = dict(zip(layout.names, before))
             self.updates_step = t.step
-        lr = max(float(g["lr"]) for g in t.optimizer.param_groups)
+        lr = max(float(group["lr"]) for group in t.optimizer.param_groups)
         self._peak_lr = max(self._peak_lr, lr)
         self._report(layout, d, w, g, t.step, annealed=lr < self.anneal_fraction * self._peak_lr)
 

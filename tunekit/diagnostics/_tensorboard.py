@@ -1,4 +1,4 @@
-"""TensorBoard event files: every scalar of the record stream, plus weight and update histograms."""
+"""TensorBoard event files: the scalars of the record stream, plus weight and update histograms."""
 
 from __future__ import annotations
 
@@ -6,35 +6,51 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
+from tensorboard.compat.proto.summary_pb2 import Summary
+
 from ._base import DiagnosticHook, never_fails
 from ._ratios import UpdateRatioMonitor
 from ._records import Record, StepRecorder
 
 _NOT_SCALARS = {"kind", "step", "epoch", "event", "level", "message"}
+# Per-parameter ratios and weight norms stay in metrics.jsonl: TensorBoard gets
+# the per-layer ratios and gradient norms (and the weight histograms).
+_JSONL_ONLY = ("param_update_ratio/", "weight_norm/")
 
 
 class TensorBoardWriter(DiagnosticHook):
     """Writes ``RUN_DIR/tb`` for ``tensorboard --logdir RUN_DIR/tb`` (rank 0 only).
 
     Scalars are those of the run's record stream (step records, epoch records
-    and events as text), against the optimizer step. Every
-    ``histogram_interval`` steps it adds histograms of each trainable weight
-    (``weights/<parameter>``) and, when an :class:`UpdateRatioMonitor`
-    measured that step, of its update (``updates/<parameter>``). A resumed run
-    drops events past its checkpoint (``purge_step``), as metrics.jsonl does.
+    and events as text), against the optimizer step; per-parameter ratios and
+    weight norms are left to metrics.jsonl. Every ``histogram_interval`` steps
+    it adds histograms of each trainable weight matrix or kernel (tensors of 2
+    or more dimensions: ``weights/<parameter>``) and, when an
+    :class:`UpdateRatioMonitor` measured that step, of its update
+    (``updates/<parameter>``). A resumed run drops events past its checkpoint
+    (``purge_step``), as metrics.jsonl does.
+
+    Scalars are handed to TensorBoard's writer thread in batches of
+    ``batch`` records (and at every epoch's end): one hand-over per step
+    costs far more than the writing, since it wakes that thread every time.
 
     Args:
         log_dir: the event files' directory.
         histogram_interval: steps between histograms; None for none.
+        batch: records per hand-over to the writer thread.
     """
 
     priority = 86
 
     def __init__(
-        self, log_dir: str | os.PathLike[str], histogram_interval: int | None = 200
+        self, log_dir: str | os.PathLike[str], histogram_interval: int | None = 500, batch: int = 50
     ) -> None:
         self.log_dir = Path(log_dir)
         self.histogram_interval = histogram_interval
+        self.batch = batch
+        self.bins = 64
+        self._pending: list[tuple[Summary, int]] = []
         self._writer: Any = None
         self._ratios: UpdateRatioMonitor | None = None
 
@@ -53,7 +69,7 @@ class TensorBoardWriter(DiagnosticHook):
         self._ratios = ratios if isinstance(ratios, UpdateRatioMonitor) else None
 
     def write_record(self, rec: Record) -> None:
-        """Writes one record's scalars (an event as text under ``events``)."""
+        """Writes one record's scalars (an event as text under ``events/<name>``)."""
         if self._writer is None or self.disabled:
             return
         step = int(rec.get("step", 0))
@@ -62,39 +78,83 @@ class TensorBoardWriter(DiagnosticHook):
                 f"events/{rec.get('event', 'event')}", str(rec.get("message", "")), step
             )
             return
+        epoch = rec.get("kind") == "epoch"
+        values = []
         for key, value in rec.items():
-            if (
-                key in _NOT_SCALARS
-                or not isinstance(value, (int, float))
-                or isinstance(value, bool)
-            ):
+            if key in _NOT_SCALARS or key.startswith(_JSONL_ONLY):
+                continue
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
                 continue
             # Epoch records' training mean and LR would collide with the step records' own keys.
-            tag = (
-                f"epoch/{key}" if rec.get("kind") == "epoch" and not key.startswith("val/") else key
-            )
-            self._writer.add_scalar(tag, float(value), step)
+            tag = f"epoch/{key}" if epoch and not key.startswith("val/") else key
+            values.append(Summary.Value(tag=tag, simple_value=float(value)))
+        if values:
+            # One event per record, holding all its scalars: add_scalar makes an
+            # event per value and hands each to the writer thread, and a
+            # measured step's record carries dozens of values.
+            self._pending.append((Summary(value=values), step))
+            if len(self._pending) >= self.batch:
+                self.flush()
+
+    def flush(self) -> None:
+        """Hands the batched scalars to the writer thread."""
+        pending, self._pending = self._pending, []
+        if self._writer is None:
+            return
+        for summary, step in pending:
+            self._writer.file_writer.add_summary(summary, step)
 
     @never_fails
     def after_step(self) -> None:
         t = self.trainer
         if self._writer is None or not self.histogram_interval or t.step % self.histogram_interval:
             return
+        # Matrices and kernels only: a bias or a norm scale is too small for a useful histogram.
         for name, p in t.module.named_parameters():
-            if p.requires_grad:
-                self._writer.add_histogram(f"weights/{name}", p.detach().float().cpu(), t.step)
+            if p.requires_grad and p.dim() >= 2:
+                self._histogram(f"weights/{name}", p.detach(), t.step)
         if self._ratios is not None and self._ratios.updates_step == t.step:
             for name, delta in self._ratios.updates.items():
-                self._writer.add_histogram(f"updates/{name}", delta.float().cpu(), t.step)
+                if delta.dim() >= 2:
+                    self._histogram(f"updates/{name}", delta, t.step)
+
+    def _histogram(self, tag: str, x: Any, step: int) -> None:
+        # Binned on the tensor's device with torch.histc and written with
+        # add_histogram_raw: add_histogram copies the tensor to numpy and bins
+        # it there, which costs more than the rest of the diagnostics together.
+        x = x.detach().float()
+        finite = x[torch.isfinite(x)]
+        if finite.numel() == 0:
+            return
+        lo, hi = finite.min(), finite.max()
+        counts = torch.histc(finite, bins=self.bins, min=float(lo), max=float(hi))
+        stats = torch.stack([lo, hi, finite.sum(), finite.pow(2).sum()]).tolist()
+        low, high = stats[0], stats[1]
+        if high <= low:
+            high = low + 1e-12
+        limits = torch.linspace(low, high, self.bins + 1)[1:].tolist()
+        self._writer.add_histogram_raw(
+            tag,
+            min=stats[0],
+            max=stats[1],
+            num=int(finite.numel()),
+            sum=stats[2],
+            sum_squares=stats[3],
+            bucket_limits=limits,
+            bucket_counts=counts.tolist(),
+            global_step=step,
+        )
 
     @never_fails
     def after_epoch(self) -> None:
         if self._writer is not None:
+            self.flush()
             self._writer.flush()
 
     def after_train(self) -> None:
         if self._writer is not None:
             try:
+                self.flush()
                 self._writer.close()
             finally:
                 self._writer = None

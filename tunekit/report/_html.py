@@ -134,11 +134,10 @@ def loss_figure(d: LossData) -> Any | None:
                 line={"width": 2},
             )
         )
-    epoch_x = _epoch_steps(d)
     if d.epoch_train.x:
         fig.add_trace(
             go.Scatter(
-                x=epoch_x(d.epoch_train),
+                x=d.epoch_train.x,
                 y=d.epoch_train.y,
                 mode="lines+markers",
                 name=d.epoch_train.name,
@@ -147,7 +146,7 @@ def loss_figure(d: LossData) -> Any | None:
     if d.epoch_val.x:
         fig.add_trace(
             go.Scatter(
-                x=epoch_x(d.epoch_val),
+                x=d.epoch_val.x,
                 y=d.epoch_val.y,
                 mode="lines+markers",
                 name="validation loss",
@@ -156,18 +155,6 @@ def loss_figure(d: LossData) -> Any | None:
     for s in d.non_finite_steps:
         fig.add_vline(x=s, line={"color": "red", "dash": "dot"}, annotation_text="non-finite")
     return fig
-
-
-def _epoch_steps(d: LossData) -> Any:
-    # Epoch records are placed at the step they ended on, so both curves share the x axis.
-    steps_per_epoch = None
-    if d.steps and d.epoch_train.x:
-        steps_per_epoch = (d.steps[-1] / d.epoch_train.x[-1]) if d.epoch_train.x[-1] else None
-
-    def convert(s: Series) -> list[float]:
-        return [x * steps_per_epoch for x in s.x] if steps_per_epoch else s.x
-
-    return convert
 
 
 def metrics_figure(metrics: list[Series]) -> Any | None:
