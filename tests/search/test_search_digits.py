@@ -118,3 +118,18 @@ def test_tensorboard_hparams_read_back(digits_study: dict, tmp_path: Path) -> No
     content = ea.PluginTagToContent("hparams")
     info = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
     assert {"optim.lr", "optim.weight_decay", "stage"} <= set(info.session_start_info.hparams)
+
+
+def test_compare_view_puts_two_studies_side_by_side(digits_study: dict, tmp_path: Path) -> None:
+    from tunekit.search._report import metric_by_epochs
+
+    data = study_report_data(digits_study["ctx"].search)
+    points = metric_by_epochs(data)
+    # coarse trials run 2 epochs, fine 5, final 10; each length's best is its best complete trial.
+    assert set(points) <= {2, 5, 10} and 10 in points
+    assert points[10] == max(t["value"] for t in data["trials"] if t["stage"] == "final")
+    target = tmp_path / "cmp.html"
+    path = study_report(str(digits_study["out"]), out=str(target), compare=str(digits_study["out"]))
+    assert path == target
+    text = target.read_text()
+    assert "compared study: digits" in text and "against training epochs" in text

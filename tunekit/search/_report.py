@@ -15,6 +15,7 @@ import html
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +119,10 @@ def _optuna_plots(search: StagedSearch) -> list[tuple[str, str]]:
         ):
             name = f"{st.name}: {title}"
             try:
-                sections.append((name, _fig_html(fn(s))))
+                with warnings.catch_warnings():
+                    # "too few trials for importances": the plot says so itself.
+                    warnings.simplefilter("ignore")
+                    sections.append((name, _fig_html(fn(s))))
             except Exception as exc:  # too few trials, one parameter, ...: say so, go on
                 sections.append((name, f"<p class=note>not drawn: {html.escape(str(exc))}</p>"))
     return sections
@@ -149,6 +153,40 @@ def _curves_figure(data: dict[str, Any], compare: dict[str, Any] | None) -> Any:
     fig.update_layout(
         title=f"learning curves: {data['metric']} against training epochs",
         xaxis_title="epoch",
+        yaxis_title=data["metric"],
+    )
+    return fig
+
+
+def metric_by_epochs(data: dict[str, Any]) -> dict[int, float]:
+    """The best metric a study reached for each training length (epochs a complete trial ran)."""
+    sign = 1.0 if data["direction"] == "maximize" else -1.0
+    best: dict[int, float] = {}
+    for t in data["trials"]:
+        c = t["curve"]
+        if t["state"] != "COMPLETE" or not c["epoch"]:
+            continue
+        epochs = int(max(c["epoch"]))
+        value = max(c["metric"], key=lambda v: sign * v)
+        if epochs not in best or sign * value > sign * best[epochs]:
+            best[epochs] = value
+    return dict(sorted(best.items()))
+
+
+def _comparison_figure(data: dict[str, Any], compare: dict[str, Any]) -> Any:
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for d in (data, compare):
+        points = metric_by_epochs(d)
+        fig.add_trace(
+            go.Scatter(
+                x=list(points), y=list(points.values()), mode="lines+markers", name=d["study"]
+            )
+        )
+    fig.update_layout(
+        title=f"best {data['metric']} against training epochs",
+        xaxis_title="training epochs of the trial",
         yaxis_title=data["metric"],
     )
     return fig
@@ -225,6 +263,8 @@ def render_report(
         parts += [
             f"<h2>compared study: {html.escape(compare['study'])}</h2>",
             _stages_table(compare),
+            f"<h2>{html.escape(data['study'])} vs {html.escape(compare['study'])}</h2>",
+            _fig_html(_comparison_figure(data, compare)),
         ]
     parts += [
         "<h2>learning curves of every trial</h2>",
