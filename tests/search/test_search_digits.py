@@ -40,7 +40,7 @@ def digits_study(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("digits") / "study"
     # The shipped study with fewer coarse and fine trials (same epochs, data and model).
     ctx = open_search(
-        "digits", out=out, overrides=["stages.coarse.trials=6", "stages.fine.trials=3"]
+        "digits", out=out, overrides=["stages.coarse.trials=5", "stages.fine.trials=2"]
     )
     run_worker(ctx)
     summary = write_summary(ctx)
@@ -86,7 +86,7 @@ def test_refined_ranges_lie_inside_the_coarse_ones_and_contain_the_best_coarse_t
 def test_report_data_and_html_render_in_chromium(digits_study: dict, tmp_path: Path) -> None:
     ctx = digits_study["ctx"]
     data = study_report_data(ctx.search)
-    assert len(data["trials"]) == 6 + 3 + 1
+    assert len(data["trials"]) == 5 + 2 + 1
     for t in data["trials"]:
         # Every trial's learning curve was read from its metrics.jsonl, one point per epoch run.
         assert len(t["curve"]["epoch"]) == len(t["intermediate"]) >= 1
@@ -109,9 +109,9 @@ def test_tensorboard_hparams_read_back(digits_study: dict, tmp_path: Path) -> No
     from tensorboard.plugins.hparams import plugin_data_pb2
 
     n = write_hparams(digits_study["ctx"].search, tmp_path / "tb")
-    assert n == 10
+    assert n == 8
     runs = sorted(p for p in (tmp_path / "tb").iterdir())
-    assert len(runs) == 10
+    assert len(runs) == 8
     ea = EventAccumulator(str(runs[0]))
     ea.Reload()
     assert "hparam/val/top1" in ea.Tags()["scalars"]
