@@ -16,7 +16,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from tunekit.config import DataConfig
 from tunekit.data import DataBundle
-from tunekit.engine import DistInfo, barrier
+from tunekit.engine import DistInfo, broadcast_object
 from tunekit.errors import ConfigError, DataError, unknown_choice
 
 from ._coco import CocoDetection, collate, detection_transforms
@@ -107,12 +107,22 @@ def shapes_spec(cfg: DataConfig, file: str | None = None) -> ShapesSpec:
 def shapes_data(cfg: DataConfig, dist: DistInfo, file: str | None = None) -> DataBundle:
     """The synthetic shapes set, generated into ``data.root`` (or the cache) on first use."""
     spec = shapes_spec(cfg, file)
-    # Rank 0 generates while the others wait; the rename at its end is atomic
-    # anyway, so separate jobs sharing a cache cannot see half a dataset either.
-    root = ensure_shapes(cfg.root, spec) if dist.is_main else None
-    barrier()
-    if root is None:
-        root = ensure_shapes(cfg.root, spec)
+    # Rank 0 generates while the others wait (and hear of its failure rather than
+    # hang); the rename at its end is atomic anyway, so separate jobs sharing a
+    # cache cannot see half a dataset either.
+    if dist.distributed:
+        failure: str | None = None
+        if dist.is_main:
+            try:
+                ensure_shapes(cfg.root, spec)
+            except DataError as exc:
+                failure = str(exc)
+                broadcast_object(failure)
+                raise
+        failure = broadcast_object(failure)
+        if failure is not None:
+            raise DataError(failure)
+    root = ensure_shapes(cfg.root, spec)
     return _pair(
         cfg,
         root,

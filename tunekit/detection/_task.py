@@ -121,15 +121,10 @@ class DetectionTask:
 
     Args:
         val_set: the validation set (a CocoDetection, or a Subset of one).
-        results_path: when given, rank 0 writes the last evaluation's
-            predictions there as a COCO results JSON.
     """
 
-    def __init__(
-        self, val_set: Dataset[Any], *, results_path: str | os.PathLike[str] | None = None
-    ) -> None:
+    def __init__(self, val_set: Dataset[Any]) -> None:
         self.base, self.val_ids = coco_base(val_set)
-        self.results_path = Path(results_path) if results_path else None
         #: Rank 0: the predictions of the last evaluation, as COCO results.
         self.last_results: list[dict[str, Any]] = []
 
@@ -191,8 +186,6 @@ class DetectionTask:
             metrics["val/images"] = float(len(set(all_seen)))
             metrics["val/detections"] = float(len(all_results))
             self.last_results = all_results
-            if self.results_path is not None:
-                write_results(all_results, self.results_path)
         out = broadcast_object(metrics)
         assert out is not None
         return dict(out)
