@@ -85,7 +85,8 @@ def test_range_test_sweeps_exponentially_and_stops_when_the_loss_explodes() -> N
     assert res.verdict.status == "PASS"
     json.dumps(res.to_dict(), allow_nan=False)
     fig = res.plot()
-    assert isinstance(fig, go.Figure) and len(fig.data) == 2
+    assert isinstance(fig, go.Figure) and len(fig.data) == 3  # loss, smoothed, suggestion marker
+    assert fig.data[2].x == (res.suggestion,)
     assert res.plot_data()["suggestion"] == res.suggestion
 
 

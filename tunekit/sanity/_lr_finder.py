@@ -114,16 +114,28 @@ class LRRangeResult:
                 go.Scatter(x=data["lr"], y=data["smoothed"], name="smoothed loss", mode="lines"),
             ]
         )
-        if self.suggestion is not None:
-            fig.add_vline(
-                x=math.log10(self.suggestion),
-                line_dash="dash",
-                annotation_text=f"suggestion {self.suggestion:.2g}",
+        suggestion = self.suggestion
+        if suggestion is not None:
+            # A marker on the smoothed curve (a shape on a log axis would need
+            # log10 coordinates, which plotly handles differently across versions).
+            at = min(range(len(self.lrs)), key=lambda i: abs(math.log(self.lrs[i] / suggestion)))
+            fig.add_trace(
+                go.Scatter(
+                    x=[suggestion],
+                    y=[data["smoothed"][at]],
+                    name=f"suggestion {suggestion:.3g}",
+                    mode="markers",
+                    marker={"size": 12, "symbol": "circle-open", "line": {"width": 3}},
+                )
             )
+        finite = [s for s in data["smoothed"] if s is not None]
+        # The raw loss can jump by orders of magnitude at the end of the sweep:
+        # show the range where the smoothed curve lives.
+        top = 1.5 * max([*finite[: max(1, len(finite) // 2)], min(finite) * 4]) if finite else None
         fig.update_layout(
             title=f"LR range test: {self.verdict.status}",
             xaxis={"title": "learning rate", "type": "log"},
-            yaxis_title="loss",
+            yaxis={"title": "loss", "range": [0, top] if top else None},
         )
         return fig
 
@@ -486,8 +498,23 @@ class UpdateRatioResult:
         import plotly.graph_objects as go
 
         data = self.plot_data()
+        lo, hi = RATIO_BAND
         fig = go.Figure(go.Bar(x=data["names"], y=data["ratios"], name="update/weight"))
-        fig.add_hline(y=TARGET_RATIO, line_dash="dash", annotation_text="target 1e-3")
+        for y, name, dash in (
+            (TARGET_RATIO, "target 1e-3", "dash"),
+            (lo, "band", "dot"),
+            (hi, "band", "dot"),
+        ):
+            fig.add_trace(
+                go.Scatter(
+                    x=[data["names"][0], data["names"][-1]] if data["names"] else [],
+                    y=[y, y],
+                    name=name,
+                    mode="lines",
+                    line={"dash": dash},
+                    showlegend=name != "band" or y == lo,
+                )
+            )
         fig.update_layout(
             title=f"Update/weight ratio at LR {self.lr:.3g}: {self.verdict.status}",
             yaxis={"type": "log", "title": "||Δw|| / ||w||"},
