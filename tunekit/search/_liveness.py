@@ -18,7 +18,11 @@ from collections.abc import Callable
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import RDBStorage
+from optuna.storages import BaseStorage
+
+# Optuna wraps an RDBStorage in its cache layer, which carries the heartbeat; the
+# class that says "this storage has Optuna's heartbeat" lives in a private module.
+from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import FrozenTrial, TrialState
 
 from ._study import LivenessSpec
@@ -39,10 +43,16 @@ def retry_trial(study: optuna.Study, trial: FrozenTrial, max_retry: int) -> None
         _retry_callback(max_retry)(study, trial)
 
 
+def has_optuna_heartbeat(storage: BaseStorage) -> bool:
+    """True for RDB storages opened with a heartbeat interval (see :func:`open_storage`)."""
+    return isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval() is not None
+
+
 def beat(study: optuna.Study, trial_id: int) -> None:
     """Records that ``trial_id``'s worker is alive."""
     storage = study._storage
-    if isinstance(storage, RDBStorage):
+    if has_optuna_heartbeat(storage):
+        assert isinstance(storage, BaseHeartbeat)
         storage.record_heartbeat(trial_id)
     else:
         storage.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
@@ -51,7 +61,7 @@ def beat(study: optuna.Study, trial_id: int) -> None:
 def reap_stale(study: optuna.Study, spec: LivenessSpec, now: float | None = None) -> list[int]:
     """Fails the trials whose workers went silent and enqueues retries; returns their numbers."""
     storage = study._storage
-    if isinstance(storage, RDBStorage):
+    if has_optuna_heartbeat(storage):
         before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

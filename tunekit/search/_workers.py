@@ -358,7 +358,7 @@ def run_worker(
     """
     ss = ctx.search
     spec = ctx.study.liveness
-    started = 0
+    started = failures = 0
     for stage in ss.stages:
         study = ss.optuna_study(stage)
         ss.space(stage)
@@ -369,10 +369,16 @@ def run_worker(
             if c.waiting > 0 or (c.accounted < stage.spec.trials and ss.budget_left()):
                 if ctx.study.gpus_per_trial > 1:
                     rc = run_trial_torchrun(ctx, stage)
-                    if rc != 0:
-                        print(
-                            f"tunekit: a DDP trial exited with code {rc}; it is retried",
-                            file=sys.stderr,
+                    failures = failures + 1 if rc != 0 else 0
+                    if rc == 2:
+                        # Rank 0 printed the user's mistake (missing data, a bad value) already.
+                        raise TunekitError(
+                            "a DDP trial stopped on the error above; fix it and run again",
+                            field="search",
+                        )
+                    if failures >= 3:
+                        raise RuntimeError(
+                            f"three DDP trials in a row exited with code {rc}; see their output above"
                         )
                 else:
                     run_trial_here(ctx, stage)
@@ -380,9 +386,8 @@ def run_worker(
                 if max_trials is not None and started >= max_trials:
                     return started
             elif c.running > 0:
-                time.sleep(
-                    poll_s
-                )  # others are finishing this stage; the next one needs their results
+                # Others are finishing this stage; the next one needs their results.
+                time.sleep(poll_s)
             else:
                 break
         if not ss.budget_left() or (stop is not None and stop.is_set()):
