@@ -140,3 +140,27 @@ def test_cli_train_prints_one_line_and_exits_3_on_divergence(
     assert len(lines) == 1 and "non-finite" in lines[0] and "Traceback" not in proc.stderr
     events = (out / "metrics.jsonl").read_text()
     assert '"event": "non_finite"' in events
+
+
+def test_under_ddp_only_rank_0_writes_and_a_divergence_stops_every_rank(
+    cli: Any, write_recipe: Any, tmp_path: Path
+) -> None:
+    recipe = write_recipe(
+        optim={"name": "sgd", "lr": 1.0e6, "momentum": 0.0, "nesterov": False},
+        train={"epochs": 1, "batch_size": 32, "max_steps_per_epoch": 6},
+        data={"name": "digits", "image_size": 8, "train_subset": 384, "val_subset": 64},
+        model={"name": "small_cnn", "width": 4, "norm": "gn"},
+        diagnostics={"interval": 1, "activations": "off"},
+    )
+    out = tmp_path / "run"
+    proc = cli("train", "--recipe", str(recipe), "--out", str(out), "--nproc", "2", timeout=180)
+    assert proc.returncode != 0  # and it returned: no rank was left waiting in a collective
+    assert "tunekit: error: non-finite" in proc.stderr
+    import json
+
+    recs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in recs if r["kind"] == "step"]
+    assert steps and steps == sorted(set(steps))  # each step once: rank 1 wrote nothing
+    stops = [r for r in recs if r.get("event") == "non_finite"]
+    assert len(stops) == 1 and stops[0]["step"] == steps[-1] + 1
+    assert len(list((out / "tb").glob("events.out.tfevents.*"))) == 1

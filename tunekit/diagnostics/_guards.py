@@ -137,6 +137,16 @@ class Guards(DiagnosticHook):
                 layer=layer,
                 loss_terms=terms,
             )
+        if t.dist.distributed and self.check_gradients and t.scaler is None:
+            # Gradients are averaged over ranks, so every rank stops at this same
+            # step (by its loss or by its gradient). Wait for each other before
+            # raising: the launcher ends the other workers as soon as one exits,
+            # and rank 0 must first write the records it holds.
+            if self._recorder is not None:
+                self._recorder.flush()
+            import torch.distributed as dist
+
+            dist.barrier()
         return err
 
     def _first_bad_gradient(self) -> tuple[str | None, str | None, str]:

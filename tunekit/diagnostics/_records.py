@@ -161,10 +161,8 @@ class StepRecorder(DiagnosticHook):
     def flush(self) -> None:
         """Writes the buffered records to ``metrics.jsonl`` (rank 0, when a MetricsWriter is registered)."""
         buffer, self._buffer = self._buffer, []
-        if self._metrics is None:
-            return
-        for rec in buffer:
-            self._metrics.write(rec)
+        if self._metrics is not None:
+            self._metrics.write_many(buffer)
 
     # -- helpers ----------------------------------------------------------
 
