@@ -113,36 +113,7 @@ def test_lr_10_recipe_fails_the_overfit_check_with_exit_1(
     assert "exploding" in capsys.readouterr().out
 
 
-def test_lr_find_writes_only_the_lr_section(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    rc = main(
-        [
-            "lr-find",
-            "--recipe",
-            DIGITS,
-            "--out",
-            str(out),
-            "--no-html",
-            "--set",
-            "data.train_subset=256",
-            "--lr-iters",
-            "30",
-            "--cross-check-iters",
-            "10",
-        ]
-    )
-    assert rc == 0
-    data = json.loads((out / "sanity.json").read_text())
-    assert "overfit" not in data and "initial_loss" not in data
-    assert [v["check"] for v in data["verdicts"]] == [
-        "lr range test",
-        "lr cross-check",
-        "update/weight ratio",
-    ]
-    assert data["search_space"]["lr"][0] < data["lr"]["chosen"] < data["search_space"]["lr"][1]
-
-
-def test_recipe_lr_per_256_is_converted_back_to_recipe_units(tmp_path: Path) -> None:
+def test_lr_find_writes_only_the_lr_section_in_recipe_units(tmp_path: Path) -> None:
     out = tmp_path / "run"
     rc = main(
         [
@@ -163,21 +134,32 @@ def test_recipe_lr_per_256_is_converted_back_to_recipe_units(tmp_path: Path) -> 
         ]
     )
     assert rc == 0
-    lr = json.loads((out / "sanity.json").read_text())["lr"]
+    data = json.loads((out / "sanity.json").read_text())
+    assert "overfit" not in data and "initial_loss" not in data
+    assert [v["check"] for v in data["verdicts"]] == [
+        "lr range test",
+        "lr cross-check",
+        "update/weight ratio",
+    ]
+    lr = data["lr"]
+    # optim.lr is per 256 images here: the file gives the value to put in the recipe.
     assert lr["recipe_value"] == pytest.approx(lr["chosen"] * 256 / 64)  # batch size 64
+    lo, hi = data["search_space"]["lr"]
+    assert lo < lr["recipe_value"] < hi
+    assert lo == pytest.approx(lr["recipe_value"] / 10)
 
 
 def test_recipe_missing_its_dataset_is_one_line_exit_2(
-    cli: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    proc = cli(
-        "sanity", "--recipe", DIGITS, "--set", "data.name=cifar10", "--out", str(tmp_path / "r")
+    rc = main(
+        ["sanity", "--recipe", DIGITS, "--set", "data.name=cifar10", "--out", str(tmp_path / "r")]
     )
-    assert proc.returncode == 2
-    err = proc.stderr.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert "field 'data.root'" in err and "cifar10" in err
-    assert not (tmp_path / "r").exists()
+    assert not (tmp_path / "r").exists()  # nothing half-written
 
 
 @pytest.mark.parametrize(
