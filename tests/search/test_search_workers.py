@@ -175,3 +175,26 @@ def test_diverging_trials_are_pruned_with_the_reason_and_the_study_goes_on(
     for t in trials:
         assert t.state == TrialState.PRUNED
         assert "non-finite" in t.user_attrs["failure_reason"]
+
+
+def test_further_rounds_stop_at_the_trial_budget(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    study_file = write_study(
+        "rounds.yaml",
+        name="rounds",
+        stages=[
+            {"name": "coarse", "sampler": "qmc", "trials": 2, "epochs": 1},
+            {"name": "fine", "sampler": "tpe", "trials": 1, "epochs": 1, "refine": {"top_k": 1}},
+        ],
+        rounds={"extra": 2, "max_trials": 4},
+    )
+    ctx = open_search(str(study_file), out=tmp_path / "rounds")
+    assert [s.name for s in ctx.search.stages] == ["coarse", "fine", "fine2", "fine3"]
+    assert run_worker(ctx) == 4
+    counts = {s.name: len(ctx.search.trials(s)) for s in ctx.search.stages}
+    assert counts == {"coarse": 2, "fine": 1, "fine2": 1, "fine3": 0}
+    # Each further round is refined from the one before it.
+    fine = ctx.search.space(ctx.search.stages[1])["optim.lr"]
+    fine2 = ctx.search.space(ctx.search.stages[2])["optim.lr"]
+    assert fine.low <= fine2.low < fine2.high <= fine.high  # type: ignore[operator]
