@@ -187,3 +187,22 @@ def test_digits_suggestion_is_within_3x_of_the_best_lr_of_a_grid_of_short_runs()
     best = min(scores, key=lambda k: scores[k])
     assert best not in (grid[0], grid[-1]), scores  # the grid brackets the best LR
     assert best / 3 <= res.suggestion <= best * 3, (res.suggestion, scores)
+
+
+def test_gradient_clipping_of_the_objective_applies_to_every_update() -> None:
+    from tunekit.sanity import Objective
+
+    torch.manual_seed(0)
+    model = BNNet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    free = update_ratio(model, opt, shuffled_loader(), nn.CrossEntropyLoss(), lr=0.1, steps=2)
+    clipped = update_ratio(
+        model,
+        opt,
+        shuffled_loader(),
+        lr=0.1,
+        steps=2,
+        objective=Objective(nn.CrossEntropyLoss(), grad_clip=1e-4),
+    )
+    assert free.median is not None and clipped.median is not None
+    assert clipped.median < free.median / 100

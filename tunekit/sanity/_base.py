@@ -188,6 +188,8 @@ class Objective:
         losses: a task's ``losses(model, batch) -> dict`` (used by recipes);
             takes the place of both of the above.
         to_device: moves a batch to the model's device (default: every tensor in it).
+        grad_clip: clip the gradients' total norm to this before each step, as
+            the training run would (``optim.grad_clip`` of a recipe).
         what: the probe's name, for error messages.
     """
 
@@ -197,11 +199,13 @@ class Objective:
         *,
         losses: Callable[[nn.Module, Any], dict[str, torch.Tensor]] | None = None,
         to_device: Callable[[Any, torch.device], Any] | None = None,
+        grad_clip: float | None = None,
         what: str = "sanity",
     ) -> None:
         self.loss_fn = loss_fn
         self.losses = losses
         self.to_device = to_device or move_to
+        self.grad_clip = grad_clip
         self.what = what
 
     @property
@@ -243,6 +247,16 @@ class Objective:
         return StepOutput(
             loss, {"loss": loss}, logits if isinstance(logits, torch.Tensor) else None, targets
         )
+
+    def step(self, model: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        """One update from ``loss``: zero the gradients, backward, clip (if asked), step."""
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(
+                [p for p in model.parameters() if p.grad is not None], self.grad_clip
+            )
+        optimizer.step()
 
     def _forward(self, model: nn.Module, *args: Any) -> Any:
         try:

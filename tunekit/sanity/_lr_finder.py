@@ -267,9 +267,7 @@ def lr_range_test(
             if smoothed > diverge_factor * best:
                 stop_reason = f"loss passed {diverge_factor:g}x its best at LR {lr:.3g}"
                 break
-            optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            optimizer.step()
+            objective.step(model, optimizer, out.loss)
     sm = smooth(losses, beta)
     suggestion, reason = suggest_lr(lrs, sm, skip_start=skip_start)
     finite = [(s, lr) for s, lr in zip(sm, lrs) if s is not None]
@@ -415,9 +413,7 @@ def cross_check_lrs(
                 losses.append(loss)
                 if not math.isfinite(loss):
                     break
-                optimizer.zero_grad(set_to_none=True)
-                out.loss.backward()
-                optimizer.step()
+                objective.step(model, optimizer, out.loss)
         runs.append(_short_run(lr, losses, window, num_iter))
     healthy = [r for r in runs if not r.diverged]
     best = max(healthy, key=lambda r: r.fall, default=None)
@@ -558,9 +554,7 @@ def update_ratio(
         for step in range(steps):
             before = [p.detach().clone() for p in layout.params]
             out = objective(model, next(batches), device)
-            optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            optimizer.step()
+            objective.step(model, optimizer, out.loss)
             if step < steps // 2:
                 continue
             counted += 1

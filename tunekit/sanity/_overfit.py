@@ -239,9 +239,7 @@ def _run(
             if fitted:
                 outcome = "fit"
                 break
-        opt.zero_grad(set_to_none=True)
-        out.loss.backward()
-        opt.step()
+        objective.step(model, opt, out.loss)
     if outcome is None:
         # A classifier that only learned the class frequencies has not started
         # learning: judge the fall against that floor too, not only the start.

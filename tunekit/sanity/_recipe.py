@@ -143,10 +143,13 @@ def run_sanity(
         objective = Objective(
             nn.CrossEntropyLoss(label_smoothing=recipe.regularization.label_smoothing),
             to_device=comp.task.to_device,
+            grad_clip=recipe.optim.grad_clip,
         )
         num_classes: int | None = comp.bundle.num_classes
     else:
-        objective = Objective(losses=comp.task.losses, to_device=comp.task.to_device)
+        objective = Objective(
+            losses=comp.task.losses, to_device=comp.task.to_device, grad_clip=recipe.optim.grad_clip
+        )
         num_classes = comp.bundle.num_classes
     optimizer = _optimizer(model, recipe, file)
     report = SanityReport(
