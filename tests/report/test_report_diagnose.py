@@ -97,3 +97,20 @@ def test_diagnose_reads_a_run_directory(tmp_path: Path) -> None:
     assert diagnose(write_run(tmp_path / "healthy")) == []
     sick = write_run(tmp_path / "sick", curves(healthy_loss, val_metric=lambda e: 0.5 + 0.03 * e))
     assert [v.code for v in diagnose(sick)] == ["still_improving"]
+
+
+def test_a_real_healthy_run_gets_no_verdict(tmp_path: Path) -> None:
+    """The shipped digits recipe (at 8x8 pixels, to save time) trains to ~99% and reads as healthy."""
+    from tunekit.config import load_recipe
+    from tunekit.report import load_run, report_data
+    from tunekit.run import train
+
+    recipe = load_recipe(
+        Path(__file__).resolve().parents[2] / "recipes" / "digits.yaml", ["data.image_size=8"]
+    )
+    summary = train(recipe, out=tmp_path / "run", progress=False)
+    assert summary["final"]["val/top1"] > 0.95
+    assert diagnose(tmp_path / "run") == []
+    data = report_data(load_run(tmp_path / "run"))
+    assert len(data.heatmap.steps) == summary["steps"] // 20 and "fc" in data.heatmap.layers
+    assert all(1e-4 < m < 3e-2 for m in data.band.median[:5])  # near 1e-3 while the LR is high
