@@ -70,6 +70,18 @@ def test_digits_recipe_passes_all_checks_and_writes_json_and_html(
     assert data["search_space"]["weight_decay"] == [1e-6, 1e-3]
     assert (out / "recipe.yaml").is_file()
 
+    # The contract with the search part: `tunekit search --from-sanity` takes these ranges as they are.
+    from tunekit.search import Range
+    from tunekit.search._workers import ranges_from_sanity
+
+    space = {
+        "optim.lr": Range("optim.lr", "log_uniform", "nuisance", 1e-4, 1.0),
+        "optim.weight_decay": Range("optim.weight_decay", "log_uniform", "nuisance", 1e-6, 1e-2),
+    }
+    started = ranges_from_sanity(space, str(out / "sanity.json"))
+    assert [started["optim.lr"].low, started["optim.lr"].high] == data["search_space"]["lr"]
+    assert [started["optim.weight_decay"].low, started["optim.weight_decay"].high] == [1e-6, 1e-3]
+
     page = out / "sanity.html"
     text = page.read_text()
     from plotly.offline import get_plotlyjs
