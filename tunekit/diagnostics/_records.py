@@ -11,7 +11,6 @@ records) and to every subscribed writer (TensorBoard, the live view).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -191,7 +190,3 @@ def _batch_size(batch: Any) -> int:
     if isinstance(first, (list, tuple)):
         return len(first)
     return 0
-
-
-def finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None
