@@ -9,8 +9,9 @@ alternating in short blocks so that machine noise hits all of them alike:
   with its default averaging function (on the CPU: one tensor at a time);
 - ``averaged_model_multi``: AveragedModel with ``get_ema_multi_avg_fn`` (for reference).
 
-Reported: median step time, and the averaging update's own time as a share of
-the bare step (the update is timed by itself, inside the same steps).
+Reported: median and best step time, and the averaging update's own time as a
+share of the bare step (the update is timed by itself, inside the same steps).
+On a shared machine the best (minimum) times are the steadier figures.
 
 Usage::
 
@@ -112,11 +113,21 @@ def main() -> None:
             for _ in range(args.steps):
                 one_step(v, record=True)
 
-    base = median(step_times["none"])
+    base, base_min = median(step_times["none"]), min(step_times["none"])
     rows = []
     for v in VARIANTS:
-        upd = median(update_times[v])
-        rows.append((v, median(step_times[v]), upd, 100 * upd / base))
+        upd, upd_min = median(update_times[v]), min(update_times[v])
+        rows.append(
+            (
+                v,
+                median(step_times[v]),
+                upd,
+                100 * upd / base,
+                min(step_times[v]),
+                upd_min,
+                100 * upd_min / base_min,
+            )
+        )
     n_tensors = sum(1 for _ in model.parameters()) + sum(1 for _ in model.buffers())
     header = (
         f"ResNet-18, batch {batch} x 3x{args.size}x{args.size}, SGD momentum, {device.type}; "
@@ -124,17 +135,20 @@ def main() -> None:
         f"{args.rounds} alternating rounds x {args.steps} steps per variant"
     )
     lines = [
-        "| variant | median step (ms) | averaging update (ms) | update / bare step |",
-        "|---|---:|---:|---:|",
+        "| variant | median step (ms) | median update (ms) | update / bare step | best step (ms) | best update (ms) | best update / best bare step |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for v, st, upd, pct in rows:
-        lines.append(f"| {v} | {1000 * st:.1f} | {1000 * upd:.2f} | {pct:.2f}% |")
+    for v, st, upd, pct, st_min, upd_min, pct_min in rows:
+        lines.append(
+            f"| {v} | {1000 * st:.1f} | {1000 * upd:.2f} | {pct:.2f}% | {1000 * st_min:.1f} | {1000 * upd_min:.2f} | {pct_min:.2f}% |"
+        )
     ratio = rows[2][2] / max(rows[1][2], 1e-12)
-    verdict = "met" if rows[1][3] <= 2.0 else "NOT met"
+    verdict = "met" if max(rows[1][3], rows[1][6]) <= 2.0 else "NOT met"
     summary = (
-        f"tunekit's multi-tensor EMA update costs {rows[1][3]:.2f}% of a bare step (goal <= 2%: {verdict}); "
-        f"AveragedModel with its default averaging function costs {rows[2][3]:.2f}% "
-        f"({ratio:.1f}x tunekit's update)."
+        f"tunekit's multi-tensor EMA update costs {rows[1][3]:.2f}% of a bare step by medians, "
+        f"{rows[1][6]:.2f}% by best times (goal <= 2%: {verdict}); AveragedModel with its default "
+        f"averaging function costs {rows[2][3]:.2f}% / {rows[2][6]:.2f}% "
+        f"({ratio:.1f}x tunekit's update by medians)."
     )
     print(header)
     print("\n".join(lines))

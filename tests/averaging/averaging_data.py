@@ -48,6 +48,7 @@ TINY: dict[str, Any] = {
     "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
     "schedule": {"name": "cosine"},
     "train": {"epochs": 3, "batch_size": 32, "device": "cpu"},
+    "diagnostics": {"enabled": False},
 }
 
 

@@ -138,3 +138,14 @@ def test_hook_without_build_trainer_copies_the_model_itself() -> None:
     assert "ema/val/top1" in trainer.history[-1] and "val_ema/top1" in trainer.last_eval
     w = hook.ema.module.state_dict()["fc1.weight"]
     assert not torch.equal(w, start["fc1.weight"]) and not torch.equal(w, model.fc1.weight)
+
+
+def test_the_average_does_not_carry_the_models_hooks() -> None:
+    model = TinyMLP()
+    seen: list[str] = []
+    model.fc1.register_forward_hook(lambda m, i, o: seen.append("hook"))
+    ema = ModelEma(model)
+    ema(torch.randn(2, 64))
+    assert seen == []
+    model(torch.randn(2, 64))
+    assert seen == ["hook"]

@@ -11,6 +11,7 @@ cumulative-average pass with those three things handled.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from itertools import islice
@@ -78,6 +79,24 @@ def recalibrate_bn(model: nn.Module, inputs: Iterable[Any], dist: DistInfo | Non
 
 def _stats(m: nn.modules.batchnorm._BatchNorm) -> list[torch.Tensor]:
     return [b for b in (m.running_mean, m.running_var, m.num_batches_tracked) if b is not None]
+
+
+def bare_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` without the forward/backward hooks others registered on it.
+
+    Monitors hook the trained model's layers; on a copy (an average, a snapshot)
+    they would record its activations as the model's.
+    """
+    clone = copy.deepcopy(model)
+    for m in clone.modules():
+        for hooks in (
+            m._forward_hooks,
+            m._forward_pre_hooks,
+            m._backward_hooks,
+            m._backward_pre_hooks,
+        ):
+            hooks.clear()
+    return clone
 
 
 def model_input(batch: Any) -> Any:

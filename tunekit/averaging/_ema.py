@@ -9,7 +9,6 @@ about ten times more per step; see ``benchmarks/ema_overhead.py``.
 
 from __future__ import annotations
 
-import copy
 import weakref
 from typing import Any, Literal
 
@@ -21,6 +20,7 @@ from tunekit.engine import HookBase
 
 from ._bn import (
     add_side_metrics,
+    bare_copy,
     batchnorm_layers,
     eval_due,
     evaluate_side_model,
@@ -59,7 +59,7 @@ class ModelEma(nn.Module):
         buffers: Buffers = "ema",
     ) -> None:
         super().__init__()
-        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        self.module = bare_copy(model).eval().requires_grad_(False)
         self.decay, self.warmup, self.warmup_power = decay, warmup, warmup_power
         self.buffer_mode = buffers  # not `buffers`: that is an nn.Module method
         self._source: weakref.ReferenceType[nn.Module] | None = None

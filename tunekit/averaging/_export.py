@@ -13,6 +13,8 @@ import json
 import os
 import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -76,7 +78,8 @@ def describe_preprocessing(dataset: Any) -> list[dict[str, Any]]:
 
 def _write_atomic(path: Path, write: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # The real suffix stays last: torch.export checks it.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
@@ -86,12 +89,18 @@ def _write_atomic(path: Path, write: Any) -> None:
         raise
 
 
-def _torchscript(module: nn.Module) -> torch.jit.ScriptModule:
+@contextmanager
+def _quiet_torchscript() -> Iterator[None]:
+    # TorchScript is deprecated upstream but still the one format that a C++
+    # or Python-only deployment loads with nothing but libtorch.
     with warnings.catch_warnings():
-        # TorchScript is deprecated upstream but still the one format that a
-        # C++ or Python-only deployment loads with nothing but libtorch.
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
+        yield
+
+
+def _torchscript(module: nn.Module) -> torch.jit.ScriptModule:
+    with _quiet_torchscript():
         try:
             return torch.jit.script(module)
         except Exception as exc:  # the scripting compiler raises many kinds
@@ -129,9 +138,10 @@ def export_ensemble(
         expected = module(example)
     if kind == "torchscript":
         scripted = _torchscript(module)
-        _write_atomic(
-            path, lambda f: torch.jit.save(scripted, f, _extra_files={METADATA_KEY: text})
-        )
+        with _quiet_torchscript():
+            _write_atomic(
+                path, lambda f: torch.jit.save(scripted, f, _extra_files={METADATA_KEY: text})
+            )
     elif kind == "export":
         if not isinstance(example, torch.Tensor):
             raise TunekitError(
@@ -179,6 +189,7 @@ def _onnx(module: nn.Module, example: torch.Tensor, f: str, text: str) -> None:
                 dynamic_shapes=_batch_dim(example),
                 dynamo=True,
                 external_data=False,
+                verbose=False,
             )
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -194,7 +205,7 @@ def _onnx(module: nn.Module, example: torch.Tensor, f: str, text: str) -> None:
 def run_exported(path: str | os.PathLike[str], kind: str, example: Any) -> Any:
     """Loads an exported file and runs it on ``example`` (the way a deployment would)."""
     if kind == "torchscript":
-        with torch.no_grad():
+        with torch.no_grad(), _quiet_torchscript():
             return torch.jit.load(str(path))(example)
     if kind == "export":
         with torch.no_grad():
@@ -219,7 +230,8 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     if kind == "export":
         torch.export.load(str(path), extra_files=files)
     else:
-        torch.jit.load(str(path), _extra_files=files)
+        with _quiet_torchscript():
+            torch.jit.load(str(path), _extra_files=files)
     raw = files[METADATA_KEY]
     return dict(json.loads(raw.decode() if isinstance(raw, bytes) else raw))
 

@@ -8,7 +8,6 @@ alone and averaged together.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 from pathlib import Path
@@ -22,7 +21,7 @@ from tunekit.engine import HookBase, barrier, load_checkpoint, save_atomic
 from tunekit.engine._schedules import sgdr_cycle
 from tunekit.errors import CheckpointError, ConfigError
 
-from ._bn import add_side_metrics, eval_due, evaluate_side_model
+from ._bn import add_side_metrics, bare_copy, eval_due, evaluate_side_model
 from ._ensemble import ensemble_for_task
 
 SNAPSHOT_FORMAT = "tunekit-snapshot-v1"
@@ -151,7 +150,7 @@ class SnapshotHook(HookBase):
         cycle = record["cycle"]
         if cycle not in self._states:  # after a resume: read back what rank 0 wrote
             self._states[cycle] = load_snapshot(self.directory / record["file"])["model"]
-        model = copy.deepcopy(self.trainer.module)
+        model = bare_copy(self.trainer.module)
         model.load_state_dict(self._states[cycle])
         return model.eval()
 
