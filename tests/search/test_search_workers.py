@@ -18,7 +18,9 @@ from tunekit.search import open_search, run_worker
 def test_three_workers_share_one_study_on_postgres(
     postgres: Any, write_study: Callable[..., Path], tmp_path: Path
 ) -> None:
-    study = write_study("pg3.yaml", **{"name": "pg3"})
+    # A generous grace: this test is about sharing work, not about declaring workers dead
+    # (on a loaded 2-core machine a heartbeat thread can be starved for seconds).
+    study = write_study("pg3.yaml", name="pg3", liveness={"heartbeat_s": 1, "grace_s": 60})
     out = tmp_path / "pg3"
     proc = start_cli(
         "search", "--study", str(study), "--storage", postgres.url, "--workers", "3", "--out", str(out), "--no-progress"
@@ -31,8 +33,8 @@ def test_three_workers_share_one_study_on_postgres(
         ts = trials[name]
         numbers = [t.number for t in ts]
         assert len(numbers) == len(set(numbers)) == len(ts), numbers  # no duplicate trial numbers
-        assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in ts)
-        assert len(ts) >= planned
+        finished = [t for t in ts if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+        assert len(finished) == len(ts) and len(ts) >= planned, [t.state for t in ts]
         for t in ts:
             # No lost results: each trial's value is the one its own run wrote.
             run_dir = Path(t.user_attrs["run_dir"])
@@ -42,7 +44,9 @@ def test_three_workers_share_one_study_on_postgres(
 
                 best = json.loads((run_dir / "summary.json").read_text())["best"]["value"]
                 assert t.value == best
-    # Three processes really took part: the trials' run directories were written by 3 workers.
+    # Several worker processes took part (each trial records which one ran it).
+    workers = {t.user_attrs["worker"] for ts in trials.values() for t in ts}
+    assert len(workers) >= 2, workers
     assert "study pg3" in stderr and "best val/top1" in stdout
 
 

@@ -147,7 +147,7 @@ class LivenessSpec(_Section):
     """How soon a killed worker's trial is failed and retried."""
 
     heartbeat_s: float = Field(default=2.0, gt=0)
-    grace_s: float = Field(default=10.0, gt=0)
+    grace_s: float = Field(default=30.0, gt=0)
     max_retry: int = Field(default=2, ge=0)
 
     @model_validator(mode="after")

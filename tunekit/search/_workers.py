@@ -18,6 +18,7 @@ import json
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -222,6 +223,7 @@ def execute_trial(
     if trial is not None:
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("stage", stage.name)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         if trial.user_attrs.get("failure_reason"):
             # A retry inherits the failed trial's attributes; the reason was that trial's.
             trial.set_user_attr("failure_reason", None)
