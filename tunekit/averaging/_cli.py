@@ -140,8 +140,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         export_metadata(selection, rows),
         fmt=args.format,
     )
+    n = len(selection.members)
     print(
-        f"wrote {result.path} ({result.format}, {len(selection.members)} members); "
+        f"wrote {result.path} ({result.format}, {n} member{'' if n == 1 else 's'}); "
         f"max abs difference from the eager ensemble: {result.max_abs_diff:.2e}"
     )
     return 0
