@@ -45,6 +45,19 @@ def test_nan_gradient_at_step_k_stops_step_k_naming_the_layer() -> None:
     assert [e["step"] for e in recorder.events if e["event"] == "non_finite"] == [k]
 
 
+def test_with_a_gradient_check_interval_a_bad_gradient_is_caught_by_the_next_loss() -> None:
+    k = 3  # not a checked step (every 4th is)
+    model = TinyMLP()
+    trainer = tiny_trainer([Guards(gradient_check_interval=4)], model=model, epochs=2)
+    model.fc2.weight.register_hook(lambda g: g * math.nan if trainer.step + 1 == k else g)
+    with pytest.raises(NonFiniteError) as info:
+        trainer.train()
+    err = info.value
+    # Step k was applied (its weights are broken); step k + 1's loss stops the run at fc2.
+    assert (err.step, err.where, err.layer) == (k + 1, "loss", "fc2")
+    assert not torch.isfinite(model.fc2.weight).all()
+
+
 def test_nan_loss_names_the_first_layer_whose_output_went_bad() -> None:
     k = 2
     model = TinyMLP()

@@ -207,6 +207,10 @@ class DiagnosticsConfig(_Section):
     activation_interval: PositiveInt = 100
     # Stop at a non-finite loss or gradient; record loss spikes as events.
     guards: bool = True
+    # Steps between gradient checks (the loss is checked every step). 1 stops a
+    # bad gradient before its step; more saves a gradient pass on models with
+    # many parameters and little compute per step.
+    gradient_check_interval: PositiveInt = 1
     spike_factor: float = Field(3.0, gt=1.0)
     spike_window: PositiveInt = 50
     tensorboard: bool = True

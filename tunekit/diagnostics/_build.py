@@ -41,7 +41,13 @@ def diagnostic_hooks(
         ),
     ]
     if cfg.guards:
-        hooks.append(Guards(spike_factor=cfg.spike_factor, spike_window=cfg.spike_window))
+        hooks.append(
+            Guards(
+                spike_factor=cfg.spike_factor,
+                spike_window=cfg.spike_window,
+                gradient_check_interval=cfg.gradient_check_interval,
+            )
+        )
     if cfg.activations != "off":
         hooks.append(ActivationMonitor(cfg.activations, cfg.activation_interval))
     if cfg.tensorboard:

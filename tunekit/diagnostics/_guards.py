@@ -33,8 +33,14 @@ class Guards(DiagnosticHook):
     A loss above ``spike_factor`` times the median of the last
     ``spike_window`` losses, and above all of them, is a ``loss_spike`` event.
 
+    With ``gradient_check_interval`` > 1 the gradients are checked on those
+    steps only (and the global norm recorded then): a non-finite gradient in
+    between is applied, and the next step's loss, computed with the broken
+    weights, stops the run there, naming the layer whose output went bad.
+
     Args:
         check_gradients: check the gradient norm too (the loss is always checked).
+        gradient_check_interval: steps between gradient checks.
         spike_factor: how many times the window's median a spike must reach.
         spike_window: losses in the moving window.
     """
@@ -42,9 +48,14 @@ class Guards(DiagnosticHook):
     priority = 10  # first after backward: nothing else should read a bad step
 
     def __init__(
-        self, check_gradients: bool = True, spike_factor: float = 3.0, spike_window: int = 50
+        self,
+        check_gradients: bool = True,
+        spike_factor: float = 3.0,
+        spike_window: int = 50,
+        gradient_check_interval: int = 1,
     ) -> None:
         self.check_gradients = check_gradients
+        self.gradient_check_interval = gradient_check_interval
         self.spike_factor = spike_factor
         self.spike_window = spike_window
         self.spikes: list[dict[str, Any]] = []
@@ -64,7 +75,11 @@ class Guards(DiagnosticHook):
         t = self.trainer
         if t.loss is None:
             return
-        check_grads = self.check_gradients and t.scaler is None
+        check_grads = (
+            self.check_gradients
+            and t.scaler is None
+            and (t.step + 1) % self.gradient_check_interval == 0
+        )
         loss_t = t.loss.detach().float().reshape(1)
         grad_norm: float | None = None
         if check_grads and (grads := [p.grad for _, p in self._params if p.grad is not None]):
@@ -137,7 +152,8 @@ class Guards(DiagnosticHook):
                 layer=layer,
                 loss_terms=terms,
             )
-        if t.dist.distributed and self.check_gradients and t.scaler is None:
+        every_step = self.check_gradients and self.gradient_check_interval == 1
+        if t.dist.distributed and every_step and t.scaler is None:
             # Gradients are averaged over ranks, so every rank stops at this same
             # step (by its loss or by its gradient). Wait for each other before
             # raising: the launcher ends the other workers as soon as one exits,
