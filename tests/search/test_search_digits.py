@@ -133,3 +133,20 @@ def test_compare_view_puts_two_studies_side_by_side(digits_study: dict, tmp_path
     assert path == target
     text = target.read_text()
     assert "compared study: digits" in text and "against training epochs" in text
+
+
+def test_live_table_rows(digits_study: dict) -> None:
+    from rich.console import Console
+
+    from tunekit.search._progress import render_table, trial_rows
+
+    rows = trial_rows(digits_study["ctx"].search, limit=50)
+    assert len(rows) == 5 + 2 + 1
+    assert {r["state"] for r in rows} <= {"complete", "pruned"}
+    for r in rows:
+        assert set(r["params"]) == {"optim.lr", "optim.weight_decay"}
+        assert r["epoch"] is not None and r["current"] is not None
+    console = Console(record=True, width=160)
+    console.print(render_table(digits_study["ctx"].search))
+    text = console.export_text()
+    assert "coarse: " in text and "/ 5" in text and "optim.lr" in text
