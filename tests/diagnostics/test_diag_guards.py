@@ -136,21 +136,23 @@ def test_a_failing_diagnostic_turns_itself_off_and_the_run_finishes() -> None:
     assert len(errors) == 1 and "boom" in errors[0]["message"] and errors[0]["step"] == 1
 
 
-def test_cli_train_prints_one_line_and_exits_3_on_divergence(
-    cli: Any, write_recipe: Any, tmp_path: Path
+def test_train_command_prints_one_line_and_exits_3_on_divergence(
+    write_recipe: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from tunekit.cli import main  # in-process; the DDP test below goes through a real subprocess
+
     recipe = write_recipe(
         optim={"name": "sgd", "lr": 1.0e6, "momentum": 0.0, "nesterov": False},
-        train={"epochs": 1, "batch_size": 64, "max_steps_per_epoch": 5},
+        train={"epochs": 2, "batch_size": 64, "max_steps_per_epoch": 5},
         data={"name": "digits", "image_size": 8, "train_subset": 320},
         model={"name": "small_cnn", "width": 4},
         diagnostics={"tensorboard": False, "activations": "off"},
     )
     out = tmp_path / "run"
-    proc = cli("train", "--recipe", str(recipe), "--out", str(out), "--no-progress")
-    assert proc.returncode == 3, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("tunekit: error:")]
-    assert len(lines) == 1 and "non-finite" in lines[0] and "Traceback" not in proc.stderr
+    assert main(["train", "--recipe", str(recipe), "--out", str(out), "--no-progress"]) == 3
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("tunekit: error:")]
+    assert len(lines) == 1 and "non-finite" in lines[0] and "Traceback" not in err
     events = (out / "metrics.jsonl").read_text()
     assert '"event": "non_finite"' in events
 
