@@ -34,6 +34,18 @@ def test_snapshots_need_the_sgdr_schedule(tmp_path) -> None:
         build_trainer(recipe, tmp_path / "run", progress=False)
 
 
+def test_swa_and_snapshots_do_not_share_a_run(tmp_path) -> None:
+    recipe = tiny_recipe(
+        tmp_path,
+        schedule={"name": "sgdr"},
+        averaging={"swa": {"start_epoch": 1, "lr": 0.01}, "snapshots": {}},
+    )
+    with pytest.raises(
+        ConfigError, match=r"field 'averaging': averaging.swa and averaging.snapshots both want"
+    ):
+        build_trainer(recipe, tmp_path / "run", progress=False)
+
+
 def test_keep_must_cover_the_ensemble(tmp_path) -> None:
     with pytest.raises(
         ConfigError,

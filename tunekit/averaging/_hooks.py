@@ -6,6 +6,7 @@ from pathlib import Path
 
 from tunekit.config import Recipe
 from tunekit.engine import HookBase
+from tunekit.errors import ConfigError
 
 from ._ema import EmaHook
 from ._snapshots import SnapshotHook
@@ -15,6 +16,13 @@ from ._swa import SwaHook
 def averaging_hooks(recipe: Recipe, run_dir: Path, *, file: str | None = None) -> list[HookBase]:
     """EMA, SWA and snapshot hooks for ``recipe.averaging`` (none when the section is empty)."""
     cfg = recipe.averaging
+    if cfg.swa is not None and cfg.snapshots is not None:
+        raise ConfigError(
+            "averaging.swa and averaging.snapshots both want the learning rate: SWA holds its own LR from "
+            "start_epoch on, so no snapshot would sit at the bottom of an SGDR cycle; keep one of them",
+            file=file,
+            field="averaging",
+        )
     hooks: list[HookBase] = []
     if cfg.ema is not None:
         hooks.append(EmaHook.from_config(cfg.ema))
