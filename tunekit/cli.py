@@ -12,7 +12,6 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from tunekit.errors import TunekitError
 
@@ -156,6 +155,15 @@ def _add_sanity(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
 
 
 REGISTRARS.append(_add_sanity)
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from tunekit._demo import add_demo_parser
+
+    add_demo_parser(sub)
+
+
+REGISTRARS.append(_add_demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,7 +34,7 @@ from tunekit.engine import (
     seed_everything,
 )
 from tunekit.engine._builtin_hooks import CheckpointHook, EarlyStopping, MetricsWriter, ProgressHook
-from tunekit.errors import CheckpointError
+from tunekit.errors import CheckpointError, ConfigError
 
 
 @dataclass
@@ -172,6 +172,13 @@ def build_trainer(
         if callable(setup):
             setup(model)
     if dist.distributed:
+        if dist.device.type != "cuda" and any(isinstance(m, nn.SyncBatchNorm) for m in model.modules()):
+            raise ConfigError(
+                "value 'syncbn' is not allowed here: SyncBN synchronises over GPUs only; "
+                "for several CPU processes use 'gn' (batch-independent) or 'bn'",
+                file=file,
+                field="model.norm",
+            )
         model = DistributedDataParallel(
             model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None
         )
