@@ -42,7 +42,9 @@ def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
 def write_recipe(tmp_path: Path) -> Callable[..., Path]:
     """Writes a recipe YAML (the digits recipe by default) with nested overrides merged in."""
 
-    def _write(name: str = "recipe.yaml", base: str | None = "digits.yaml", **sections: object) -> Path:
+    def _write(
+        name: str = "recipe.yaml", base: str | None = "digits.yaml", **sections: object
+    ) -> Path:
         data: dict = yaml.safe_load((REPO / "recipes" / base).read_text()) if base else {}
         data["output_dir"] = str(tmp_path / "runs")
         for key, value in sections.items():

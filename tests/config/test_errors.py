@@ -26,9 +26,19 @@ def _recipe(tmp_path: Path, text: str) -> Path:
 
 CASES = [
     # (id, recipe text or None for digits.yaml, extra args, substrings the line must hold)
-    ("malformed-yaml", "name: x\ndata: {name: digits\n", [], ["bad.yaml", "malformed YAML", "line"]),
+    (
+        "malformed-yaml",
+        "name: x\ndata: {name: digits\n",
+        [],
+        ["bad.yaml", "malformed YAML", "line"],
+    ),
     ("top-not-mapping", "- a\n- b\n", [], ["bad.yaml", "mapping"]),
-    ("unknown-key-typo", "name: x\noptim: {lrr: 0.1}\n", [], ["optim.lrr", "unknown key", "did you mean 'lr'"]),
+    (
+        "unknown-key-typo",
+        "name: x\noptim: {lrr: 0.1}\n",
+        [],
+        ["optim.lrr", "unknown key", "did you mean 'lr'"],
+    ),
     ("unknown-section", "name: x\ntrian: {epochs: 1}\n", [], ["'trian'", "did you mean 'train'"]),
     ("wrong-type", "train: {epochs: many}\n", [], ["train.epochs", "'many'", "integer"]),
     ("zero-lr", "optim: {lr: 0}\n", [], ["optim.lr", "0", "greater than 0"]),
@@ -37,25 +47,92 @@ CASES = [
     ("bad-norm", "model: {norm: layernorm}\n", [], ["model.norm", "layernorm"]),
     ("val-fraction", "data: {val_fraction: 1.5}\n", [], ["data.val_fraction", "1.5"]),
     ("nesterov-no-momentum", "optim: {nesterov: true, momentum: 0}\n", [], ["optim", "nesterov"]),
-    ("unknown-model", "model: {name: resnet19}\n", [], ["model.name", "resnet19", "did you mean 'resnet18'"]),
-    ("unknown-dataset", "data: {name: digitz}\n", [], ["data.name", "digitz", "did you mean 'digits'"]),
-    ("unknown-schedule", "schedule: {name: cosin}\ntrain: {epochs: 1}\n", [], ["schedule.name", "cosin", "cosine"]),
-    ("missing-dataset-path", "data: {name: imagefolder, root: /nonexistent/images}\n", [], ["data.root", "/nonexistent/images", "does not exist"]),
-    ("cifar-without-root", "data: {name: cifar10}\n", [], ["data.root", "cifar10", "--set data.root="]),
-    ("unimportable-builder", "model: {builder: 'no_such_pkg.models:make'}\n", [], ["model.builder", "no_such_pkg.models"]),
-    ("builder-bad-form", "data: {builder: 'just_a_name'}\n", [], ["data.builder", "package.module:function"]),
-    ("builder-missing-attr", "model: {builder: 'tunekit.models:no_such_fn'}\n", [], ["model.builder", "no_such_fn"]),
-    ("missing-recipe-file", None, ["--recipe", "/nonexistent/r.yaml"], ["/nonexistent/r.yaml", "no such file"]),
-    ("override-unknown-key", None, ["--set", "train.epoch=3"], ["train.epoch", "did you mean 'epochs'"]),
+    (
+        "unknown-model",
+        "model: {name: resnet19}\n",
+        [],
+        ["model.name", "resnet19", "did you mean 'resnet18'"],
+    ),
+    (
+        "unknown-dataset",
+        "data: {name: digitz}\n",
+        [],
+        ["data.name", "digitz", "did you mean 'digits'"],
+    ),
+    (
+        "unknown-schedule",
+        "schedule: {name: cosin}\ntrain: {epochs: 1}\n",
+        [],
+        ["schedule.name", "cosin", "cosine"],
+    ),
+    (
+        "missing-dataset-path",
+        "data: {name: imagefolder, root: /nonexistent/images}\n",
+        [],
+        ["data.root", "/nonexistent/images", "does not exist"],
+    ),
+    (
+        "cifar-without-root",
+        "data: {name: cifar10}\n",
+        [],
+        ["data.root", "cifar10", "--set data.root="],
+    ),
+    (
+        "unimportable-builder",
+        "model: {builder: 'no_such_pkg.models:make'}\n",
+        [],
+        ["model.builder", "no_such_pkg.models"],
+    ),
+    (
+        "builder-bad-form",
+        "data: {builder: 'just_a_name'}\n",
+        [],
+        ["data.builder", "package.module:function"],
+    ),
+    (
+        "builder-missing-attr",
+        "model: {builder: 'tunekit.models:no_such_fn'}\n",
+        [],
+        ["model.builder", "no_such_fn"],
+    ),
+    (
+        "missing-recipe-file",
+        None,
+        ["--recipe", "/nonexistent/r.yaml"],
+        ["/nonexistent/r.yaml", "no such file"],
+    ),
+    (
+        "override-unknown-key",
+        None,
+        ["--set", "train.epoch=3"],
+        ["train.epoch", "did you mean 'epochs'"],
+    ),
     ("override-bad-form", None, ["--set", "optim.lr"], ["--set", "section.field=value"]),
     ("override-bad-value", None, ["--set", "train.batch_size=-4"], ["train.batch_size", "-4"]),
-    ("batch-bigger-than-data", None, ["--set", "train.batch_size=5000"], ["train.batch_size", "5000", "training set"]),
-    ("freeze-unknown-stage", None, ["--set", "model.freeze_to=layer9"], ["model.freeze_to", "layer9", "layer1"]),
-    ("weights-missing-file", None, ["--set", "model.weights=/nonexistent/w.pt"], ["model.weights", "/nonexistent/w.pt"]),
+    (
+        "batch-bigger-than-data",
+        None,
+        ["--set", "train.batch_size=5000"],
+        ["train.batch_size", "5000", "training set"],
+    ),
+    (
+        "freeze-unknown-stage",
+        None,
+        ["--set", "model.freeze_to=layer9"],
+        ["model.freeze_to", "layer9", "layer1"],
+    ),
+    (
+        "weights-missing-file",
+        None,
+        ["--set", "model.weights=/nonexistent/w.pt"],
+        ["model.weights", "/nonexistent/w.pt"],
+    ),
 ]
 
 
-@pytest.mark.parametrize(("text", "extra", "needles"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("text", "extra", "needles"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_bad_recipe_gives_one_line(tmp_path, capsys, text, extra, needles):
     recipe = str(_recipe(tmp_path, text)) if text is not None else str(DIGITS)
     args = ["train", "--recipe", recipe, "--out", str(tmp_path / "run"), "--no-progress"]
@@ -85,14 +162,18 @@ def test_truncated_checkpoint_for_resume(tmp_path, capsys):
 def test_non_checkpoint_file_for_resume(tmp_path, capsys):
     other = tmp_path / "weights.pt"
     torch.save({"w": torch.zeros(3)}, other)
-    rc, err = _run(capsys, "train", "--recipe", str(DIGITS), "--resume", str(other), "--no-progress")
+    rc, err = _run(
+        capsys, "train", "--recipe", str(DIGITS), "--resume", str(other), "--no-progress"
+    )
     assert rc == 2 and "not a tunekit checkpoint" in err and "weights.pt" in err
 
 
 def test_text_file_for_resume(tmp_path, capsys):
     other = tmp_path / "notes.txt"
     other.write_text("hello")
-    rc, err = _run(capsys, "train", "--recipe", str(DIGITS), "--resume", str(other), "--no-progress")
+    rc, err = _run(
+        capsys, "train", "--recipe", str(DIGITS), "--resume", str(other), "--no-progress"
+    )
     assert rc == 2 and "notes.txt" in err
 
 

@@ -12,7 +12,7 @@ from tunekit.config import load_recipe
 from tunekit.run import train
 
 PLUGIN = textwrap.dedent(
-    '''
+    """
     import torch
     from torch import nn
     from torch.utils.data import TensorDataset
@@ -34,7 +34,7 @@ PLUGIN = textwrap.dedent(
 
     def net(num_classes, hidden=16):
         return Net(num_classes, hidden)
-    '''
+    """
 )
 
 

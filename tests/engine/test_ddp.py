@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from tunekit.engine import load_checkpoint
 
 COMMON = {
     "name": "ddp",
     "seed": 3,
-    "data": {"image_size": 12, "train_subset": 512, "val_subset": 101, "augment": {"random_crop_padding": 0}},
+    "data": {
+        "image_size": 12,
+        "train_subset": 512,
+        "val_subset": 101,
+        "augment": {"random_crop_padding": 0},
+    },
     # Below the edge of stability: at a large LR, float rounding (the two ranks sum
     # gradients in another order) grows exponentially and hides what is tested here.
     "optim": {"lr": 0.02, "weight_decay": 0.0},
@@ -22,7 +26,9 @@ COMMON = {
 # test uses GroupNorm, which needs no synchronisation: the "no BN" case.
 @pytest.mark.parametrize("norm", ["gn"])
 def test_two_process_gloo_matches_one_process(write_recipe, tmp_path, cli, norm):
-    recipe = write_recipe(**COMMON, model={"name": "small_cnn", "width": 8, "norm": norm, "dropout": 0.0})
+    recipe = write_recipe(
+        **COMMON, model={"name": "small_cnn", "width": 8, "norm": norm, "dropout": 0.0}
+    )
     one = cli("train", "--recipe", str(recipe), "--out", str(tmp_path / "one"), "--no-progress")
     assert one.returncode == 0, one.stderr
     two = cli("train", "--recipe", str(recipe), "--out", str(tmp_path / "two"), "--nproc", "2")

@@ -10,6 +10,8 @@ import torch
 
 from tunekit.engine import load_checkpoint
 
+REPO = Path(__file__).resolve().parents[2]
+
 # 1,437 training digits, batch 64: 22 steps (1,408 items) an epoch.
 ITEMS_PER_EPOCH = 1408
 RECIPE = {
@@ -24,21 +26,31 @@ def _final_state(run_dir: Path) -> dict:
     return load_checkpoint(run_dir / "checkpoints" / "last.pt")
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory, request) -> tuple[dict, Path]:
-    from conftest import run_cli
+_REFERENCE: dict[str, dict] = {}
 
-    tmp = tmp_path_factory.mktemp("ref")
-    recipe = _write(tmp)
-    r = run_cli("train", "--recipe", str(recipe), "--out", str(tmp / "run"), "--no-progress", env=_env(0))
-    assert r.returncode == 0, r.stderr
-    return _final_state(tmp / "run"), recipe
+
+@pytest.fixture
+def reference(tmp_path_factory, cli) -> tuple[dict, Path]:
+    """The uninterrupted run's final state (trained once for the module)."""
+    if "state" not in _REFERENCE:
+        tmp = tmp_path_factory.mktemp("ref")
+        recipe = _write(tmp)
+        r = cli(
+            "train",
+            "--recipe",
+            str(recipe),
+            "--out",
+            str(tmp / "run"),
+            "--no-progress",
+            env=_env(0),
+        )
+        assert r.returncode == 0, r.stderr
+        _REFERENCE["state"] = _final_state(tmp / "run")
+    return _REFERENCE["state"], Path()
 
 
 def _write(tmp: Path) -> Path:
     import yaml
-
-    from conftest import REPO
 
     data = yaml.safe_load((REPO / "recipes" / "digits.yaml").read_text())
     for k, v in RECIPE.items():
@@ -50,8 +62,6 @@ def _write(tmp: Path) -> Path:
 
 
 def _env(kill_at: int) -> dict[str, str]:
-    from conftest import REPO
-
     return {"TUNEKIT_TEST_KILL_AT": str(kill_at), "PYTHONPATH": str(REPO / "tests")}
 
 
@@ -66,12 +76,23 @@ def test_sigkill_mid_epoch_then_resume_is_bit_exact(reference, tmp_path, cli, ki
     ref_state, _ = reference
     recipe = _write(tmp_path)
     run_dir = tmp_path / "run"
-    killed = cli("train", "--recipe", str(recipe), "--out", str(run_dir), "--no-progress", env=_env(kill_at))
+    killed = cli(
+        "train", "--recipe", str(recipe), "--out", str(run_dir), "--no-progress", env=_env(kill_at)
+    )
     assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr)
     epochs_done = load_checkpoint(run_dir / "checkpoints" / "last.pt")["epoch"]
     assert epochs_done == kill_at // ITEMS_PER_EPOCH  # it really died mid-run, after a checkpoint
 
-    resumed = cli("train", "--recipe", str(recipe), "--out", str(run_dir), "--resume", "--no-progress", env=_env(0))
+    resumed = cli(
+        "train",
+        "--recipe",
+        str(recipe),
+        "--out",
+        str(run_dir),
+        "--resume",
+        "--no-progress",
+        env=_env(0),
+    )
     assert resumed.returncode == 0, resumed.stderr
     state = _final_state(run_dir)
     assert state["epoch"] == 3 and state["step"] == ref_state["step"]
@@ -88,10 +109,20 @@ def test_resume_from_a_given_checkpoint_file(reference, tmp_path, cli):
     ref_state, _ = reference
     recipe = _write(tmp_path)
     run_dir = tmp_path / "run"
-    killed = cli("train", "--recipe", str(recipe), "--out", str(run_dir), "--no-progress", env=_env(ITEMS_PER_EPOCH + 10))
+    killed = cli(
+        "train",
+        "--recipe",
+        str(recipe),
+        "--out",
+        str(run_dir),
+        "--no-progress",
+        env=_env(ITEMS_PER_EPOCH + 10),
+    )
     assert killed.returncode == -signal.SIGKILL
     ckpt = run_dir / "checkpoints" / "last.pt"
-    resumed = cli("train", "--recipe", str(recipe), "--resume", str(ckpt), "--no-progress", env=_env(0))
+    resumed = cli(
+        "train", "--recipe", str(recipe), "--resume", str(ckpt), "--no-progress", env=_env(0)
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert str(run_dir) in resumed.stdout  # it continued in the checkpoint's own run directory
     state = _final_state(run_dir)

@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from tunekit.config import OptimConfig, ScheduleConfig
-from tunekit.engine import build_optimizer, build_scheduler, effective_lr, make_lr_factor, param_groups
+from tunekit.engine import (
+    build_optimizer,
+    build_scheduler,
+    effective_lr,
+    make_lr_factor,
+    param_groups,
+)
 from tunekit.engine._schedules import sgdr_cycle
 from tunekit.errors import ConfigError
 from tunekit.testing import TinyCNN
@@ -56,7 +62,7 @@ def test_sgdr_restarts_at_each_cycle():
 
 
 def test_unknown_schedule_lists_the_valid_ones():
-    with pytest.raises(ConfigError, match="did you mean 'cosine'.*constant, cosine"):
+    with pytest.raises(ConfigError, match=r"did you mean 'cosine'.*constant, cosine"):
         make_lr_factor(ScheduleConfig(name="cosin"), SPE, 10)
 
 

@@ -13,7 +13,9 @@ from tunekit.config import load_recipe
 
 def test_digits_recipe_reaches_97_percent_within_a_minute(tmp_path, cli):
     started = time.perf_counter()
-    r = cli("train", "--recipe", "recipes/digits.yaml", "--out", str(tmp_path / "run"), "--no-progress")
+    r = cli(
+        "train", "--recipe", "recipes/digits.yaml", "--out", str(tmp_path / "run"), "--no-progress"
+    )
     wall = time.perf_counter() - started
     assert r.returncode == 0, r.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
@@ -27,14 +29,27 @@ def test_digits_recipe_reaches_97_percent_within_a_minute(tmp_path, cli):
         assert (tmp_path / "run" / name).is_file(), name
     resolved = yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())
     assert resolved["optim"]["lr"] == load_recipe(Path("recipes/digits.yaml")).optim.lr
-    print(f"digits: val/top1 {summary['final']['val/top1']:.4f} in {summary['wall_time_s']:.1f}s of training")
+    print(
+        f"digits: val/top1 {summary['final']['val/top1']:.4f} in {summary['wall_time_s']:.1f}s of training"
+    )
 
 
 def test_overrides_reach_the_resolved_recipe(tmp_path, cli):
     r = cli(
-        "train", "--recipe", "recipes/digits.yaml", "--out", str(tmp_path / "run"), "--no-progress",
-        "--set", "train.epochs=1", "--set", "optim.lr=0.05", "--set", "data.train_subset=256",
-        "--set", "train.early_stopping={patience: 1}",
+        "train",
+        "--recipe",
+        "recipes/digits.yaml",
+        "--out",
+        str(tmp_path / "run"),
+        "--no-progress",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "optim.lr=0.05",
+        "--set",
+        "data.train_subset=256",
+        "--set",
+        "train.early_stopping={patience: 1}",
     )
     assert r.returncode == 0, r.stderr
     resolved = yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())

@@ -19,7 +19,12 @@ def _count(model: nn.Module, kind: type) -> int:
 
 @pytest.mark.parametrize(
     ("norm", "kind"),
-    [("bn", nn.BatchNorm2d), ("gn", nn.GroupNorm), ("syncbn", nn.SyncBatchNorm), ("frozen_bn", FrozenBatchNorm2d)],
+    [
+        ("bn", nn.BatchNorm2d),
+        ("gn", nn.GroupNorm),
+        ("syncbn", nn.SyncBatchNorm),
+        ("frozen_bn", FrozenBatchNorm2d),
+    ],
 )
 def test_resnet18_norm_options(norm, kind):
     model = build_model(ModelConfig(name="resnet18", norm=norm), num_classes=7, in_channels=3)
@@ -66,14 +71,16 @@ def test_weights_keep_the_head_when_asked(tmp_path):
     source = build_model(ModelConfig(name="small_cnn", width=8), num_classes=10, in_channels=1)
     path = tmp_path / "plain_state_dict.pt"
     torch.save(source.state_dict(), path)
-    m = build_model(ModelConfig(name="small_cnn", width=8, weights=str(path), reset_head=False), 10, 1)
+    m = build_model(
+        ModelConfig(name="small_cnn", width=8, weights=str(path), reset_head=False), 10, 1
+    )
     assert torch.equal(m.fc.weight, source.fc.weight)
 
 
 def test_weights_that_do_not_fit(tmp_path):
     path = tmp_path / "other.pt"
     torch.save({"encoder.weight": torch.zeros(3)}, path)
-    with pytest.raises(ConfigError, match="no tensor .* matches the model"):
+    with pytest.raises(ConfigError, match=r"no tensor .* matches the model"):
         build_model(ModelConfig(name="small_cnn", weights=str(path)), 10, 1)
 
 
