@@ -21,13 +21,13 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, median, write_section  # noqa: E402
+from _common import machine, median, write_section
 
-from tunekit.config import ModelConfig, ScheduleConfig  # noqa: E402
-from tunekit.engine import Trainer, build_scheduler  # noqa: E402
-from tunekit.engine._builtin_hooks import CheckpointHook, MetricsWriter  # noqa: E402
-from tunekit.models import build_model  # noqa: E402
-from tunekit.tasks import ClassificationTask  # noqa: E402
+from tunekit.config import ModelConfig, ScheduleConfig
+from tunekit.engine import Trainer, build_scheduler
+from tunekit.engine._builtin_hooks import CheckpointHook, MetricsWriter
+from tunekit.models import build_model
+from tunekit.tasks import ClassificationTask
 
 
 def sync(device: torch.device) -> None:
@@ -52,11 +52,16 @@ def main() -> None:
     amp = torch.bfloat16 if gpu else None
     channels_last = gpu
     torch.manual_seed(0)
-    base = build_model(ModelConfig(name=args.model, width=16), num_classes=10, in_channels=in_ch).to(device)
+    base = build_model(
+        ModelConfig(name=args.model, width=16), num_classes=10, in_channels=in_ch
+    ).to(device)
     if channels_last:
         base = base.to(memory_format=torch.channels_last)
     batches = [
-        (torch.randn(args.batch, in_ch, size, size, device=device), torch.randint(0, 10, (args.batch,), device=device))
+        (
+            torch.randn(args.batch, in_ch, size, size, device=device),
+            torch.randint(0, 10, (args.batch,), device=device),
+        )
         for _ in range(args.steps)
     ]
     if channels_last:
@@ -123,7 +128,9 @@ def main() -> None:
     ratio = t / b
     imgs = args.batch / b, args.batch / t
     print(f"device: {machine()}")
-    print(f"model {args.model}, batch {args.batch}, {size}x{size}, {args.rounds} rounds x {args.steps} steps")
+    print(
+        f"model {args.model}, batch {args.batch}, {size}x{size}, {args.rounds} rounds x {args.steps} steps"
+    )
     print(f"bare loop: {b * 1e3:.2f} ms/step ({imgs[0]:.0f} img/s)")
     print(f"tunekit:   {t * 1e3:.2f} ms/step ({imgs[1]:.0f} img/s)")
     print(f"ratio tunekit/bare (median step time): {ratio:.3f}  (goal <= 1.01)")

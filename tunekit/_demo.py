@@ -14,7 +14,7 @@ from pathlib import Path
 from tunekit.errors import TunekitError
 
 
-def add_demo_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_demo_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
         help="run sanity -> search -> report -> ensemble on the digits data",

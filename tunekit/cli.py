@@ -29,11 +29,15 @@ def add_recipe_args(p: argparse.ArgumentParser, *, required: bool = True) -> Non
         metavar="KEY=VALUE",
         help="override a recipe field, e.g. --set optim.lr=0.05 (repeatable)",
     )
-    p.add_argument("--out", default=None, help="output directory (default: <output_dir>/<name>-<time>)")
+    p.add_argument(
+        "--out", default=None, help="output directory (default: <output_dir>/<name>-<time>)"
+    )
 
 
-def _add_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("train", help="train a recipe", description="Train a model from a recipe YAML.")
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="train a recipe", description="Train a model from a recipe YAML."
+    )
     add_recipe_args(p)
     p.add_argument(
         "--resume",
@@ -43,7 +47,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         metavar="FILE",
         help="continue from the run directory's last checkpoint, or from FILE",
     )
-    p.add_argument("--nproc", type=int, default=1, help="processes (GPUs) on this machine, launched with torchrun")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="processes (GPUs) on this machine, launched with torchrun",
+    )
     p.add_argument("--no-progress", action="store_true", help="no live progress bar")
     p.set_defaults(func=cmd_train)
 
@@ -55,7 +64,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.recipe, args.overrides)
     if args.nproc < 1:
-        raise TunekitError(f"value {args.nproc} is not allowed: use 1 or more processes", field="--nproc")
+        raise TunekitError(
+            f"value {args.nproc} is not allowed: use 1 or more processes", field="--nproc"
+        )
     under_torchrun = "RANK" in os.environ
     if args.nproc > 1 and not under_torchrun:
         run_dir, ckpt = resolve_run_dir(recipe, args.out, args.resume)
@@ -70,12 +81,19 @@ def cmd_train(args: argparse.Namespace) -> int:
             argv += ["--resume", str(ckpt)]
         rc = launch(args.nproc, argv)
         if rc != 0:
-            print(f"tunekit: error: training failed in a worker process (exit code {rc})", file=sys.stderr)
+            print(
+                f"tunekit: error: training failed in a worker process (exit code {rc})",
+                file=sys.stderr,
+            )
             return rc if rc != 0 else 1
         summary = json.loads((run_dir / "summary.json").read_text())
     else:
         summary = train(
-            recipe, out=args.out, resume=args.resume, progress=not args.no_progress, file=args.recipe
+            recipe,
+            out=args.out,
+            resume=args.resume,
+            progress=not args.no_progress,
+            file=args.recipe,
         )
         if int(os.environ.get("RANK", "0")) != 0:
             return 0
@@ -88,7 +106,9 @@ def print_summary(summary: dict) -> None:
     from rich.table import Table
 
     console = Console()
-    table = Table(title=f"{summary['recipe']} — {summary['epochs_run']}/{summary['epochs_planned']} epochs")
+    table = Table(
+        title=f"{summary['recipe']} — {summary['epochs_run']}/{summary['epochs_planned']} epochs"
+    )
     table.add_column("metric")
     table.add_column("final", justify="right")
     for k, v in summary["final"].items():
@@ -106,7 +126,7 @@ def print_summary(summary: dict) -> None:
 
 
 #: Each entry adds one subcommand to the parser.
-REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train]  # type: ignore[type-arg]
+REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train]
 
 
 def _add_search(sub: argparse._SubParsersAction) -> None:
@@ -119,7 +139,7 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
 REGISTRARS.append(_add_search)
 
 
-def _add_report(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_report(sub: argparse._SubParsersAction) -> None:
     from tunekit.report._cli import add_diagnose_parser, add_report_parser
 
     add_report_parser(sub)
@@ -129,7 +149,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
 REGISTRARS.append(_add_report)
 
 
-def _add_ensemble(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_ensemble(sub: argparse._SubParsersAction) -> None:
     from tunekit.averaging._cli import add_ensemble_parser
 
     add_ensemble_parser(sub)
@@ -138,7 +158,7 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
 REGISTRARS.append(_add_ensemble)
 
 
-def _add_data(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_data(sub: argparse._SubParsersAction) -> None:
     from tunekit.detection._cli import add_data_command
 
     add_data_command(sub)
@@ -147,7 +167,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
 REGISTRARS.append(_add_data)
 
 
-def _add_sanity(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_sanity(sub: argparse._SubParsersAction) -> None:
     from tunekit.sanity._cli import add_lr_find, add_sanity
 
     add_sanity(sub)
@@ -157,7 +177,7 @@ def _add_sanity(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
 REGISTRARS.append(_add_sanity)
 
 
-def _add_demo(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_demo(sub: argparse._SubParsersAction) -> None:
     from tunekit._demo import add_demo_parser
 
     add_demo_parser(sub)
@@ -194,7 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tunekit: error: {exc}", file=sys.stderr)
         return EXIT_NON_FINITE
     except KeyboardInterrupt:
-        print("tunekit: interrupted; what was saved is kept (resume with --resume)", file=sys.stderr)
+        print(
+            "tunekit: interrupted; what was saved is kept (resume with --resume)", file=sys.stderr
+        )
         return 130
 
 

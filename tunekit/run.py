@@ -77,7 +77,9 @@ def use_channels_last(recipe: Recipe, device: torch.device) -> bool:
     return mode == "on" or (mode == "auto" and device.type == "cuda")
 
 
-def build_components(recipe: Recipe, dist: DistInfo | None = None, *, file: str | None = None) -> Components:
+def build_components(
+    recipe: Recipe, dist: DistInfo | None = None, *, file: str | None = None
+) -> Components:
     """Data, loaders, model (on its device, not yet wrapped in DDP) and task."""
     dist = dist or DistInfo()
     seed_everything(recipe.seed)
@@ -103,7 +105,7 @@ def build_components(recipe: Recipe, dist: DistInfo | None = None, *, file: str 
         )
     model.to(dist.device)
     if channels_last:
-        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        model.to(memory_format=torch.channels_last)
     train_loader, val_loader = build_loaders(
         bundle, recipe.data, batch_size=recipe.train.batch_size, seed=recipe.seed, dist=dist
     )
@@ -118,7 +120,9 @@ def recipe_hooks(recipe: Recipe, run_dir: Path, *, progress: bool = True) -> lis
         CheckpointHook(run_dir / "checkpoints", t.metric, t.mode, t.keep_last),
     ]
     if t.early_stopping is not None:
-        hooks.append(EarlyStopping(t.metric, t.mode, t.early_stopping.patience, t.early_stopping.min_delta))
+        hooks.append(
+            EarlyStopping(t.metric, t.mode, t.early_stopping.patience, t.early_stopping.min_delta)
+        )
     if recipe.task == "detection":
         from tunekit.detection import CocoResultsWriter
 
@@ -147,7 +151,9 @@ def schedule_length(recipe: Recipe) -> tuple[int, ScheduleConfig]:
     if m == 1.0:
         return recipe.train.epochs, recipe.schedule
     epochs = max(1, round(recipe.train.epochs * m))
-    schedule = recipe.schedule.model_copy(update={"milestones": [x * m for x in recipe.schedule.milestones]})
+    schedule = recipe.schedule.model_copy(
+        update={"milestones": [x * m for x in recipe.schedule.milestones]}
+    )
     return epochs, schedule
 
 
@@ -172,7 +178,9 @@ def build_trainer(
         if callable(setup):
             setup(model)
     if dist.distributed:
-        if dist.device.type != "cuda" and any(isinstance(m, nn.SyncBatchNorm) for m in model.modules()):
+        if dist.device.type != "cuda" and any(
+            isinstance(m, nn.SyncBatchNorm) for m in model.modules()
+        ):
             raise ConfigError(
                 "value 'syncbn' is not allowed here: SyncBN synchronises over GPUs only; "
                 "for several CPU processes use 'gn' (batch-independent) or 'bn'",
@@ -224,7 +232,9 @@ def latest_run_dir(recipe: Recipe) -> Path | None:
     return runs[-1] if runs else None
 
 
-def resolve_run_dir(recipe: Recipe, out: str | None, resume: str | None) -> tuple[Path, Path | None]:
+def resolve_run_dir(
+    recipe: Recipe, out: str | None, resume: str | None
+) -> tuple[Path, Path | None]:
     """Where the run writes, and which checkpoint it resumes from (if any).
 
     ``resume`` is None (fresh run), ``"auto"`` (the run directory's last
@@ -278,7 +288,9 @@ def train(
     if ckpt is not None:
         # Validate before building anything, so a bad file costs nothing.
         state = load_checkpoint(ckpt)
-    trainer, _ = build_trainer(recipe, run_dir, dist=dist, hooks=hooks, progress=progress, file=file)
+    trainer, _ = build_trainer(
+        recipe, run_dir, dist=dist, hooks=hooks, progress=progress, file=file
+    )
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "recipe.yaml").write_text(recipe_to_yaml(recipe))

@@ -103,10 +103,7 @@ def format_validation_error(
     msg = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
-    if isinstance(value, dict):
-        shown = "a mapping"
-    else:
-        shown = repr(value)
+    shown = "a mapping" if isinstance(value, dict) else repr(value)
     return ConfigError(f"value {shown} is not allowed: {msg.lower()}", file=file, field=field)
 
 

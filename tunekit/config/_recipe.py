@@ -177,7 +177,9 @@ class SnapshotConfig(_Section):
     @model_validator(mode="after")
     def _keep_covers_ensemble(self) -> SnapshotConfig:
         if self.keep is not None and self.keep < self.ensemble_last:
-            raise ValueError(f"keep ({self.keep}) must be at least ensemble_last ({self.ensemble_last})")
+            raise ValueError(
+                f"keep ({self.keep}) must be at least ensemble_last ({self.ensemble_last})"
+            )
         return self
 
 
@@ -223,7 +225,9 @@ class DiagnosticsConfig(_Section):
     def _check_intervals(self) -> DiagnosticsConfig:
         low, high = self.ratio_bounds
         if not low < high:
-            raise ValueError(f"ratio_bounds must be [low, high] with low < high, got [{low}, {high}]")
+            raise ValueError(
+                f"ratio_bounds must be [low, high] with low < high, got [{low}, {high}]"
+            )
         if self.histograms and self.histogram_interval % self.interval:
             raise ValueError(
                 f"histogram_interval ({self.histogram_interval}) must be a multiple of interval "

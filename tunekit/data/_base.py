@@ -30,7 +30,9 @@ def import_builder(spec: str, *, field_name: str, file: str | None = None) -> Ca
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise ConfigError(
-            f"builder {spec!r} must look like 'package.module:function'", file=file, field=field_name
+            f"builder {spec!r} must look like 'package.module:function'",
+            file=file,
+            field=field_name,
         )
     try:
         module = importlib.import_module(module_name)
@@ -52,4 +54,4 @@ def import_builder(spec: str, *, field_name: str, file: str | None = None) -> Ca
             )
     if not callable(fn):
         raise ConfigError(f"builder {spec!r} is not callable", file=file, field=field_name)
-    return fn  # type: ignore[return-value]
+    return fn

@@ -97,8 +97,13 @@ def build_loaders(
             f"value {batch_size} is not allowed: larger than the training set ({n_train} items)",
             field="train.batch_size",
         )
-    sampler = DistributedSampler(
-        bundle.train, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=seed, drop_last=True
+    sampler: DistributedSampler[Any] = DistributedSampler(
+        bundle.train,
+        num_replicas=dist.world_size,
+        rank=dist.rank,
+        shuffle=True,
+        seed=seed,
+        drop_last=True,
     )
     pin = dist.device.type == "cuda"
     common: dict[str, Any] = {

@@ -77,7 +77,12 @@ def digits(cfg: DataConfig) -> DataBundle:
     images = torch.from_numpy((d.images / 16.0 * 255.0).round().astype(np.uint8))[:, None]
     # Resize once, here, with a smooth filter: the 8x8 originals are tiny.
     images = (
-        F.interpolate(images.float(), size=(cfg.image_size, cfg.image_size), mode="bilinear", align_corners=False)
+        F.interpolate(
+            images.float(),
+            size=(cfg.image_size, cfg.image_size),
+            mode="bilinear",
+            align_corners=False,
+        )
         .round()
         .clamp(0, 255)
         .to(torch.uint8)
@@ -127,12 +132,16 @@ def imagefolder(cfg: DataConfig) -> DataBundle:
             g = torch.Generator().manual_seed(0)
             perm = torch.randperm(len(full_tr), generator=g).tolist()
             n_val = max(1, int(len(perm) * cfg.val_fraction))
-            train = torch.utils.data.Subset(full_tr, perm[n_val:])  # type: ignore[assignment]
-            val = torch.utils.data.Subset(full_ev, perm[:n_val])  # type: ignore[assignment]
+            train = torch.utils.data.Subset(full_tr, perm[n_val:])
+            val = torch.utils.data.Subset(full_ev, perm[:n_val])
             classes = full_tr.classes
     except (FileNotFoundError, RuntimeError) as exc:
-        raise DataError(f"cannot read an image folder at {str(root)!r}: {exc}", field="data.root") from None
-    return DataBundle(train=train, val=val, num_classes=len(classes), in_channels=3, class_names=list(classes))
+        raise DataError(
+            f"cannot read an image folder at {str(root)!r}: {exc}", field="data.root"
+        ) from None
+    return DataBundle(
+        train=train, val=val, num_classes=len(classes), in_channels=3, class_names=list(classes)
+    )
 
 
 def cifar10(cfg: DataConfig) -> DataBundle:
@@ -140,12 +149,18 @@ def cifar10(cfg: DataConfig) -> DataBundle:
     root = _require_root(cfg, "cifar10")
     mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
     try:
-        train = datasets.CIFAR10(str(root), train=True, download=False, transform=train_transform(cfg, mean, std))
-        val = datasets.CIFAR10(str(root), train=False, download=False, transform=eval_transform(cfg, mean, std))
+        train = datasets.CIFAR10(
+            str(root), train=True, download=False, transform=train_transform(cfg, mean, std)
+        )
+        val = datasets.CIFAR10(
+            str(root), train=False, download=False, transform=eval_transform(cfg, mean, std)
+        )
     except RuntimeError:
         raise DataError(
             f"no CIFAR-10 files under {str(root)!r} (expected cifar-10-batches-py/); "
             "tunekit never downloads data: unpack it there or --set data.root=...",
             field="data.root",
         ) from None
-    return DataBundle(train=train, val=val, num_classes=10, in_channels=3, class_names=list(train.classes))
+    return DataBundle(
+        train=train, val=val, num_classes=10, in_channels=3, class_names=list(train.classes)
+    )

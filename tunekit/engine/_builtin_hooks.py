@@ -30,7 +30,9 @@ class CheckpointHook(HookBase):
 
     priority = 90  # after every hook whose state it saves
 
-    def __init__(self, directory: str | os.PathLike[str], metric: str, mode: str, keep_last: int = 1) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str], metric: str, mode: str, keep_last: int = 1
+    ) -> None:
         self.directory = Path(directory)
         self.metric, self.mode, self.keep_last = metric, mode, keep_last
         self.best: float | None = None
@@ -80,7 +82,9 @@ class EarlyStopping(HookBase):
         else:
             self.bad += 1
             if self.bad >= self.patience:
-                t.request_stop(f"early stopping: {self.metric} did not improve for {self.patience} evaluations")
+                t.request_stop(
+                    f"early stopping: {self.metric} did not improve for {self.patience} evaluations"
+                )
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "bad": self.bad}
@@ -150,7 +154,13 @@ class ProgressHook(HookBase):
 
     def before_train(self) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
 
         t = self.trainer
         if not t.dist.is_main:
@@ -167,7 +177,13 @@ class ProgressHook(HookBase):
         )
         total = t.steps_per_epoch * t.epochs
         self._task = self._progress.add_task(
-            "train", total=total, completed=t.step, epoch=t.epoch + 1, epochs=t.epochs, loss="-", lr=f"{t.lr:.3g}"
+            "train",
+            total=total,
+            completed=t.step,
+            epoch=t.epoch + 1,
+            epochs=t.epochs,
+            loss="-",
+            lr=f"{t.lr:.3g}",
         )
         self._progress.start()
         self._t0 = time.perf_counter()
@@ -177,7 +193,9 @@ class ProgressHook(HookBase):
         if self._progress is None:
             return
         if t.step % self.refresh_every == 0 and t.loss is not None:
-            self._progress.update(self._task, completed=t.step, loss=f"{float(t.loss.detach()):.4f}", lr=f"{t.lr:.3g}")
+            self._progress.update(
+                self._task, completed=t.step, loss=f"{float(t.loss.detach()):.4f}", lr=f"{t.lr:.3g}"
+            )
 
     def after_epoch(self) -> None:
         t = self.trainer

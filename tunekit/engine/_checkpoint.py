@@ -56,12 +56,12 @@ def load_checkpoint(path: str | os.PathLike[str], *, require_format: bool = True
         raise CheckpointError(
             f"not a tunekit checkpoint (expected a mapping with format={FORMAT!r})", file=str(path)
         )
-    return obj  # type: ignore[no-any-return]
+    return obj
 
 
 def rng_state() -> dict[str, Any]:
     """Every RNG a training step can touch, as weights_only-loadable values."""
-    np_state = np.random.get_state()
+    np_state: tuple[Any, ...] = np.random.get_state()  # type: ignore[assignment]
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "numpy": {

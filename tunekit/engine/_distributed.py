@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -24,7 +24,7 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-    device: torch.device = torch.device("cpu")
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @property
     def is_main(self) -> bool:
@@ -42,7 +42,9 @@ def resolve_device(pref: str, local_rank: int = 0) -> torch.device:
     if not torch.cuda.is_available():
         from tunekit.errors import ConfigError
 
-        raise ConfigError("value 'cuda' is not allowed: no CUDA device is visible", field="train.device")
+        raise ConfigError(
+            "value 'cuda' is not allowed: no CUDA device is visible", field="train.device"
+        )
     return torch.device("cuda", local_rank % torch.cuda.device_count())
 
 

@@ -16,7 +16,8 @@ def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: boo
     Norm weights and all biases are left undecayed unless asked: decaying them
     only shrinks a scale that the next layer undoes.
     """
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     seen: set[int] = set()
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
@@ -42,7 +43,9 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, batch_size: int) -> torc
 
     groups = param_groups(model, cfg.weight_decay, cfg.decay_norm_and_bias)
     if not groups:
-        raise ConfigError("the model has no trainable parameters (everything is frozen)", field="model.freeze_to")
+        raise ConfigError(
+            "the model has no trainable parameters (everything is frozen)", field="model.freeze_to"
+        )
     lr = effective_lr(cfg, batch_size)
     if cfg.name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov)

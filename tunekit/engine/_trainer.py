@@ -100,7 +100,9 @@ class Trainer:
     @property
     def module(self) -> nn.Module:
         """The model without its DDP wrapper."""
-        return self.model.module if hasattr(self.model, "module") else self.model
+        inner = getattr(self.model, "module", self.model)
+        assert isinstance(inner, nn.Module)
+        return inner
 
     @property
     def steps_per_epoch(self) -> int:
@@ -170,7 +172,9 @@ class Trainer:
             "time/epoch_s": elapsed,
         }
         for i, k in enumerate(terms):
-            self.last_train[f"train/{k}"] = float(stats[2 + i] / stats[1]) if stats[1] > 0 else math.nan
+            self.last_train[f"train/{k}"] = (
+                float(stats[2 + i] / stats[1]) if stats[1] > 0 else math.nan
+            )
         due = self.epoch % self.eval_every == 0 or self.epoch == self.epochs
         if self.val_loader is not None and due:
             self.last_eval = self.evaluate()
@@ -228,9 +232,9 @@ class Trainer:
     def _seed_epoch(self) -> None:
         # The data order and the loader workers' seeds depend on (seed, epoch)
         # alone, so a run resumed at an epoch boundary sees the same batches.
-        sampler = getattr(self.train_loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(self.epoch)
+        set_epoch = getattr(getattr(self.train_loader, "sampler", None), "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(self.epoch)
         generator = getattr(self.train_loader, "generator", None)
         if isinstance(generator, torch.Generator):
             generator.manual_seed(self.seed * 100_003 + self.epoch)

@@ -46,8 +46,12 @@ def _resnet(ctor: Callable[..., nn.Module]) -> TorchvisionSpec:
     return TorchvisionSpec(ctor, _RESNET_STAGES, _resnet_stage, "fc", takes_norm_layer=True)
 
 
-def _features(ctor: Callable[..., nn.Module], n: int, head: str, sd: bool = True) -> TorchvisionSpec:
-    return TorchvisionSpec(ctor, tuple(f"stage{i}" for i in range(n)), _features_stage, head, stochastic_depth=sd)
+def _features(
+    ctor: Callable[..., nn.Module], n: int, head: str, sd: bool = True
+) -> TorchvisionSpec:
+    return TorchvisionSpec(
+        ctor, tuple(f"stage{i}" for i in range(n)), _features_stage, head, stochastic_depth=sd
+    )
 
 
 #: The torchvision classifiers tunekit builds, by name.
@@ -92,7 +96,9 @@ def stage_modules(cfg: ModelConfig) -> dict[str, tuple[str, ...]]:
     return {s: spec.stage_modules(s) for s in spec.stages}
 
 
-def _build_torchvision(cfg: ModelConfig, num_classes: int, in_channels: int, file: str | None) -> nn.Module:
+def _build_torchvision(
+    cfg: ModelConfig, num_classes: int, in_channels: int, file: str | None
+) -> nn.Module:
     spec = TORCHVISION[cfg.name]
     kwargs: dict[str, Any] = {"weights": None, "num_classes": num_classes, **cfg.kwargs}
     if spec.takes_norm_layer and cfg.norm != "syncbn":
@@ -116,15 +122,25 @@ def _build_torchvision(cfg: ModelConfig, num_classes: int, in_channels: int, fil
                 file=file,
                 field="model.name",
             )
-        old = model.conv1  # type: ignore[union-attr]
-        model.conv1 = nn.Conv2d(in_channels, old.out_channels, old.kernel_size, old.stride, old.padding, bias=False)  # type: ignore[arg-type]
+        old = model.get_submodule("conv1")
+        assert isinstance(old, nn.Conv2d)
+        model.conv1 = nn.Conv2d(
+            in_channels,
+            old.out_channels,
+            old.kernel_size,  # type: ignore[arg-type]
+            old.stride,  # type: ignore[arg-type]
+            old.padding,  # type: ignore[arg-type]
+            bias=False,
+        )
     if cfg.dropout > 0:
         head = _get(model, spec.head)
         _set(model, spec.head, nn.Sequential(nn.Dropout(cfg.dropout), head))
     return model
 
 
-def load_weights(model: nn.Module, path: str, *, head: str | None, reset_head: bool, file: str | None = None) -> dict[str, int]:
+def load_weights(
+    model: nn.Module, path: str, *, head: str | None, reset_head: bool, file: str | None = None
+) -> dict[str, int]:
     """Loads a local checkpoint (a tunekit checkpoint or a plain state dict) into ``model``.
 
     The head is skipped when ``reset_head`` is set or its shape differs. Returns
@@ -151,7 +167,9 @@ def load_weights(model: nn.Module, path: str, *, head: str | None, reset_head: b
             skipped += 1
     if not take:
         raise ConfigError(
-            f"no tensor in {path!r} matches the model (names or shapes differ)", file=file, field="model.weights"
+            f"no tensor in {path!r} matches the model (names or shapes differ)",
+            file=file,
+            field="model.weights",
         )
     model.load_state_dict(take, strict=False)
     return {"loaded": len(take), "skipped": skipped, "missing": len(own) - len(take)}
@@ -163,7 +181,13 @@ def freeze_to(model: nn.Module, cfg: ModelConfig, file: str | None = None) -> li
         return []
     stages = stage_modules(cfg)
     if cfg.freeze_to not in stages:
-        raise unknown_choice("stage", cfg.freeze_to, stages or ["(this model has no named stages)"], file=file, field="model.freeze_to")
+        raise unknown_choice(
+            "stage",
+            cfg.freeze_to,
+            stages or ["(this model has no named stages)"],
+            file=file,
+            field="model.freeze_to",
+        )
     frozen = []
     for stage, paths in stages.items():
         for p in paths:
@@ -175,20 +199,30 @@ def freeze_to(model: nn.Module, cfg: ModelConfig, file: str | None = None) -> li
     return frozen
 
 
-def build_model(cfg: ModelConfig, num_classes: int, in_channels: int = 3, *, file: str | None = None) -> nn.Module:
+def build_model(
+    cfg: ModelConfig, num_classes: int, in_channels: int = 3, *, file: str | None = None
+) -> nn.Module:
     """The classifier a recipe names, with its starting weights and frozen stages."""
     if cfg.builder:
         fn = import_builder(cfg.builder, field_name="model.builder", file=file)
         model = fn(num_classes=num_classes, **cfg.kwargs)
         if not isinstance(model, nn.Module):
-            raise ConfigError(f"builder {cfg.builder!r} returned {type(model).__name__}, not an nn.Module", file=file, field="model.builder")
+            raise ConfigError(
+                f"builder {cfg.builder!r} returned {type(model).__name__}, not an nn.Module",
+                file=file,
+                field="model.builder",
+            )
     elif cfg.name == "small_cnn":
-        model = SmallCNN(num_classes, in_channels, cfg.width, cfg.norm, cfg.dropout, cfg.drop_path, **cfg.kwargs)
+        model = SmallCNN(
+            num_classes, in_channels, cfg.width, cfg.norm, cfg.dropout, cfg.drop_path, **cfg.kwargs
+        )
     elif cfg.name in TORCHVISION:
         model = _build_torchvision(cfg, num_classes, in_channels, file)
     else:
         raise unknown_choice("model", cfg.name, MODEL_NAMES, file=file, field="model.name")
     if cfg.weights:
-        load_weights(model, cfg.weights, head=head_path(model, cfg), reset_head=cfg.reset_head, file=file)
+        load_weights(
+            model, cfg.weights, head=head_path(model, cfg), reset_head=cfg.reset_head, file=file
+        )
     freeze_to(model, cfg, file)
     return model

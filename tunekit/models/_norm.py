@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
@@ -42,12 +43,14 @@ def convert_norm(module: nn.Module, kind: str) -> nn.Module:
             c = child.num_features
             new: nn.Module
             if kind == "frozen_bn":
-                new = FrozenBatchNorm2d(c, eps=child.eps)
-                new.weight.copy_(child.weight.detach())
-                new.bias.copy_(child.bias.detach())
-                if child.running_mean is not None and child.running_var is not None:
-                    new.running_mean.copy_(child.running_mean)
-                    new.running_var.copy_(child.running_var)
+                frozen = FrozenBatchNorm2d(c, eps=child.eps)
+                with torch.no_grad():
+                    frozen.weight.copy_(child.weight)
+                    frozen.bias.copy_(child.bias)
+                    if child.running_mean is not None and child.running_var is not None:
+                        frozen.running_mean.copy_(child.running_mean)
+                        frozen.running_var.copy_(child.running_var)
+                new = frozen
             elif kind == "gn":
                 new = nn.GroupNorm(gn_groups(c), c, eps=child.eps)
             else:

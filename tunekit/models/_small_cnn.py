@@ -20,7 +20,9 @@ class _Block(nn.Module):
         self.act = nn.ReLU(inplace=True)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=norm == "none"), make(cout))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=norm == "none"), make(cout)
+            )
         self.drop_path = StochasticDepth(drop_path, "row")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -51,7 +53,9 @@ class SmallCNN(nn.Module):
         super().__init__()
         make = norm_layer(norm)
         self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, width, 3, 1, 1, bias=norm == "none"), make(width), nn.ReLU(inplace=True)
+            nn.Conv2d(in_channels, width, 3, 1, 1, bias=norm == "none"),
+            make(width),
+            nn.ReLU(inplace=True),
         )
         self.layer1 = _Block(width, width, 1, norm, drop_path)
         self.layer2 = _Block(width, 2 * width, 2, norm, drop_path)

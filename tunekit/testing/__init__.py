@@ -50,10 +50,15 @@ def random_classification(
     return TensorDataset(x, y)
 
 
-def loader(dataset: TensorDataset, batch_size: int = 16, shuffle: bool = False, seed: int = 0) -> DataLoader:
+def loader(
+    dataset: TensorDataset, batch_size: int = 16, shuffle: bool = False, seed: int = 0
+) -> DataLoader:
     """A deterministic DataLoader over ``dataset``."""
     return DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, generator=torch.Generator().manual_seed(seed)
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=torch.Generator().manual_seed(seed),
     )
 
 
