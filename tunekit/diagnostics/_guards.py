@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-import statistics
 from collections import deque
+from collections.abc import Sequence
 from contextlib import nullcontext
 from typing import Any
 
@@ -61,12 +61,17 @@ class Guards(DiagnosticHook):
         self.spikes: list[dict[str, Any]] = []
         self._window: deque[float] = deque(maxlen=spike_window)
         self._params: list[tuple[str, nn.Parameter]] = []
+        self._uniform = True
         self._recorder: StepRecorder | None = None
 
     @never_fails
     def before_train(self) -> None:
         t = self.trainer
         self._params = [(n, p) for n, p in t.module.named_parameters() if p.requires_grad]
+        # All float32 on the loss's device: the norms stack with the loss as they are.
+        self._uniform = all(
+            p.dtype == torch.float32 and p.device == t.device for _, p in self._params
+        )
         rec = t.get_hook(StepRecorder)
         self._recorder = rec if isinstance(rec, StepRecorder) else None
 
@@ -80,18 +85,19 @@ class Guards(DiagnosticHook):
             and t.scaler is None
             and (t.step + 1) % self.gradient_check_interval == 0
         )
-        loss_t = t.loss.detach().float().reshape(1)
+        loss_t = t.loss.detach().reshape(())
         grad_norm: float | None = None
         if check_grads and (grads := [p.grad for _, p in self._params if p.grad is not None]):
             # One fused norm per tensor (as clip_grad_norm_ does), sent to the host with
-            # the loss in one transfer; the global norm is summed there.
-            norms = list(torch._foreach_norm(grads))
-            if any(n.dtype != loss_t.dtype or n.device != loss_t.device for n in norms):
-                norms = [n.to(loss_t.device, loss_t.dtype) for n in norms]
-            values = torch.cat([loss_t, torch.stack(norms)]).tolist()
-            grad_norm = math.sqrt(math.fsum(v * v for v in values[1:]))
+            # the loss in one transfer; the global norm is combined there (hypot: no overflow).
+            norms: Sequence[torch.Tensor] = torch._foreach_norm(grads)
+            if not self._uniform or loss_t.dtype != torch.float32:
+                loss_t = loss_t.float()
+                norms = [n.to(loss_t.device, torch.float32) for n in norms]
+            values = torch.stack([loss_t, *norms]).tolist()
+            grad_norm = math.hypot(*values[1:])
         else:
-            values = loss_t.tolist()
+            values = [float(loss_t)]
         loss = values[0]
         if not math.isfinite(loss):
             raise self._stop("loss")
@@ -106,8 +112,9 @@ class Guards(DiagnosticHook):
     def _check_spike(self, loss: float, step: int) -> None:
         window = self._window
         if len(window) >= max(5, self.spike_window // 5):
-            median = statistics.median(window)
-            if median > 0 and loss > self.spike_factor * median and loss > max(window):
+            ordered = sorted(window)
+            median = ordered[len(ordered) // 2]  # the upper median: cheap, and fine for a threshold
+            if median > 0 and loss > self.spike_factor * median and loss > ordered[-1]:
                 message = (
                     f"loss spike: {loss:.4g} at step {step} is {loss / median:.1f}x the median "
                     f"{median:.4g} of the last {len(window)} steps"

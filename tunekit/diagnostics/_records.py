@@ -42,7 +42,7 @@ class StepRecorder(DiagnosticHook):
     def __init__(self, flush_every: int = 50, throughput_every: int = 20) -> None:
         self.flush_every = flush_every
         self.throughput_every = throughput_every
-        self.latest: dict[str, float] = {}
+        self.latest: dict[str, Any] = {}  # the last value of every key
         self.events: list[Record] = []
         #: log warnings and errors (a live view that prints them turns this off)
         self.echo = True
@@ -52,6 +52,7 @@ class StepRecorder(DiagnosticHook):
         self._metrics: MetricsWriter | None = None
         self._in_step = False
         self._taking = 0
+        self._steps_per_epoch = 1
         self._mark_time = 0.0
         self._mark_step = 0
         self._samples = 0
@@ -113,6 +114,7 @@ class StepRecorder(DiagnosticHook):
         hook = t.get_hook(MetricsWriter)
         self._metrics = hook if isinstance(hook, MetricsWriter) else None
         self._mark_time, self._mark_step, self._samples = time.perf_counter(), t.step, 0
+        self._steps_per_epoch = max(t.steps_per_epoch, 1)  # len(loader) is not free: once a run
 
     def before_step(self) -> None:
         self._in_step, self._taking = True, self.trainer.step + 1
@@ -134,7 +136,7 @@ class StepRecorder(DiagnosticHook):
         rec: Record = {"kind": "step", "step": t.step, "epoch": self._epoch_at(t.step), "lr": t.lr}
         rec.update(self._pending)
         self._pending = {}
-        self.latest.update({k: v for k, v in rec.items() if k not in ("kind", "step")})
+        self.latest.update(rec)
         if t.dist.is_main:
             self._buffer.append(rec)
             self._emit(rec)
@@ -179,7 +181,7 @@ class StepRecorder(DiagnosticHook):
 
     def _epoch_at(self, step: int) -> float:
         # Every epoch has the same number of steps, so the fraction follows from the step alone.
-        return round(step / max(self.trainer.steps_per_epoch, 1), 4)
+        return round(step / self._steps_per_epoch, 4)
 
 
 def _batch_size(batch: Any) -> int:
