@@ -200,7 +200,7 @@ def main() -> None:
         help="timed rounds per arm (steps x rounds: a multiple of 500)",
     )
     p.add_argument("--batch", type=int, default=32, help="ResNet-18 batch on the CPU")
-    p.add_argument("--size", type=int, default=32, help="ResNet-18 image size on the CPU")
+    p.add_argument("--size", type=int, default=64, help="ResNet-18 image size on the CPU")
     p.add_argument(
         "--threads", type=int, default=None, help="torch intra-op threads (default: torch's)"
     )
