@@ -38,9 +38,11 @@ def rendered_plot_count(html_file: Path) -> int:
 @pytest.fixture(scope="module")
 def digits_study(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("digits") / "study"
-    # The shipped study with fewer coarse and fine trials (same epochs, data and model).
+    # The shipped study with fewer trials per stage (same epochs, data and model).
     ctx = open_search(
-        "digits", out=out, overrides=["stages.coarse.trials=5", "stages.fine.trials=2"]
+        "digits",
+        out=out,
+        overrides=["stages.coarse.trials=5", "stages.fine.trials=2", "stages.final.trials=1"],
     )
     run_worker(ctx)
     summary = write_summary(ctx)
