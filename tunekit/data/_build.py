@@ -44,14 +44,14 @@ def build_data(cfg: DataConfig, *, file: str | None = None) -> DataBundle:
             raise unknown_choice("dataset", cfg.name, DATASETS, file=file, field="data.name")
         bundle = DATASETS[cfg.name](cfg)
     if cfg.train_subset:
-        bundle.train = _subset(bundle.train, cfg.train_subset)
+        bundle.train = subset_every(bundle.train, cfg.train_subset)
     if cfg.val_subset:
-        bundle.val = _subset(bundle.val, cfg.val_subset)
+        bundle.val = subset_every(bundle.val, cfg.val_subset)
     return bundle
 
 
-def _subset(ds: Dataset[Any], n: int) -> Dataset[Any]:
-    # A fixed, spread-out subset (every k-th item), the same for every seed.
+def subset_every(ds: Dataset[Any], n: int) -> Dataset[Any]:
+    """A fixed, spread-out subset of ``n`` items (every k-th), the same for every seed."""
     total = len(ds)  # type: ignore[arg-type]
     if n >= total:
         return ds

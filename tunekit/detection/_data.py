@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from tunekit.config import DataConfig
-from tunekit.data import DataBundle
+from tunekit.data import DataBundle, subset_every
 from tunekit.engine import DistInfo, broadcast_object
 from tunekit.errors import ConfigError, DataError, unknown_choice
 
@@ -173,15 +173,6 @@ DETECTION_DATASETS: dict[str, Callable[[DataConfig, DistInfo, str | None], DataB
 }
 
 
-def _subset(ds: Dataset[Any], n: int) -> Dataset[Any]:
-    # Every k-th image: spread over the set, the same for every seed.
-    total = len(ds)  # type: ignore[arg-type]
-    if n >= total:
-        return ds
-    step = total / n
-    return Subset(ds, [int(i * step) for i in range(n)])
-
-
 def build_detection_data(
     cfg: DataConfig, dist: DistInfo | None = None, *, file: str | None = None
 ) -> DataBundle:
@@ -199,9 +190,9 @@ def build_detection_data(
         )
     bundle = DETECTION_DATASETS[cfg.name](cfg, dist, file)
     if cfg.train_subset:
-        bundle.train = _subset(bundle.train, cfg.train_subset)
+        bundle.train = subset_every(bundle.train, cfg.train_subset)
     if cfg.val_subset:
-        bundle.val = _subset(bundle.val, cfg.val_subset)
+        bundle.val = subset_every(bundle.val, cfg.val_subset)
     return bundle
 
 

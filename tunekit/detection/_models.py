@@ -23,12 +23,12 @@ from torchvision.models.detection.fcos import FCOSClassificationHead, FCOSHead, 
 from torchvision.models.detection.retinanet import RetinaNetHead
 from torchvision.models.detection.rpn import RPNHead
 from torchvision.models.resnet import BasicBlock
-from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
+from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
 from tunekit.config import ModelConfig
-from tunekit.engine import load_checkpoint
-from tunekit.errors import CheckpointError, ConfigError, unknown_choice
+from tunekit.errors import ConfigError, unknown_choice
+from tunekit.models import norm_layer, read_weights
 
 # Pixel statistics the detectors normalise with (the detectors' own transform does it).
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -43,22 +43,6 @@ def gn_groups(channels: int, target: int) -> int:
     return 1
 
 
-def det_norm(kind: str, groups: int = 32) -> Callable[[int], nn.Module]:
-    """A norm constructor ``f(channels)`` for ``kind`` (bn, gn, syncbn, frozen_bn, none)."""
-    if kind == "gn":
-        return lambda c: nn.GroupNorm(gn_groups(c, groups), c)
-    if kind == "bn":
-        return nn.BatchNorm2d
-    if kind == "syncbn":
-        # SyncBatchNorm averages over every rank of the job; alone it is plain BN.
-        return nn.SyncBatchNorm
-    if kind == "frozen_bn":
-        return FrozenBatchNorm2d
-    if kind == "none":
-        return lambda c: nn.Identity()
-    raise ValueError(f"unknown norm {kind!r}")
-
-
 def head_norm(kind: str, groups: int) -> Callable[[int], nn.Module] | None:
     """The norm of the FPN and heads for the backbone norm ``kind``.
 
@@ -68,7 +52,7 @@ def head_norm(kind: str, groups: int) -> Callable[[int], nn.Module] | None:
     """
     if kind == "none":
         return None
-    return det_norm("gn" if kind == "frozen_bn" else kind, groups)
+    return norm_layer("gn" if kind == "frozen_bn" else kind, groups)
 
 
 class TinyResNet(nn.Module):
@@ -93,7 +77,7 @@ class TinyResNet(nn.Module):
         self, num_classes: int = 1000, width: int = 16, norm: str = "gn", in_channels: int = 3
     ) -> None:
         super().__init__()
-        make = det_norm(norm, groups=8)
+        make = norm_layer(norm, groups=8)
         self.channels = (width, 2 * width, 4 * width)
         self.conv1 = nn.Conv2d(in_channels, width, 3, 2, 1, bias=False)
         self.bn1 = make(width)
@@ -138,7 +122,7 @@ def _resnet_body(
 ) -> Callable[[ModelConfig], tuple[nn.Module, dict[str, int]]]:
     def build(cfg: ModelConfig) -> tuple[nn.Module, dict[str, int]]:
         norm = "bn" if cfg.norm == "syncbn" else cfg.norm
-        body = ctor(weights=None, norm_layer=det_norm(norm, 32))
+        body = ctor(weights=None, norm_layer=norm_layer(norm, 32))
         if cfg.norm == "syncbn":
             body = nn.SyncBatchNorm.convert_sync_batchnorm(body)
         chans = {f"layer{i}": 64 * 2 ** (i - 1) * expansion for i in range(1, 5)}
@@ -344,22 +328,12 @@ def load_backbone_weights(
     head (``fc``) is dropped. Tensors whose shapes differ are skipped and
     counted; loading nothing is an error.
     """
-    try:
-        obj = load_checkpoint(path, require_format=False)
-    except CheckpointError as exc:
-        raise ConfigError(
-            f"{exc.message} ({path}); a backbone checkpoint comes from a classifier run, e.g. "
-            "tunekit train --recipe recipes/shapes_classifier.yaml --out runs/shapes_classifier",
-            file=file,
-            field="model.weights",
-        ) from None
-    state = obj.get("model", obj) if isinstance(obj, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ConfigError(
-            f"{path!r} holds no model weights (expected a tunekit checkpoint or a state dict)",
-            file=file,
-            field="model.weights",
-        )
+    state = read_weights(
+        path,
+        file=file,
+        hint="; a backbone checkpoint comes from a classifier run, e.g. tunekit train "
+        "--recipe recipes/shapes_classifier.yaml --out runs/shapes_classifier",
+    )
     whole = any(k.startswith("backbone.") for k in state)
     own = model.state_dict()
     take: dict[str, torch.Tensor] = {}

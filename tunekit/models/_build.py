@@ -138,6 +138,28 @@ def _build_torchvision(
     return model
 
 
+def read_weights(path: str, *, file: str | None = None, hint: str = "") -> dict[str, torch.Tensor]:
+    """The tensors of a local weight file: a tunekit checkpoint's model, or a plain state dict.
+
+    Every failure is a one-line ConfigError on ``model.weights``; ``hint`` is
+    appended to an unreadable file's message (where such a file comes from).
+    """
+    try:
+        obj = load_checkpoint(path, require_format=False)
+    except CheckpointError as exc:
+        raise ConfigError(
+            f"{path!r}: {exc.message}{hint}", file=file, field="model.weights"
+        ) from None
+    state = obj.get("model", obj) if isinstance(obj, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConfigError(
+            f"{path!r} holds no model weights (expected a tunekit checkpoint or a state dict)",
+            file=file,
+            field="model.weights",
+        )
+    return state
+
+
 def load_weights(
     model: nn.Module, path: str, *, head: str | None, reset_head: bool, file: str | None = None
 ) -> dict[str, int]:
@@ -146,17 +168,7 @@ def load_weights(
     The head is skipped when ``reset_head`` is set or its shape differs. Returns
     counts of loaded, skipped and missing tensors; loading nothing is an error.
     """
-    try:
-        obj = load_checkpoint(path, require_format=False)
-    except CheckpointError as exc:
-        raise ConfigError(f"{path!r}: {exc.message}", file=file, field="model.weights") from None
-    state = obj.get("model", obj) if isinstance(obj, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ConfigError(
-            f"{path!r} holds no model weights (expected a tunekit checkpoint or a state dict)",
-            file=file,
-            field="model.weights",
-        )
+    state = read_weights(path, file=file)
     own = model.state_dict()
     take, skipped = {}, 0
     for k, v in state.items():

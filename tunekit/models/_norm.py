@@ -17,8 +17,12 @@ def gn_groups(channels: int, target: int = 32) -> int:
     return 1
 
 
-def norm_layer(kind: str) -> Callable[[int], nn.Module]:
-    """A constructor ``f(channels)`` for a 2-d norm layer of ``kind``."""
+def norm_layer(kind: str, groups: int = 32) -> Callable[[int], nn.Module]:
+    """A constructor ``f(channels)`` for a 2-d norm layer of ``kind``.
+
+    ``groups`` is GroupNorm's target group count (the largest divisor of the
+    channels up to it is used).
+    """
     if kind == "bn":
         return nn.BatchNorm2d
     if kind == "syncbn":
@@ -26,7 +30,7 @@ def norm_layer(kind: str) -> Callable[[int], nn.Module]:
     if kind == "frozen_bn":
         return FrozenBatchNorm2d
     if kind == "gn":
-        return lambda c: nn.GroupNorm(gn_groups(c), c)
+        return lambda c: nn.GroupNorm(gn_groups(c, groups), c)
     if kind == "none":
         return lambda c: nn.Identity()
     raise ValueError(f"unknown norm {kind!r}")
