@@ -28,8 +28,9 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
+# Two workers (one per core); tests are grouped by file so module fixtures are built once.
 test: install system-deps lint typecheck
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 bench: install
 	$(PY) benchmarks/overhead.py
