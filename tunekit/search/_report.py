@@ -21,7 +21,7 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-from ._stages import SPACE_ATTR, StagedSearch, count_trials
+from ._stages import StagedSearch, stage_data
 
 
 def read_curve(run_dir: str | None, metric: str) -> dict[str, list[float]]:
@@ -52,20 +52,7 @@ def study_report_data(search: StagedSearch) -> dict[str, Any]:
     trials = []
     for st in search.stages:
         ts = search.trials(st)
-        s = search.existing(st)
-        stages.append(
-            {
-                "name": st.name,
-                "study_name": st.study_name,
-                "sampler": st.spec.sampler,
-                "pruner": st.spec.pruner.name,
-                "epochs": st.spec.epochs,
-                "trials_planned": st.spec.trials,
-                "ranges": (s.user_attrs.get(SPACE_ATTR) if s is not None else None) or {},
-                "edge_flags": [f.message() for f in search.flags(st)],
-                "counts": count_trials(ts).as_dict(),
-            }
-        )
+        stages.append(stage_data(search, st, ts))
         for t in ts:
             run_dir = t.user_attrs.get("run_dir")
             trials.append(

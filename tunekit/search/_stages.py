@@ -303,6 +303,23 @@ class StagedSearch:
         return max(pairs, key=lambda p: (sign * float(p[1].value or 0.0), p[0].index))
 
 
+def stage_data(search: StagedSearch, st: Stage, trials: list[FrozenTrial]) -> dict[str, Any]:
+    """One stage as plain values: its settings, stored ranges, edge flags and trial counts."""
+    s = search.existing(st)
+    stored = s.user_attrs.get(SPACE_ATTR) if s is not None else None
+    return {
+        "name": st.name,
+        "study_name": st.study_name,
+        "sampler": st.spec.sampler,
+        "pruner": st.spec.pruner.name,
+        "epochs": st.spec.epochs,
+        "trials_planned": st.spec.trials,
+        "ranges": dict(stored or {}),
+        "edge_flags": [f.message() for f in search.flags(st)],
+        "counts": count_trials(trials).as_dict(),
+    }
+
+
 def summary_data(search: StagedSearch, study_dir: Path, storage_desc: str) -> dict[str, Any]:
     """The study's summary as plain values (written as summary.json, rendered by the CLI)."""
     study = search.study
@@ -310,26 +327,12 @@ def summary_data(search: StagedSearch, study_dir: Path, storage_desc: str) -> di
     totals: dict[str, int] = {}
     for st in search.stages:
         trials = search.trials(st)
-        c = count_trials(trials)
-        for k, v in c.as_dict().items():
+        row = stage_data(search, st, trials)
+        for k, v in row["counts"].items():
             totals[k] = totals.get(k, 0) + v
-        s = search.existing(st)
-        stored = s.user_attrs.get(SPACE_ATTR) if s is not None else None
         top = ranked(trials, study.direction)
-        stages.append(
-            {
-                "name": st.name,
-                "study_name": st.study_name,
-                "sampler": st.spec.sampler,
-                "pruner": st.spec.pruner.name,
-                "epochs": st.spec.epochs,
-                "trials_planned": st.spec.trials,
-                "ranges": {k: v for k, v in (stored or {}).items()},
-                "edge_flags": [f.message() for f in search.flags(st)],
-                "counts": c.as_dict(),
-                "best": _trial_dict(top[0]) if top else None,
-            }
-        )
+        row["best"] = _trial_dict(top[0]) if top else None
+        stages.append(row)
     best = search.best()
     scientific = {}
     for name, spec in study.space.items():
