@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,8 +11,7 @@ from report_helpers import N, write_run
 
 from tunekit.cli import main
 from tunekit.report import load_run, moving_average, report_data, write_report
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+from tunekit.testing import chromium_dom
 
 
 def test_moving_average_skips_non_finite_points() -> None:
@@ -75,29 +72,7 @@ def test_html_report_renders_every_plot_in_headless_chromium(tmp_path: Path) -> 
 
     assert text.count(get_plotlyjs()) == 1  # plotly.js is inlined once: the file opens offline
     assert "&lt;b&gt;" in text  # event messages are escaped
-    profile = tmp_path / "profile"
-    proc = subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={profile}",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-            path.resolve().as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    dom = proc.stdout
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    dom = chromium_dom(path)
     for div in ("loss", "metrics", "lr", "ratios", "ratio-band", "grads", "activations"):
         match = re.search(rf'<div id="{div}"[^>]*class="[^"]*js-plotly-plot[^"]*"', dom)
         assert match, f"plot {div!r} did not render"

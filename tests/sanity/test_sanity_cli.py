@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -12,34 +11,10 @@ from pathlib import Path
 import pytest
 
 from tunekit.cli import main
+from tunekit.testing import chromium_dom
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parents[2]
 DIGITS = str(REPO / "recipes" / "digits.yaml")
-
-
-def _render(page: Path, profile: Path) -> str:
-    proc = subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={profile}",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-            page.resolve().as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc.stdout
 
 
 def test_digits_recipe_passes_all_checks_and_writes_json_and_html(
@@ -87,7 +62,7 @@ def test_digits_recipe_passes_all_checks_and_writes_json_and_html(
     from plotly.offline import get_plotlyjs
 
     assert text.count(get_plotlyjs()) == 1  # inlined once: the page opens offline
-    dom = _render(page, tmp_path / "profile")
+    dom = chromium_dom(page)
     for i in range(5):
         assert re.search(rf'<div id="sanity-plot-{i}"[^>]*class="[^"]*js-plotly-plot', dom), (
             f"plot {i} did not render"

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,21 +16,14 @@ from tunekit.search import (
     write_hparams,
     write_summary,
 )
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+from tunekit.testing import chromium_dom
 
 
 def rendered_plot_count(html_file: Path) -> int:
     """How many plotly plots a headless Chromium actually drew in the page."""
-    out = subprocess.run(
-        [
-            CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-            "--virtual-time-budget=15000", "--dump-dom", html_file.resolve().as_uri(),
-        ],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    dom = chromium_dom(html_file, budget_ms=15000)
     # plotly adds a "main-svg" to every plot it draws; the HTML on disk has none.
-    return len(re.findall(r'class="main-svg"', out.stdout))
+    return len(re.findall(r'class="main-svg"', dom))
 
 
 @pytest.fixture(scope="module")

@@ -62,6 +62,14 @@ def loader(
     )
 
 
+from ._browser import chromium_dom  # noqa: E402
 from ._postgres import PostgresServer  # noqa: E402
 
-__all__ = ["PostgresServer", "TinyCNN", "TinyMLP", "loader", "random_classification"]
+__all__ = [
+    "PostgresServer",
+    "TinyCNN",
+    "TinyMLP",
+    "chromium_dom",
+    "loader",
+    "random_classification",
+]
