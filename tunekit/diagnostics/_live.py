@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from tunekit.engine._builtin_hooks import epoch_line
+
 from ._base import DiagnosticHook, never_fails
 from ._ratios import UpdateRatioMonitor
 from ._records import Record, StepRecorder
@@ -141,13 +143,8 @@ class LiveView(DiagnosticHook):
         t = self.trainer
         if self._live is None:
             return
-        rec = t.history[-1]
         self._progress.update(self._task, completed=t.step, epoch=min(t.epoch + 1, t.epochs))
-        parts = [f"epoch {t.epoch}/{t.epochs}", f"train/loss {rec['train/loss']:.4f}"]
-        parts += [f"{k} {v:.4f}" for k, v in rec.items() if k.startswith("val/")]
-        parts.append(f"lr {rec['lr']:.3g}")
-        parts.append(f"{rec['time/epoch_s']:.1f}s")
-        self._live.console.print("  ".join(parts), soft_wrap=True)
+        self._live.console.print(epoch_line(t), soft_wrap=True)
 
     def after_train(self) -> None:
         if self.recorder is not None:

@@ -7,10 +7,13 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._checkpoint import save_atomic
 from ._hooks import HookBase
+
+if TYPE_CHECKING:
+    from ._trainer import Trainer
 
 
 def improved(value: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:
@@ -140,6 +143,16 @@ class MetricsWriter(HookBase):
         self.write({"kind": "epoch", **self.trainer.history[-1]})
 
 
+def epoch_line(trainer: Trainer) -> str:
+    """The one line printed after each epoch: losses, validation metrics, LR, time."""
+    rec = trainer.history[-1]
+    parts = [f"epoch {trainer.epoch}/{trainer.epochs}", f"train/loss {rec['train/loss']:.4f}"]
+    parts += [f"{k} {v:.4f}" for k, v in rec.items() if k.startswith("val/")]
+    parts.append(f"lr {rec['lr']:.3g}")
+    parts.append(f"{rec['time/epoch_s']:.1f}s")
+    return "  ".join(parts)
+
+
 class ProgressHook(HookBase):
     """A rich progress bar over the whole run, with loss and LR, plus one line per epoch."""
 
@@ -201,12 +214,8 @@ class ProgressHook(HookBase):
         t = self.trainer
         if self._progress is None:
             return
-        rec = t.history[-1]
         self._progress.update(self._task, completed=t.step, epoch=min(t.epoch + 1, t.epochs))
-        parts = [f"epoch {t.epoch}/{t.epochs}", f"train/loss {rec['train/loss']:.4f}"]
-        parts += [f"{k} {v:.4f}" for k, v in rec.items() if k.startswith("val/")]
-        parts.append(f"{rec['time/epoch_s']:.1f}s")
-        self._progress.console.print("  ".join(parts), soft_wrap=True)
+        self._progress.console.print(epoch_line(t), soft_wrap=True)
 
     def after_train(self) -> None:
         if self._progress is not None:
