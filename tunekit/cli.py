@@ -60,7 +60,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from tunekit.config import load_recipe
     from tunekit.engine import launch
-    from tunekit.run import resolve_run_dir, train
+    from tunekit.run import check_inputs, resolve_run_dir, train
 
     recipe = load_recipe(args.recipe, args.overrides)
     if args.nproc < 1:
@@ -69,6 +69,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     under_torchrun = "RANK" in os.environ
     if args.nproc > 1 and not under_torchrun:
+        check_inputs(recipe, nproc=args.nproc, file=args.recipe)
         run_dir, ckpt = resolve_run_dir(recipe, args.out, args.resume)
         if ckpt is not None:
             from tunekit.engine import load_checkpoint

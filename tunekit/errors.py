@@ -8,7 +8,8 @@ with code 2. Anything else is a bug in tunekit and keeps its traceback.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -47,6 +48,21 @@ class CheckpointError(TunekitError):
 
 class DataError(TunekitError):
     """A dataset that is missing or malformed."""
+
+
+@contextmanager
+def in_file(file: str | None) -> Iterator[None]:
+    """Names ``file`` in a mistake raised inside that does not name a file of its own.
+
+    Dataset and model builders know the field that is wrong, not which recipe
+    it came from; their callers do.
+    """
+    try:
+        yield
+    except TunekitError as exc:
+        if exc.file is None and file is not None:
+            raise type(exc)(exc.message, file=file, field=exc.field) from None
+        raise
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

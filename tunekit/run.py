@@ -30,11 +30,12 @@ from tunekit.engine import (
     build_scheduler,
     init_distributed,
     load_checkpoint,
+    resolve_device,
     save_atomic,
     seed_everything,
 )
 from tunekit.engine._builtin_hooks import CheckpointHook, EarlyStopping, MetricsWriter, ProgressHook
-from tunekit.errors import CheckpointError, ConfigError
+from tunekit.errors import CheckpointError, ConfigError, in_file
 
 
 @dataclass
@@ -110,6 +111,41 @@ def build_components(
         bundle, recipe.data, batch_size=recipe.train.batch_size, seed=recipe.seed, dist=dist
     )
     return Components(recipe, bundle, model, task, train_loader, val_loader, dist)
+
+
+def check_inputs(recipe: Recipe, *, nproc: int = 1, file: str | None = None) -> None:
+    """Builds the recipe's data and model once, on the CPU, in this process.
+
+    Launchers call this before starting worker processes, so a missing dataset,
+    weights file or builder is reported once, in one line, instead of by every
+    worker and then again by torchrun's own failure summary.
+    """
+    device = resolve_device(recipe.train.device)
+    if nproc > 1 and recipe.model.norm == "syncbn" and device.type != "cuda":
+        raise ConfigError(
+            "value 'syncbn' is not allowed here: SyncBN synchronises over GPUs only; "
+            "for several CPU processes use 'gn' (batch-independent) or 'bn'",
+            file=file,
+            field="model.norm",
+        )
+    with in_file(file):
+        if recipe.task == "detection":
+            from tunekit.detection import build_detection
+
+            bundle, _, _ = build_detection(recipe, DistInfo(), file=file)
+        else:
+            from tunekit.models import build_model
+
+            bundle = build_data(recipe.data, file=file)
+            build_model(recipe.model, bundle.num_classes, bundle.in_channels, file=file)
+        # Loaders for rank 0 of nproc: a global batch that does not split evenly fails here.
+        build_loaders(
+            bundle,
+            recipe.data,
+            batch_size=recipe.train.batch_size,
+            seed=recipe.seed,
+            dist=DistInfo(world_size=nproc),
+        )
 
 
 def recipe_hooks(recipe: Recipe, run_dir: Path, *, progress: bool = True) -> list[HookBase]:

@@ -46,3 +46,36 @@ def test_two_process_gloo_matches_one_process(write_recipe, tmp_path, cli, norm)
     va, vb = a["history"][-1], b["history"][-1]
     assert va["val/top1"] == pytest.approx(vb["val/top1"], abs=1 / 101 + 1e-9)
     assert (tmp_path / "two" / "summary.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("data", "model", "field"),
+    [
+        (
+            {"name": "imagefolder", "root": "/nonexistent/images"},
+            {"name": "small_cnn"},
+            "data.root",
+        ),
+        (
+            {"name": "digits"},
+            {"name": "small_cnn", "weights": "/nonexistent/w.pt"},
+            "model.weights",
+        ),
+        ({"name": "digits"}, {"name": "small_cnn", "norm": "syncbn"}, "model.norm"),
+        ({"name": "digits"}, {"name": "small_cnn", "width": 4}, "train.batch_size"),
+    ],
+)
+def test_nproc_mistakes_are_one_line_before_any_worker(
+    write_recipe, tmp_path, cli, data, model, field
+):
+    # 63 does not split over 2 processes; the other cases fail before that is checked.
+    train = {"device": "cpu", "epochs": 1, "batch_size": 63 if "width" in model else 64}
+    recipe = write_recipe(data=data, model=model, train=train)
+    proc = cli("train", "--recipe", str(recipe), "--out", str(tmp_path / "run"), "--nproc", "2")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert field in lines[0] and str(recipe) in lines[0]
+    assert "ChildFailedError" not in proc.stderr and "Traceback" not in proc.stderr
+    # Nothing was launched, so nothing was written.
+    assert not (tmp_path / "run").exists()

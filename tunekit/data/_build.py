@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, S
 
 from tunekit.config import DataConfig
 from tunekit.engine import DistInfo
-from tunekit.errors import ConfigError, unknown_choice
+from tunekit.errors import ConfigError, in_file, unknown_choice
 
 from ._base import DataBundle, import_builder
 from ._classification import cifar10, digits, imagefolder
@@ -42,7 +42,8 @@ def build_data(cfg: DataConfig, *, file: str | None = None) -> DataBundle:
     else:
         if cfg.name not in DATASETS:
             raise unknown_choice("dataset", cfg.name, DATASETS, file=file, field="data.name")
-        bundle = DATASETS[cfg.name](cfg)
+        with in_file(file):
+            bundle = DATASETS[cfg.name](cfg)
     if cfg.train_subset:
         bundle.train = subset_every(bundle.train, cfg.train_subset)
     if cfg.val_subset:

@@ -9,6 +9,7 @@ from ._distributed import (
     broadcast_object,
     init_distributed,
     launch,
+    resolve_device,
     shutdown_distributed,
 )
 from ._hooks import HookBase
@@ -34,6 +35,7 @@ __all__ = [
     "load_checkpoint",
     "make_lr_factor",
     "param_groups",
+    "resolve_device",
     "rng_state",
     "save_atomic",
     "seed_everything",

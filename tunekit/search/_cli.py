@@ -132,8 +132,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def preflight_data(ctx: Any) -> None:
-    """Builds the first stage's data once, so a missing dataset fails in one line before any trial."""
-    from tunekit.data import build_data
+    """Builds the first stage's data and model once, so a missing dataset fails in one line before any trial."""
+    from tunekit.run import check_inputs
 
     from ._objective import trial_recipe
 
@@ -142,12 +142,7 @@ def preflight_data(ctx: Any) -> None:
     corner = {n: int(v) if ctx.search.base_space[n].type == "int" else v for n, v in corner.items()}
     recipe = trial_recipe(ctx.study, ctx.recipe_data, stage.spec, corner, file=str(ctx.recipe_path))
     try:
-        if recipe.task == "detection":
-            from tunekit.detection import build_detection_data
-
-            build_detection_data(recipe.data, file=str(ctx.recipe_path))
-        else:
-            build_data(recipe.data, file=str(ctx.recipe_path))
+        check_inputs(recipe, nproc=ctx.study.gpus_per_trial, file=str(ctx.recipe_path))
     except TunekitError as exc:
         # The data's own hint names recipe fields; from `tunekit search` they are set as recipe.*.
         message = exc.message.replace("--set data.", "--set recipe.data.")
