@@ -361,6 +361,8 @@ def make_summary(trainer: Trainer, recipe: Recipe, run_dir: Path, wall: float) -
         "mode": recipe.train.mode,
         "best": {"value": ck.best, "epoch": ck.best_epoch},
         "final": final,
+        # How many items the metric was measured on: its noise depends on it.
+        "val_size": len(trainer.val_loader.dataset) if trainer.val_loader is not None else None,  # type: ignore[arg-type]
         "checkpoints": {
             "last": str(ckdir / "last.pt"),
             "best": str(ckdir / "best.pt") if (ckdir / "best.pt").exists() else None,

@@ -53,6 +53,25 @@ def test_digits_best_trial_reaches_98_percent(digits_study: dict) -> None:
     assert json.loads((digits_study["out"] / "summary.json").read_text())["best"] == s["best"]
 
 
+def test_trials_within_noise_of_the_best_are_listed(digits_study: dict) -> None:
+    ctx = digits_study["ctx"]
+    for st, row in zip(ctx.search.stages, digits_study["summary"]["stages"], strict=True):
+        trials = ctx.search.trials(st)
+        complete = [t for t in trials if t.state.name == "COMPLETE"]
+        noise = row["noise"]
+        assert noise["val_size"] == 360  # digits: 20% of 1,797 images
+        best = max(t.value for t in complete)
+        p = min(max(best, 0.5 / 360), 1 - 0.5 / 360)
+        assert noise["se"] == pytest.approx((p * (1 - p) / 360) ** 0.5)
+        expected = {t.number for t in complete if best - t.value <= 2 * noise["se"] + 1e-12}
+        assert set(noise["trials"]) == expected
+        assert noise["trials"][0] == max(complete, key=lambda t: t.value).number
+    # A loss is not a fraction of items: no binomial band for it.
+    from tunekit.search._stages import within_noise
+
+    assert within_noise(ctx.search.trials(ctx.search.stages[0]), "val/loss", "minimize") is None
+
+
 def test_refined_ranges_lie_inside_the_coarse_ones_and_contain_the_best_coarse_trial(
     digits_study: dict,
 ) -> None:

@@ -221,6 +221,14 @@ def print_study_summary(summary: dict[str, Any]) -> None:
         console.print(
             f"best {summary['metric']}: {best['value']:.4f} (stage {best['stage']}, trial {best['trial']}): {params}"
         )
+        noise = next((st["noise"] for st in summary["stages"] if st["name"] == best["stage"]), None)
+        if noise and len(noise["trials"]) > 1:
+            console.print(
+                f"[yellow]noise[/]: one standard error on {noise['val_size']} validation items is "
+                f"{noise['se']:.4f}; {len(noise['trials']) - 1} other trial(s) of stage {best['stage']} "
+                f"score within two of the best ({', '.join(map(str, noise['trials']))}), so this "
+                "validation set cannot rank them: rerun them with other seeds, or ensemble them"
+            )
         print(f"best run directory: {best['run_dir']}")
     print(f"study directory: {summary['study_dir']}")
 

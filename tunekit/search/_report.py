@@ -187,10 +187,17 @@ def _stages_table(data: dict[str, Any]) -> str:
         )
         flags = "<br>".join(html.escape(f) for f in s["edge_flags"]) or "-"
         c = s["counts"]
+        noise = s.get("noise")
+        tied = (
+            f"{len(noise['trials'])} (±{2 * noise['se']:.4f} on {noise['val_size']} items)"
+            if noise
+            else "-"
+        )
         rows.append(
             f"<tr><td>{html.escape(s['name'])}</td><td>{s['sampler']}</td><td>{s['pruner']}</td>"
             f"<td>{s['epochs']}</td><td>{s['trials_planned']}</td><td>{c['complete']}</td>"
-            f"<td>{c['pruned']}</td><td>{c['failed']}</td><td>{ranges}</td><td>{flags}</td></tr>"
+            f"<td>{c['pruned']}</td><td>{c['failed']}</td><td>{tied}</td><td>{ranges}</td>"
+            f"<td>{flags}</td></tr>"
         )
     head = "".join(
         f"<th>{h}</th>"
@@ -203,6 +210,7 @@ def _stages_table(data: dict[str, Any]) -> str:
             "complete",
             "pruned",
             "failed",
+            "within 2 SE of the best",
             "ranges",
             "edge flags",
         )

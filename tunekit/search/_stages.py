@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 import warnings
 from dataclasses import dataclass
@@ -156,6 +157,32 @@ def ranked(trials: list[FrozenTrial], direction: str) -> list[FrozenTrial]:
         if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
     ]
     return sorted(done, key=lambda t: float(t.value or 0.0), reverse=direction == "maximize")
+
+
+# Metrics that are the fraction of validation items scored right: their noise is binomial.
+_PROPORTION = re.compile(r"(^|/)(top\d+|acc|accuracy)$")
+
+
+def within_noise(trials: list[FrozenTrial], metric: str, direction: str) -> dict[str, Any] | None:
+    """The complete trials that score within two standard errors of the best one.
+
+    A top-1 measured on n items has a standard error of sqrt(p(1-p)/n); trials
+    closer to the best than two of them cannot be told apart on this validation
+    set, and a rerun with another seed reorders them. None for metrics that are
+    not such a fraction (a loss, AP) or when the validation size is unknown.
+    """
+    if not _PROPORTION.search(metric):
+        return None
+    top = ranked(trials, direction)
+    n = top[0].user_attrs.get("val_size") if top else None
+    if not n:
+        return None
+    best = float(top[0].value or 0.0)
+    # At 0 or 1 the formula gives 0; half an item of doubt keeps the band honest.
+    p = min(max(best, 0.5 / n), 1 - 0.5 / n)
+    se = math.sqrt(p * (1 - p) / n)
+    close = [t.number for t in top if abs(float(t.value or 0.0) - best) <= 2 * se + 1e-12]
+    return {"val_size": int(n), "se": se, "trials": close}
 
 
 class StagedSearch:
@@ -317,6 +344,7 @@ def stage_data(search: StagedSearch, st: Stage, trials: list[FrozenTrial]) -> di
         "ranges": dict(stored or {}),
         "edge_flags": [f.message() for f in search.flags(st)],
         "counts": count_trials(trials).as_dict(),
+        "noise": within_noise(trials, search.study.metric, search.study.direction),
     }
 
 

@@ -260,6 +260,7 @@ def execute_trial(
     trial.set_user_attr("epochs_run", summary["epochs_run"])
     trial.set_user_attr("stop_reason", summary["stop_reason"])
     trial.set_user_attr("wall_time_s", summary["wall_time_s"])
+    trial.set_user_attr("val_size", summary.get("val_size"))
     if hook.reason is not None:
         return _tell(ctx, stage, trial, TrialState.PRUNED, reason=hook.reason)
     if hook.pruned_at is not None:
