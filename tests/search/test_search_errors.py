@@ -66,6 +66,11 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         ["first stage has no earlier stage to refine"],
     ),
     (
+        "pruner on an average the stage does not keep",
+        {"stages": [{"name": "coarse", "pruner": {"name": "median", "metric": "ema/val/top1"}}]},
+        ["field 'stages.coarse.pruner.metric'", "'ema/val/top1'", "no averaging.ema"],
+    ),
+    (
         "unknown study key",
         {"stagess": []},
         ["field 'stagess'", "did you mean 'stages'"],

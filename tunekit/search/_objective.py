@@ -32,14 +32,18 @@ class PruningHook(HookBase):
 
     Args:
         trial: the Optuna trial (None on ranks other than 0).
-        metric: the key in ``trainer.last_eval`` to report.
+        metric: the study's metric, the key in ``trainer.last_eval`` that must stay finite.
+        prune_metric: the key reported to the pruner (``metric`` unless given).
     """
 
     priority = 85  # after the metrics writer, before the checkpoint
 
-    def __init__(self, trial: optuna.Trial | None, metric: str) -> None:
+    def __init__(
+        self, trial: optuna.Trial | None, metric: str, prune_metric: str | None = None
+    ) -> None:
         self.trial = trial
         self.metric = metric
+        self.prune_metric = prune_metric or metric
         self.pruned_at: int | None = None
         self.reason: str | None = None
         self.reported: dict[int, float] = {}
@@ -61,11 +65,19 @@ class PruningHook(HookBase):
             return
         if self.trial is None:
             return
-        self.trial.report(value, t.epoch)
-        self.reported[t.epoch] = value
+        record = t.history[-1]  # the epoch's record: val/..., ema/val/..., as in metrics.jsonl
+        if self.prune_metric not in record:
+            raise ConfigError(
+                f"the pruner compares {self.prune_metric!r}, which this trial's evaluation does "
+                f"not produce (it has {', '.join(k for k in sorted(record) if 'val' in k)})",
+                field="pruner.metric",
+            )
+        seen = float(record[self.prune_metric])
+        self.trial.report(seen, t.epoch)
+        self.reported[t.epoch] = seen
         if self.trial.should_prune():
             self.pruned_at = t.epoch
-            t.request_stop(f"pruned at epoch {t.epoch} ({self.metric} {value:.4g})")
+            t.request_stop(f"pruned at epoch {t.epoch} ({self.prune_metric} {seen:.4g})")
 
 
 def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:

@@ -86,6 +86,11 @@ class PrunerSpec(_Section):
     """A pruner for one stage: Optuna's median, successive halving (ASHA) or Hyperband."""
 
     name: Literal["none", "median", "asha", "hyperband"] = "median"
+    # What the pruner compares (the study's metric unless given). With a schedule that
+    # decays over the trial, a high LR looks worst until the LR comes down, so early
+    # rungs prune the configurations that end best; "ema/val/top1" (with averaging.ema
+    # in the stage's recipe) ranks trials early much as they will end.
+    metric: str | None = None
     # median
     n_startup_trials: int = Field(default=3, ge=0)
     n_warmup_steps: int = Field(default=0, ge=0)

@@ -175,6 +175,31 @@ def check_study(
     for stage in study.stages:
         for corner in corners:
             trial_recipe_checked(study, recipe_data, stage, corner, file, recipe_file, None)
+        check_prune_metric(study, recipe_data, stage, corners[0], file, recipe_file)
+
+
+def check_prune_metric(
+    study: Study,
+    recipe_data: dict[str, Any],
+    stage: Any,
+    params: dict[str, Any],
+    file: str,
+    recipe_file: str,
+) -> None:
+    """A pruner on an averaged model's metric needs that average in the stage's recipe."""
+    metric = stage.pruner.metric
+    kind = metric.split("/", 1)[0] if metric else None
+    if kind not in ("ema", "swa", "snapshots"):
+        return
+    recipe = trial_recipe(study, recipe_data, stage, params, file=recipe_file)
+    if getattr(recipe.averaging, kind) is None:
+        raise ConfigError(
+            f"value {metric!r} is not allowed here: stage {stage.name!r} has no averaging.{kind} "
+            f"in its recipe; add it to the stage's set (e.g. averaging.{kind}.decay=0.98 for ema) "
+            f"or prune on {study.metric!r}",
+            file=file,
+            field=f"stages.{stage.name}.pruner.metric",
+        )
 
 
 def trial_recipe_checked(
@@ -219,7 +244,7 @@ def execute_trial(
     params, number = broadcast_object((params, number))
     run_dir = ctx.study_dir / "trials" / stage.name / f"trial-{number:04d}"
     recipe = trial_recipe(ctx.study, ctx.recipe_data, stage.spec, params, file=str(ctx.recipe_path))
-    hook = PruningHook(trial, ctx.study.metric)
+    hook = PruningHook(trial, ctx.study.metric, stage.spec.pruner.metric)
     if trial is not None:
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("stage", stage.name)
