@@ -14,7 +14,7 @@ from pathlib import Path
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
 from tunekit.errors import TunekitError
 
@@ -48,6 +48,11 @@ def journal_path(url: str | None, study_dir: Path) -> Path | None:
     return Path(url)
 
 
+def lock_grace(liveness: LivenessSpec) -> int:
+    """Seconds before a journal lock left by a dead worker is taken over (3 to 30)."""
+    return int(min(30, max(3, round(liveness.grace_s))))
+
+
 def open_storage(url: str | None, study_dir: Path, liveness: LivenessSpec) -> BaseStorage:
     """Opens the study's storage, raising a one-line :class:`StorageError` when it can't.
 
@@ -58,7 +63,12 @@ def open_storage(url: str | None, study_dir: Path, liveness: LivenessSpec) -> Ba
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            return JournalStorage(JournalFileBackend(str(path)))
+            # A worker SIGKILLed while appending leaves the file's lock behind, and every
+            # other worker waits out the lock's grace before taking it over: Optuna's 30 s
+            # default would hold a dead worker's trial past the liveness grace. An append
+            # holds the lock for milliseconds, so the liveness grace is ample for a live one.
+            lock = JournalFileSymlinkLock(str(path), grace_period=lock_grace(liveness))
+            return JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
         except OSError as exc:
             raise StorageError(
                 f"cannot open journal file {path}: {exc.strerror}", field="--storage"
