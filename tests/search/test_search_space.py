@@ -67,3 +67,33 @@ def test_int_categorical_and_scientific_parameters() -> None:
 def test_range_round_trips_through_json() -> None:
     r = Range(name="model.norm", type="categorical", role="nuisance", choices=("bn", "gn"))
     assert Range.from_dict(r.to_dict()) == r
+
+
+def test_refinement_candidates_are_complete_trials_then_the_furthest_pruned() -> None:
+    import optuna
+
+    from tunekit.search._stages import furthest_first
+
+    study = optuna.create_study(direction="maximize")
+
+    def add(state: str, curve: list[float], value: float | None = None, **attrs: str) -> None:
+        trial = optuna.trial.create_trial(
+            state=getattr(optuna.trial.TrialState, state),
+            value=value,
+            params={"x": float(len(study.trials))},
+            distributions={"x": optuna.distributions.FloatDistribution(0, 100)},
+            intermediate_values=dict(enumerate(curve, start=1)),
+            user_attrs=attrs,
+        )
+        study.add_trial(trial)
+
+    add("COMPLETE", [0.5, 0.8, 0.9], value=0.90)  # 0
+    add("PRUNED", [0.7])  # 1: pruned at the first rung, though higher there than 2's
+    add("PRUNED", [0.6, 0.85])  # 2: got to the second rung
+    add("COMPLETE", [0.6, 0.7, 0.95], value=0.95)  # 3
+    add("PRUNED", [0.65, 0.8])  # 4: second rung, lower than 2
+    add("PRUNED", [0.9, float("nan")])  # 5: its last value is not finite
+    add("PRUNED", [0.99], failure_reason="non-finite training loss")  # 6: diverged
+    add("PRUNED", [0.75])  # 7: first rung, highest there
+    order = [t.number for t in furthest_first(study.get_trials(), "maximize")]
+    assert order == [3, 0, 2, 4, 7, 1]

@@ -159,6 +159,34 @@ def ranked(trials: list[FrozenTrial], direction: str) -> list[FrozenTrial]:
     return sorted(done, key=lambda t: float(t.value or 0.0), reverse=direction == "maximize")
 
 
+def furthest_first(trials: list[FrozenTrial], direction: str) -> list[FrozenTrial]:
+    """Complete trials best first, then pruned ones by how far they got, then by their value there.
+
+    Successive halving lets a ninth of a stage's trials run to the end; refining
+    around those two or three alone would throw away what the rungs learned. A
+    trial that survived to a later rung beat the others at every rung before it,
+    so it is the next candidate, as in Hyperband's own ranking.
+    """
+    done = ranked(trials, direction)
+    sign = 1.0 if direction == "maximize" else -1.0
+    pruned = [
+        t
+        for t in trials
+        if t.state == TrialState.PRUNED
+        and not t.user_attrs.get("failure_reason")  # diverged: not a place to refine around
+        and t.intermediate_values
+        and math.isfinite(t.intermediate_values[max(t.intermediate_values)])
+    ]
+    pruned.sort(
+        key=lambda t: (
+            max(t.intermediate_values),
+            sign * t.intermediate_values[max(t.intermediate_values)],
+        ),
+        reverse=True,
+    )
+    return done + pruned
+
+
 # Metrics that are the fraction of validation items scored right: their noise is binomial.
 _PROPORTION = re.compile(r"(^|/)(top\d+|acc|accuracy)$")
 
@@ -261,7 +289,8 @@ class StagedSearch:
             if stage.spec.refine is None:
                 space, flags = prev_space, []
             else:
-                top = ranked(self.trials(prev), self.study.direction)[: stage.spec.refine.top_k]
+                top = furthest_first(self.trials(prev), self.study.direction)
+                top = top[: stage.spec.refine.top_k]
                 space, flags = refine_space(prev_space, [t.params for t in top], stage.spec.refine)
         # Every worker computes the same ranges from the same finished trials, so a race
         # between two writers stores the same value.
