@@ -114,37 +114,30 @@ def build_components(
 
 
 def check_inputs(recipe: Recipe, *, nproc: int = 1, file: str | None = None) -> None:
-    """Builds the recipe's data and model once, on the CPU, in this process.
+    """Builds the recipe's data, model and loaders once, on the CPU, in this process.
 
     Launchers call this before starting worker processes, so a missing dataset,
-    weights file or builder is reported once, in one line, instead of by every
-    worker and then again by torchrun's own failure summary.
+    weights file or builder, or a batch that does not split over ``nproc``, is
+    reported once, in one line, instead of by every worker and then again by
+    torchrun's own failure summary.
     """
-    device = resolve_device(recipe.train.device)
-    if nproc > 1 and recipe.model.norm == "syncbn" and device.type != "cuda":
+    with in_file(file):
+        # Rank 0 of nproc, on the CPU: the launcher never needs the GPU itself.
+        comp = build_components(recipe, DistInfo(world_size=nproc), file=file)
+    check_syncbn(comp.model, nproc, resolve_device(recipe.train.device), file=file)
+
+
+def check_syncbn(
+    model: nn.Module, world_size: int, device: torch.device, *, file: str | None
+) -> None:
+    """SyncBN across several processes needs GPUs: torch's DDP refuses it on the CPU."""
+    on_cpu = world_size > 1 and device.type != "cuda"
+    if on_cpu and any(isinstance(m, nn.SyncBatchNorm) for m in model.modules()):
         raise ConfigError(
             "value 'syncbn' is not allowed here: SyncBN synchronises over GPUs only; "
             "for several CPU processes use 'gn' (batch-independent) or 'bn'",
             file=file,
             field="model.norm",
-        )
-    with in_file(file):
-        if recipe.task == "detection":
-            from tunekit.detection import build_detection
-
-            bundle, _, _ = build_detection(recipe, DistInfo(), file=file)
-        else:
-            from tunekit.models import build_model
-
-            bundle = build_data(recipe.data, file=file)
-            build_model(recipe.model, bundle.num_classes, bundle.in_channels, file=file)
-        # Loaders for rank 0 of nproc: a global batch that does not split evenly fails here.
-        build_loaders(
-            bundle,
-            recipe.data,
-            batch_size=recipe.train.batch_size,
-            seed=recipe.seed,
-            dist=DistInfo(world_size=nproc),
         )
 
 
@@ -214,15 +207,7 @@ def build_trainer(
         if callable(setup):
             setup(model)
     if dist.distributed:
-        if dist.device.type != "cuda" and any(
-            isinstance(m, nn.SyncBatchNorm) for m in model.modules()
-        ):
-            raise ConfigError(
-                "value 'syncbn' is not allowed here: SyncBN synchronises over GPUs only; "
-                "for several CPU processes use 'gn' (batch-independent) or 'bn'",
-                file=file,
-                field="model.norm",
-            )
+        check_syncbn(model, dist.world_size, dist.device, file=file)
         model = DistributedDataParallel(
             model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None
         )
