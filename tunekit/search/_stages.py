@@ -169,22 +169,17 @@ def furthest_first(trials: list[FrozenTrial], direction: str) -> list[FrozenTria
     """
     done = ranked(trials, direction)
     sign = 1.0 if direction == "maximize" else -1.0
-    pruned = [
-        t
-        for t in trials
-        if t.state == TrialState.PRUNED
-        and not t.user_attrs.get("failure_reason")  # diverged: not a place to refine around
-        and t.intermediate_values
-        and math.isfinite(t.intermediate_values[max(t.intermediate_values)])
-    ]
-    pruned.sort(
-        key=lambda t: (
-            max(t.intermediate_values),
-            sign * t.intermediate_values[max(t.intermediate_values)],
-        ),
-        reverse=True,
-    )
-    return done + pruned
+    pruned: list[tuple[int, float, FrozenTrial]] = []
+    for t in trials:
+        step = t.last_step
+        # A diverged trial (failure_reason) is not a place to refine around.
+        if t.state != TrialState.PRUNED or t.user_attrs.get("failure_reason") or step is None:
+            continue
+        value = t.intermediate_values[step]
+        if math.isfinite(value):
+            pruned.append((step, sign * value, t))
+    pruned.sort(key=lambda p: (p[0], p[1]), reverse=True)
+    return done + [t for _, _, t in pruned]
 
 
 # Metrics that are the fraction of validation items scored right: their noise is binomial.

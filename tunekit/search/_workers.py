@@ -33,6 +33,7 @@ import torch
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
+from tunekit.config import Recipe
 from tunekit.engine import broadcast_object, init_distributed, launch, shutdown_distributed
 from tunekit.errors import ConfigError, TunekitError
 
@@ -173,25 +174,19 @@ def check_study(
             lo, hi = (int(r.low or 0), int(r.high or 0)) if r.type == "int" else (r.low, r.high)
             corners[0][name], corners[1][name] = lo, hi
     for stage in study.stages:
-        for corner in corners:
+        recipes = [
             trial_recipe_checked(study, recipe_data, stage, corner, file, recipe_file, None)
-        check_prune_metric(study, recipe_data, stage, corners[0], file, recipe_file)
+            for corner in corners
+        ]
+        check_prune_metric(study, stage, recipes[0], file)
 
 
-def check_prune_metric(
-    study: Study,
-    recipe_data: dict[str, Any],
-    stage: Any,
-    params: dict[str, Any],
-    file: str,
-    recipe_file: str,
-) -> None:
+def check_prune_metric(study: Study, stage: Any, recipe: Recipe, file: str) -> None:
     """A pruner on an averaged model's metric needs that average in the stage's recipe."""
     metric = stage.pruner.metric
     kind = metric.split("/", 1)[0] if metric else None
     if kind not in ("ema", "swa", "snapshots"):
         return
-    recipe = trial_recipe(study, recipe_data, stage, params, file=recipe_file)
     if getattr(recipe.averaging, kind) is None:
         raise ConfigError(
             f"value {metric!r} is not allowed here: stage {stage.name!r} has no averaging.{kind} "
@@ -210,9 +205,9 @@ def trial_recipe_checked(
     file: str,
     recipe_file: str,
     param: str | None,
-) -> None:
+) -> Recipe:
     try:
-        trial_recipe(study, recipe_data, stage, params, file=recipe_file)
+        return trial_recipe(study, recipe_data, stage, params, file=recipe_file)
     except ConfigError as exc:
         where = f"space.{exc.field}" if exc.field and exc.field in study.space else exc.field
         raise ConfigError(
