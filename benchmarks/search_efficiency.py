@@ -169,10 +169,11 @@ def epochs_any_order(trials: list[Trial], target: float) -> float:
     With m of n trials reaching it, (n - m) / (m + 1) of the others run first on
     average, each for its own length, then the first hitting trial up to its hit.
     """
-    hits = [h for t in trials if (h := hit_epoch(t.curve, target)) is not None]
+    found = [(t, hit_epoch(t.curve, target)) for t in trials]
+    hits = [h for _, h in found if h is not None]
     if not hits:
         return math.inf
-    misses = [len(t.curve) for t in trials if hit_epoch(t.curve, target) is None]
+    misses = [len(t.curve) for t, h in found if h is None]
     m, n = len(hits), len(trials)
     before = (n - m) / (m + 1) * (statistics.mean(misses) if misses else 0.0)
     return before + statistics.mean(hits)
