@@ -35,7 +35,7 @@ from tunekit.engine import (
     seed_everything,
 )
 from tunekit.engine._builtin_hooks import CheckpointHook, EarlyStopping, MetricsWriter, ProgressHook
-from tunekit.errors import CheckpointError, ConfigError, in_file
+from tunekit.errors import CheckpointError, ConfigError, did_you_mean, in_file
 
 
 @dataclass
@@ -78,10 +78,69 @@ def use_channels_last(recipe: Recipe, device: torch.device) -> bool:
     return mode == "on" or (mode == "auto" and device.type == "cuda")
 
 
+def task_metrics(recipe: Recipe) -> tuple[str, ...]:
+    """The ``val/...`` keys the recipe's task evaluation gives, without building anything."""
+    if recipe.task == "detection":
+        from tunekit.detection import DetectionTask
+
+        return DetectionTask.metric_names
+    from tunekit.tasks import ClassificationTask
+
+    return ClassificationTask.metric_names
+
+
+def side_models(recipe: Recipe) -> tuple[str, ...]:
+    """The averaged models the recipe evaluates beside the model, by their metric prefix."""
+    avg = recipe.averaging
+    return (
+        *(("ema",) if avg.ema else ()),
+        *(("swa",) if avg.swa else ()),
+        *(("snapshot", "snapshots") if avg.snapshots else ()),
+    )
+
+
+def record_metrics(recipe: Recipe) -> tuple[str, ...]:
+    """Validation keys of an epoch record (metrics.jsonl): ``val/top1``, ``ema/val/top1``, ..."""
+    names = task_metrics(recipe)
+    return (*names, *(f"{side}/{n}" for side in side_models(recipe) for n in names))
+
+
+def best_metrics(recipe: Recipe) -> tuple[str, ...]:
+    """What ``train.metric`` may name (the keys of ``trainer.last_eval``): ``val/top1``,
+    ``val_ema/top1``, ..."""
+    names = task_metrics(recipe)
+    subs = [n.removeprefix("val/") for n in names]
+    return (*names, *(f"val_{side}/{sub}" for side in side_models(recipe) for sub in subs))
+
+
+def check_metric(recipe: Recipe, *, file: str | None = None) -> None:
+    """``train.metric`` must be a key the evaluation gives: with a misspelt one a run would
+    train to the end with no best checkpoint, and early stopping would never stop it."""
+    allowed = best_metrics(recipe)
+    metric = recipe.train.metric
+    if metric not in allowed:
+        side, _, sub = metric.partition("/val/")
+        kind = metric.removeprefix("val_").split("/", 1)[0].removesuffix("s")
+        if metric in record_metrics(recipe) and sub:
+            hint = f" (the {side} model's {sub} is named 'val_{side}/{sub}' here)"
+        elif metric.startswith("val_") and kind in ("ema", "swa", "snapshot"):
+            section = "snapshots" if kind == "snapshot" else kind
+            hint = f" (the recipe has no averaging.{section})"
+        else:
+            hint = did_you_mean(metric, allowed)
+        raise ConfigError(
+            f"value {metric!r} is not allowed{hint}: the "
+            f"{recipe.task} evaluation of this recipe gives {', '.join(allowed)}",
+            file=file,
+            field="train.metric",
+        )
+
+
 def build_components(
     recipe: Recipe, dist: DistInfo | None = None, *, file: str | None = None
 ) -> Components:
     """Data, loaders, model (on its device, not yet wrapped in DDP) and task."""
+    check_metric(recipe, file=file)
     dist = dist or DistInfo()
     seed_everything(recipe.seed)
     channels_last = use_channels_last(recipe, dist.device)

@@ -122,6 +122,24 @@ CASES = [
         ["model.freeze_to", "layer9", "layer1"],
     ),
     (
+        "metric-misspelt",
+        None,
+        ["--set", "train.metric=val/acc"],
+        ["train.metric", "'val/acc'", "val/loss, val/top1, val/top5"],
+    ),
+    (
+        "metric-of-an-average-not-kept",
+        None,
+        ["--set", "train.metric=val_ema/top1"],
+        ["train.metric", "'val_ema/top1'", "no averaging.ema"],
+    ),
+    (
+        "metric-named-as-in-the-records",
+        None,
+        ["--set", "train.metric=ema/val/top1", "--set", "averaging.ema.decay=0.9"],
+        ["train.metric", "named 'val_ema/top1' here"],
+    ),
+    (
         "weights-missing-file",
         None,
         ["--set", "model.weights=/nonexistent/w.pt"],

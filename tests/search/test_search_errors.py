@@ -71,6 +71,16 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         ["field 'stages.coarse.pruner.metric'", "'ema/val/top1'", "no averaging.ema"],
     ),
     (
+        "misspelt pruner metric",
+        {"stages": [{"name": "coarse", "pruner": {"name": "median", "metric": "val/top01"}}]},
+        ["field 'stages.coarse.pruner.metric'", "'val/top01'", "did you mean 'val/top1'"],
+    ),
+    (
+        "misspelt study metric",
+        {"metric": "val/accuracy"},
+        ["field 'metric'", "'val/accuracy'", "gives val/loss, val/top1, val/top5"],
+    ),
+    (
         "unknown study key",
         {"stagess": []},
         ["field 'stagess'", "did you mean 'stages'"],

@@ -15,7 +15,7 @@ import math
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.distributed as torch_dist
@@ -122,6 +122,13 @@ class DetectionTask:
     Args:
         val_set: the validation set (a CocoDetection, or a Subset of one).
     """
+
+    #: The keys :meth:`evaluate` returns.
+    metric_names: ClassVar[tuple[str, ...]] = (
+        *(f"val/{k}" for k in COCO_METRICS),
+        "val/images",
+        "val/detections",
+    )
 
     def __init__(self, val_set: Dataset[Any]) -> None:
         self.base, self.val_ids = coco_base(val_set)

@@ -6,7 +6,7 @@ import math
 import time
 from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import nn
@@ -19,6 +19,10 @@ from ._hooks import HookBase
 
 class Task(Protocol):
     """What a kind of model (classifier, detector) brings to the loop."""
+
+    #: The keys :meth:`evaluate` returns, known before anything is built (recipes are checked
+    #: against them, so a misspelt metric is an error and not a run with no best checkpoint).
+    metric_names: ClassVar[tuple[str, ...]]
 
     def to_device(self, batch: Any, device: torch.device) -> Any:
         """Moves a loader batch to ``device``."""

@@ -35,7 +35,7 @@ from optuna.trial import TrialState
 
 from tunekit.config import Recipe
 from tunekit.engine import broadcast_object, init_distributed, launch, shutdown_distributed
-from tunekit.errors import ConfigError, TunekitError
+from tunekit.errors import ConfigError, TunekitError, did_you_mean
 
 from ._liveness import Heartbeat, reap_stale, retry_trial
 from ._objective import PruningHook, load_recipe_data, sample_params, trial_recipe
@@ -178,23 +178,47 @@ def check_study(
             trial_recipe_checked(study, recipe_data, stage, corner, file, recipe_file, None)
             for corner in corners
         ]
-        check_prune_metric(study, stage, recipes[0], file)
+        check_metrics(study, stage, recipes[0], file)
 
 
-def check_prune_metric(study: Study, stage: Any, recipe: Recipe, file: str) -> None:
-    """A pruner on an averaged model's metric needs that average in the stage's recipe."""
-    metric = stage.pruner.metric
-    kind = metric.split("/", 1)[0] if metric else None
-    if kind not in ("ema", "swa", "snapshots"):
-        return
-    if getattr(recipe.averaging, kind) is None:
+def check_metrics(study: Study, stage: Any, recipe: Recipe, file: str) -> None:
+    """The study's metric and the stage's pruner's must be keys the trial's evaluation gives.
+
+    The study's metric values each trial and must be the model's own (``val/...``); a pruner
+    may compare an averaged model (``ema/val/top1``) that the stage's recipe keeps.
+    """
+    from tunekit.run import record_metrics, task_metrics
+
+    names = task_metrics(recipe)
+    if study.metric not in names:
         raise ConfigError(
-            f"value {metric!r} is not allowed here: stage {stage.name!r} has no averaging.{kind} "
-            f"in its recipe; add it to the stage's set (e.g. averaging.{kind}.decay=0.98 for ema) "
-            f"or prune on {study.metric!r}",
+            f"value {study.metric!r} is not allowed{did_you_mean(study.metric, names)}: the "
+            f"{recipe.task} evaluation gives {', '.join(names)} (to compare an averaged model, "
+            f"set a stage's pruner.metric)",
             file=file,
-            field=f"stages.{stage.name}.pruner.metric",
+            field="metric",
         )
+    metric = stage.pruner.metric
+    if metric is None or metric in record_metrics(recipe):
+        return
+    field = f"stages.{stage.name}.pruner.metric"
+    kind = metric.split("/", 1)[0]
+    if kind in ("ema", "swa", "snapshots", "snapshot"):
+        section = "snapshots" if kind.startswith("snapshot") else kind
+        raise ConfigError(
+            f"value {metric!r} is not allowed here: stage {stage.name!r} has no "
+            f"averaging.{section} in its recipe; add it to the stage's set (e.g. "
+            f"averaging.ema.decay=0.98 for ema) or prune on {study.metric!r}",
+            file=file,
+            field=field,
+        )
+    allowed = record_metrics(recipe)
+    raise ConfigError(
+        f"value {metric!r} is not allowed{did_you_mean(metric, allowed)}: stage {stage.name!r}'s "
+        f"trials evaluate {', '.join(allowed)}",
+        file=file,
+        field=field,
+    )
 
 
 def trial_recipe_checked(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,9 @@ class ClassificationTask:
             drawn per batch when both are on); 0 turns each off.
         channels_last: convert images to channels-last memory format.
     """
+
+    #: The keys :meth:`evaluate` returns (top5 is top-min(5, classes)).
+    metric_names: ClassVar[tuple[str, ...]] = ("val/loss", "val/top1", "val/top5")
 
     def __init__(
         self,
