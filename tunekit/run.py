@@ -140,7 +140,6 @@ def build_components(
     recipe: Recipe, dist: DistInfo | None = None, *, file: str | None = None
 ) -> Components:
     """Data, loaders, model (on its device, not yet wrapped in DDP) and task."""
-    check_metric(recipe, file=file)
     dist = dist or DistInfo()
     seed_everything(recipe.seed)
     channels_last = use_channels_last(recipe, dist.device)
@@ -180,6 +179,7 @@ def check_inputs(recipe: Recipe, *, nproc: int = 1, file: str | None = None) -> 
     reported once, in one line, instead of by every worker and then again by
     torchrun's own failure summary.
     """
+    check_metric(recipe, file=file)
     with in_file(file):
         # Rank 0 of nproc, on the CPU: the launcher never needs the GPU itself.
         comp = build_components(recipe, DistInfo(world_size=nproc), file=file)
@@ -255,6 +255,7 @@ def build_trainer(
     file: str | None = None,
 ) -> tuple[Trainer, Components]:
     """A ready-to-train Trainer for ``recipe`` writing into ``run_dir``."""
+    check_metric(recipe, file=file)
     dist = dist or DistInfo()
     configure_determinism(recipe, dist.device)
     comp = build_components(recipe, dist, file=file)
