@@ -76,7 +76,9 @@ def test_ctrl_c_stops_cleanly_and_the_study_resumes(
     study_file = write_study(
         "intr.yaml",
         name="intr",
-        stages=[{"name": "coarse", "sampler": "random", "trials": 2, "epochs": 4}],
+        # Long enough that the trial seen running after its first epoch is still running when
+        # the signal lands, even if it was the last one (with 4 epochs it could end first).
+        stages=[{"name": "coarse", "sampler": "random", "trials": 2, "epochs": 12}],
     )
     out = tmp_path / "intr"
     args = ["search", "--study", str(study_file), "--out", str(out), "--no-progress"]
