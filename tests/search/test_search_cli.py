@@ -76,19 +76,11 @@ def test_ctrl_c_stops_cleanly_and_the_study_resumes(
     study_file = write_study(
         "intr.yaml",
         name="intr",
-        stages=[{"name": "coarse", "sampler": "random", "trials": 2, "epochs": 10}],
+        stages=[{"name": "coarse", "sampler": "random", "trials": 2, "epochs": 4}],
     )
     out = tmp_path / "intr"
     args = ["search", "--study", str(study_file), "--out", str(out), "--no-progress"]
-    # Trials of 320 steps: seen running after their first epoch, they are still running when
-    # the signal lands, however loaded the machine (with the tiny study's 32-step trials the
-    # whole study could finish between the poll and the signal, and exit 0).
-    args += [
-        "--set",
-        "recipe.data.train_subset=1024",
-        "--set",
-        "recipe.train.max_steps_per_epoch=32",
-    ]
+    args += ["--set", "recipe.train.max_steps_per_epoch=12"]
     proc = start_cli(*args)
     wait_for_running(None, out, "intr")
     proc.send_signal(signal.SIGINT)
