@@ -36,7 +36,9 @@ Two designs (``--design``): ``epochs`` (the default) runs 27 trials of 9 epochs
 with rungs at 1, 3 and 9 epochs, where pruning alone cannot reach 1/5 (0.26 of a
 trial per losing configuration); ``steps`` runs 81 trials of 27 units of 8 steps
 (0.36 epoch; 9.8 epochs in all) with rungs at 1, 3, 9 and 27 units, where it
-could (0.11), at the price of a first rung inside the LR warmup.
+could (0.11), at the price of a first rung inside the LR warmup; ``long`` runs
+27 trials of 27 epochs with rungs at 1, 3, 9 and 27 epochs (0.11, the first rung
+past warmup, three times the training).
 
 Also measured: the wall time of each search (tunekit's pruners compare the
 EMA model, whose evaluations cost time that epochs do not count), and the tuner's own cost per trial on the default storage (a
@@ -45,6 +47,7 @@ next to bare Optuna ask/tell on its in-memory storage.
 
     python benchmarks/search_efficiency.py                 # 5 seeds, writes RESULTS.md
     python benchmarks/search_efficiency.py --design steps  # 81 trials x 27 units of 8 steps
+    python benchmarks/search_efficiency.py --design long   # 27 trials x 27 epochs
     python benchmarks/search_efficiency.py --seeds 1 --no-write
     python benchmarks/search_efficiency.py --jobs 2       # two seeds at a time (CPU)
 
@@ -119,6 +122,8 @@ DESIGNS = {
     # Warmup in units: 1.5 units of 8 steps ~ the recipe's half epoch of 22 steps.
     "steps": Design("steps", trials=81, units=27, steps=8, warmup_units=1.5, fine_warmup=3),
     "epochs": Design("epochs", trials=27, units=9),
+    # Rungs at 1, 3, 9 and 27 epochs: R/r = 27 with a first rung past warmup.
+    "long": Design("long", trials=27, units=27),
 }
 
 
