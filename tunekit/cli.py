@@ -89,6 +89,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             return rc if rc != 0 else 1
         summary = json.loads((run_dir / "summary.json").read_text())
     else:
+        from tunekit.engine import shutdown_distributed
+
         summary = train(
             recipe,
             out=args.out,
@@ -96,6 +98,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             file=args.recipe,
         )
+        # Under torchrun: a process that exits with its gloo group still alive can abort in the
+        # group's destructor ("terminate called without an active exception"). On an error the
+        # group is left to torchrun, which stops every rank.
+        shutdown_distributed()
         if int(os.environ.get("RANK", "0")) != 0:
             return 0
     print_summary(summary)
