@@ -89,14 +89,20 @@ def task_metrics(recipe: Recipe) -> tuple[str, ...]:
     return ClassificationTask.metric_names
 
 
+#: The metric prefixes of the models each ``averaging`` section evaluates beside the model
+#: (``ema/val/top1``; snapshots: the newest snapshot alone and the ensemble of the last ones).
+AVERAGE_PREFIXES = {"ema": ("ema",), "swa": ("swa",), "snapshots": ("snapshot", "snapshots")}
+
+
+def averaging_section(prefix: str) -> str | None:
+    """The ``averaging`` section whose model a metric prefix names (``snapshot`` -> snapshots)."""
+    return next((sec for sec, pre in AVERAGE_PREFIXES.items() if prefix in pre), None)
+
+
 def side_models(recipe: Recipe) -> tuple[str, ...]:
     """The averaged models the recipe evaluates beside the model, by their metric prefix."""
     avg = recipe.averaging
-    return (
-        *(("ema",) if avg.ema else ()),
-        *(("swa",) if avg.swa else ()),
-        *(("snapshot", "snapshots") if avg.snapshots else ()),
-    )
+    return tuple(p for sec, pre in AVERAGE_PREFIXES.items() if getattr(avg, sec) for p in pre)
 
 
 def record_metrics(recipe: Recipe) -> tuple[str, ...]:
@@ -119,12 +125,11 @@ def check_metric(recipe: Recipe, *, file: str | None = None) -> None:
     allowed = best_metrics(recipe)
     metric = recipe.train.metric
     if metric not in allowed:
-        side, _, sub = metric.partition("/val/")
-        kind = metric.removeprefix("val_").split("/", 1)[0].removesuffix("s")
-        if metric in record_metrics(recipe) and sub:
+        section = metric.startswith("val_") and averaging_section(metric[4:].split("/", 1)[0])
+        if metric in record_metrics(recipe):  # ema/val/top1, as metrics.jsonl names it
+            side, _, sub = metric.partition("/val/")
             hint = f" (the {side} model's {sub} is named 'val_{side}/{sub}' here)"
-        elif metric.startswith("val_") and kind in ("ema", "swa", "snapshot"):
-            section = "snapshots" if kind == "snapshot" else kind
+        elif section:
             hint = f" (the recipe has no averaging.{section})"
         else:
             hint = did_you_mean(metric, allowed)

@@ -187,7 +187,7 @@ def check_metrics(study: Study, stage: Any, recipe: Recipe, file: str) -> None:
     The study's metric values each trial and must be the model's own (``val/...``); a pruner
     may compare an averaged model (``ema/val/top1``) that the stage's recipe keeps.
     """
-    from tunekit.run import record_metrics, task_metrics
+    from tunekit.run import averaging_section, record_metrics, task_metrics
 
     names = task_metrics(recipe)
     if study.metric not in names:
@@ -202,9 +202,8 @@ def check_metrics(study: Study, stage: Any, recipe: Recipe, file: str) -> None:
     if metric is None or metric in record_metrics(recipe):
         return
     field = f"stages.{stage.name}.pruner.metric"
-    kind = metric.split("/", 1)[0]
-    if kind in ("ema", "swa", "snapshots", "snapshot"):
-        section = "snapshots" if kind.startswith("snapshot") else kind
+    section = averaging_section(metric.split("/", 1)[0])
+    if section:
         raise ConfigError(
             f"value {metric!r} is not allowed here: stage {stage.name!r} has no "
             f"averaging.{section} in its recipe; add it to the stage's set (e.g. "
