@@ -190,7 +190,7 @@ def test_further_rounds_stop_at_the_trial_budget(
         name="rounds",
         stages=[
             {"name": "coarse", "sampler": "qmc", "trials": 2, "epochs": 1},
-            {"name": "fine", "sampler": "tpe", "trials": 1, "epochs": 1, "refine": {"top_k": 1}},
+            {"name": "fine", "sampler": "tpe", "trials": 1, "epochs": 2, "refine": {"top_k": 1}},
         ],
         rounds={"extra": 2, "max_trials": 4},
     )
@@ -203,6 +203,15 @@ def test_further_rounds_stop_at_the_trial_budget(
     fine = ctx.search.space(ctx.search.stages[1])["optim.lr"]
     fine2 = ctx.search.space(ctx.search.stages[2])["optim.lr"]
     assert fine.low <= fine2.low < fine2.high <= fine.high  # type: ignore[operator]
+    # `fine` trains longer than `coarse`, so it starts from coarse's best; `fine2` trains as
+    # `fine` did, where that would repeat fine's best run, so it samples its own.
+    coarse_best = max(ctx.search.trials(ctx.search.stages[0]), key=lambda t: t.value or 0.0)
+    (first_fine,) = ctx.search.trials(ctx.search.stages[1])
+    assert first_fine.user_attrs.get("seeded_from") == coarse_best.number
+    assert first_fine.params == coarse_best.params
+    (first_fine2,) = ctx.search.trials(ctx.search.stages[2])
+    assert "seeded_from" not in first_fine2.user_attrs
+    assert first_fine2.params != first_fine.params
 
 
 def test_a_journal_lock_left_by_a_dead_worker_is_taken_over_within_the_grace(

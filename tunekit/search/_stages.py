@@ -304,8 +304,17 @@ class StagedSearch:
         ]
 
     def seed_best(self, stage: Stage) -> None:
-        """Enqueues the previous stage's best parameters as this stage's first trial (once)."""
+        """Enqueues the previous stage's best parameters as this stage's first trial (once).
+
+        Not when this stage trains as the previous one did (same epochs, same
+        overrides; further rounds, or a fine stage that only narrows ranges): the
+        trial would repeat the best one, the same run under the same seed, and
+        spend a whole trial to learn nothing.
+        """
         if stage.index == 0 or not stage.spec.seed_best:
+            return
+        prev = self.stages[stage.index - 1].spec
+        if (stage.spec.epochs, stage.spec.set) == (prev.epochs, prev.set):
             return
         s = self.optuna_study(stage)
         if s.user_attrs.get(SEEDED_ATTR) or s.get_trials(deepcopy=False):
