@@ -135,7 +135,8 @@ class StageSpec(_Section):
     refine: RefineSpec | None = None
     # Extra recipe overrides for this stage only (e.g. a constant LR for longer training).
     set: list[str] = Field(default_factory=list)
-    # Run the previous stage's best parameters first (a fine stage starts from what worked).
+    # Run the previous stage's best parameters first when this stage trains differently
+    # (other epochs or set): a fine stage starts from what worked.
     seed_best: bool = True
 
 
