@@ -6,8 +6,10 @@ and search all come through here and never reach into a trainer's internals.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -318,35 +320,66 @@ def latest_run_dir(recipe: Recipe) -> Path | None:
     return runs[-1] if runs else None
 
 
+#: ``--resume`` values that are not a file: "last" needs a checkpoint, "auto" takes one if any.
+RESUME_LAST = "last"
+RESUME_AUTO = "auto"
+
+
 def resolve_run_dir(
     recipe: Recipe, out: str | None, resume: str | None
 ) -> tuple[Path, Path | None]:
     """Where the run writes, and which checkpoint it resumes from (if any).
 
-    ``resume`` is None (fresh run), ``"auto"`` (the run directory's last
-    checkpoint), or a checkpoint path.
+    ``resume`` is None (a fresh run), ``"last"`` (the run directory's last
+    checkpoint, which must exist), ``"auto"`` (that checkpoint if there is one,
+    else a fresh run: what a preemptible job passes every time), or a
+    checkpoint path. The output place is checked here, before anything is built.
     """
+    field = "--out" if out else "output_dir"
     if resume is None:
-        return (Path(out) if out else new_run_dir(recipe)), None
-    if resume == "auto":
-        run_dir = Path(out) if out else latest_run_dir(recipe)
-        if run_dir is None:
+        run_dir = Path(out) if out else new_run_dir(recipe)
+        _check_output_place(run_dir, field)
+        return run_dir, None
+    if resume in (RESUME_LAST, RESUME_AUTO):
+        run_dir_or_none = Path(out) if out else latest_run_dir(recipe)
+        if run_dir_or_none is None:
+            if resume == RESUME_AUTO:
+                run_dir = new_run_dir(recipe)
+                _check_output_place(run_dir, field)
+                return run_dir, None
             raise CheckpointError(
                 f"no run of recipe {recipe.name!r} with a checkpoint under {recipe.output_dir!r}; "
-                "pass --out RUN_DIR or --resume FILE",
+                "pass --out RUN_DIR or --resume FILE, or --resume auto to start one if there is none",
                 field="--resume",
             )
+        run_dir = run_dir_or_none
+        _check_output_place(run_dir, field)
         ckpt = run_dir / "checkpoints" / "last.pt"
         if not ckpt.is_file():
-            raise CheckpointError(f"no checkpoint to resume from at {ckpt}", field="--resume")
+            if resume == RESUME_AUTO:
+                return run_dir, None
+            raise CheckpointError(
+                f"no checkpoint to resume from at {ckpt}; --resume auto starts the run "
+                "when there is none",
+                field="--resume",
+            )
         return run_dir, ckpt
     ckpt = Path(resume)
     if not ckpt.is_file():
         raise CheckpointError("no such checkpoint file", file=str(ckpt), field="--resume")
     if out:
-        return Path(out), ckpt
-    parent = ckpt.resolve().parent
-    return (parent.parent if parent.name == "checkpoints" else parent), ckpt
+        run_dir = Path(out)
+    else:
+        parent = ckpt.resolve().parent
+        run_dir = parent.parent if parent.name == "checkpoints" else parent
+    _check_output_place(run_dir, field)
+    return run_dir, ckpt
+
+
+def _check_output_place(run_dir: Path, field: str) -> None:
+    from tunekit.outputs import check_output_dir
+
+    check_output_dir(run_dir, field=field)
 
 
 def train(
@@ -361,6 +394,10 @@ def train(
     """Trains ``recipe`` and returns the run's summary (also written as summary.json).
 
     Works in one process or under torchrun (every rank calls it; rank 0 writes).
+    Rank 0 holds the run directory's lock for the whole run: a second process
+    pointed at the same directory is refused. A run that fails before its first
+    optimizer step leaves no directory behind (or, resumed, the one it found);
+    one that fails later keeps what it wrote, plus ``failed.json`` saying why.
 
     Example:
         >>> from tunekit.config import load_recipe
@@ -368,28 +405,73 @@ def train(
         >>> summary["best"]["value"]  # doctest: +SKIP
         0.98
     """
+    from tunekit.outputs import RunDirLock, is_empty_run_dir, remove_stale_temp_files
+
     dist = init_distributed(recipe.train.device)
     run_dir, ckpt = resolve_run_dir(recipe, str(out) if out else None, resume)
     run_dir = Path(broadcast_object(str(run_dir)))
     if ckpt is not None:
         # Validate before building anything, so a bad file costs nothing.
         state = load_checkpoint(ckpt)
-    trainer, _ = build_trainer(
-        recipe, run_dir, dist=dist, hooks=hooks, progress=progress, file=file
-    )
+    lock = RunDirLock(run_dir, field="--out" if out else "output_dir")
+    created = False
     if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "recipe.yaml").write_text(recipe_to_yaml(recipe))
-    if ckpt is not None:
-        trainer.load_state_dict(state)
-    started = time.perf_counter()
-    trainer.train()
-    summary = make_summary(trainer, recipe, run_dir, time.perf_counter() - started)
-    if dist.is_main:
-        tmp = run_dir / ".summary.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2, allow_nan=True))
-        tmp.replace(run_dir / "summary.json")
-    return summary
+        # Empty but for a lock: made for this run (by it, or by the launcher of its workers).
+        created = is_empty_run_dir(run_dir)
+        lock.acquire()
+        remove_stale_temp_files(run_dir)
+    trainer: Trainer | None = None
+    wrote_recipe = False
+    start_step = 0
+    try:
+        trainer, _ = build_trainer(
+            recipe, run_dir, dist=dist, hooks=hooks, progress=progress, file=file
+        )
+        if dist.is_main:
+            (run_dir / "recipe.yaml").write_text(recipe_to_yaml(recipe))
+            wrote_recipe = True
+            (run_dir / FAILED_NAME).unlink(missing_ok=True)
+        if ckpt is not None:
+            trainer.load_state_dict(state)
+        start_step = trainer.step
+        started = time.perf_counter()
+        trainer.train()
+        summary = make_summary(trainer, recipe, run_dir, time.perf_counter() - started)
+        if dist.is_main:
+            tmp = run_dir / ".summary.json.tmp"
+            tmp.write_text(json.dumps(summary, indent=2, allow_nan=True))
+            tmp.replace(run_dir / "summary.json")
+        return summary
+    except BaseException as exc:
+        if dist.is_main:
+            trained = trainer is not None and trainer.step > start_step
+            if trained:
+                _record_failure(run_dir, trainer, exc)
+            elif created:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            elif wrote_recipe and ckpt is None:
+                (run_dir / "recipe.yaml").unlink(missing_ok=True)
+        raise
+    finally:
+        lock.release()
+
+
+FAILED_NAME = "failed.json"
+
+
+def _record_failure(run_dir: Path, trainer: Trainer | None, exc: BaseException) -> None:
+    """``failed.json``: why a run that had trained stopped (a resume that finishes removes it)."""
+    if isinstance(exc, KeyboardInterrupt) or trainer is None:
+        return  # interrupted, not failed: the checkpoints say where it stood
+    record = {
+        "error": type(exc).__name__,
+        "message": str(exc),
+        "step": trainer.step,
+        "epoch": trainer.epoch,
+        "time": time.time(),
+    }
+    with contextlib.suppress(OSError):
+        (run_dir / FAILED_NAME).write_text(json.dumps(record, indent=2, allow_nan=True))
 
 
 def make_summary(trainer: Trainer, recipe: Recipe, run_dir: Path, wall: float) -> dict[str, Any]:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -45,18 +47,45 @@ def load_checkpoint(path: str | os.PathLike[str], *, require_format: bool = True
     if not path.is_file():
         raise CheckpointError("no such checkpoint file", file=str(path))
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        # torch warns about some legacy formats on its way to the error below; the one line
+        # that follows says what matters.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"not a readable checkpoint (truncated or not made by torch.save: {reason[:160]})",
-            file=str(path),
-        ) from None
+        raise CheckpointError(_unreadable_reason(exc), file=str(path)) from None
     if require_format and not (isinstance(obj, dict) and obj.get("format") == FORMAT):
         raise CheckpointError(
             f"not a tunekit checkpoint (expected a mapping with format={FORMAT!r})", file=str(path)
         )
     return obj
+
+
+def _unreadable_reason(exc: Exception) -> str:
+    """One line for a file ``torch.load(weights_only=True)`` refuses, whole words only."""
+    text = str(exc)
+    refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if refused:
+        return (
+            f"holds a Python object ({refused.group(1)}) that tunekit does not load: checkpoints "
+            "are read with torch.load(weights_only=True), which runs no code from the file; "
+            "save tensors and plain values only, e.g. torch.save(model.state_dict(), path)"
+        )
+    if "Weights only load failed" in text:
+        detail = re.search(r"WeightsUnpickler error: ([^\n]*)", text)
+        why = detail.group(1).strip() if detail else "it holds more than tensors and plain values"
+        return (
+            f"refused by torch.load(weights_only=True): {_clip(why)}; save tensors and plain "
+            "values only, e.g. torch.save(model.state_dict(), path)"
+        )
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return f"not a readable checkpoint (truncated or not made by torch.save: {_clip(first)})"
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0] + " ..."
 
 
 def rng_state() -> dict[str, Any]:
