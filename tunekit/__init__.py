@@ -4,15 +4,32 @@ The public API::
 
     from tunekit import load_recipe, train
     summary = train(load_recipe("recipes/digits.yaml", ["optim.lr=0.05"]), out="runs/demo")
+
+Names are imported on first use (see ``tunekit._lazy``): ``import tunekit``
+does not import torch.
 """
 
-from tunekit.config import Recipe, load_recipe
-from tunekit.engine import HookBase, Trainer
+from typing import TYPE_CHECKING
+
+from tunekit._lazy import attach
 from tunekit.errors import TunekitError
-from tunekit.run import build_components, build_trainer, train
-from tunekit.sanity import check_initial_loss, lr_range_test, overfit_small_sample
+
+if TYPE_CHECKING:
+    from tunekit.config import Recipe, load_recipe
+    from tunekit.engine import HookBase, Trainer
+    from tunekit.run import build_components, build_trainer, train
+    from tunekit.sanity import check_initial_loss, lr_range_test, overfit_small_sample
 
 __version__ = "0.1.0"
+
+_SOURCES = {
+    "tunekit.config": ("Recipe", "load_recipe"),
+    "tunekit.engine": ("HookBase", "Trainer"),
+    "tunekit.run": ("build_components", "build_trainer", "train"),
+    "tunekit.sanity": ("check_initial_loss", "lr_range_test", "overfit_small_sample"),
+}
+if not TYPE_CHECKING:
+    __getattr__, __dir__ = attach(__name__, _SOURCES)
 
 __all__ = [
     "HookBase",

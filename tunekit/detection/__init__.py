@@ -7,28 +7,80 @@ Example:
     >>> summary["final"]["val/AP"]  # doctest: +SKIP
 """
 
-from ._build import CocoResultsWriter, build_detection
-from ._coco import (
-    AnnotationReport,
-    CocoDetection,
-    DataWarning,
-    check_annotations,
-    collate,
-    detection_transforms,
-    load_coco,
-)
-from ._data import DETECTION_DATASETS, ShapeCrops, build_detection_data, shapes_crops, shapes_spec
-from ._models import (
-    BACKBONES,
-    DETECTOR_NAMES,
-    TinyResNet,
-    build_detector,
-    freeze_backbone,
-    load_backbone_weights,
-    tiny_resnet,
-)
-from ._shapes import CATEGORIES, ShapesSpec, default_cache_dir, ensure_shapes, generate_shapes
-from ._task import COCO_METRICS, DetectionTask, coco_metrics, to_coco_results, write_results
+from typing import TYPE_CHECKING
+
+from tunekit._lazy import attach
+
+if TYPE_CHECKING:
+    from ._build import CocoResultsWriter, build_detection
+    from ._coco import (
+        AnnotationReport,
+        CocoDetection,
+        DataWarning,
+        check_annotations,
+        collate,
+        detection_transforms,
+        load_coco,
+    )
+    from ._data import (
+        DETECTION_DATASETS,
+        ShapeCrops,
+        build_detection_data,
+        shapes_crops,
+        shapes_spec,
+    )
+    from ._models import (
+        BACKBONES,
+        DETECTOR_NAMES,
+        TinyResNet,
+        build_detector,
+        freeze_backbone,
+        load_backbone_weights,
+        tiny_resnet,
+    )
+    from ._shapes import CATEGORIES, default_cache_dir, ensure_shapes, generate_shapes
+    from ._spec import ShapesSpec
+    from ._task import COCO_METRICS, DetectionTask, coco_metrics, to_coco_results, write_results
+
+# Imported on first use (see tunekit._lazy): torchvision and pycocotools only when needed.
+_SOURCES = {
+    "._build": ("CocoResultsWriter", "build_detection"),
+    "._coco": (
+        "AnnotationReport",
+        "CocoDetection",
+        "DataWarning",
+        "check_annotations",
+        "collate",
+        "detection_transforms",
+        "load_coco",
+    ),
+    "._data": (
+        "DETECTION_DATASETS",
+        "ShapeCrops",
+        "build_detection_data",
+        "shapes_crops",
+        "shapes_spec",
+    ),
+    "._models": (
+        "BACKBONES",
+        "DETECTOR_NAMES",
+        "TinyResNet",
+        "build_detector",
+        "freeze_backbone",
+        "load_backbone_weights",
+        "tiny_resnet",
+    ),
+    "._shapes": (
+        "CATEGORIES",
+        "ShapesSpec",
+        "default_cache_dir",
+        "ensure_shapes",
+        "generate_shapes",
+    ),
+    "._task": ("COCO_METRICS", "DetectionTask", "coco_metrics", "to_coco_results", "write_results"),
+}
+if not TYPE_CHECKING:
+    __getattr__, __dir__ = attach(__name__, _SOURCES)
 
 __all__ = [
     "BACKBONES",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._shapes import ShapesSpec, generate_shapes
+from ._spec import ShapesSpec
 
 
 def add_data_command(sub: argparse._SubParsersAction) -> None:
@@ -38,6 +38,8 @@ def add_data_command(sub: argparse._SubParsersAction) -> None:
 
 def cmd_shapes(args: argparse.Namespace) -> int:
     from tunekit.errors import TunekitError
+
+    from ._shapes import generate_shapes
 
     spec = ShapesSpec(train=args.train, val=args.val, size=args.size, seed=args.seed)
     try:

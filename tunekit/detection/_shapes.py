@@ -11,12 +11,11 @@ so a shape's pixels can be found again exactly by colour.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,8 @@ from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
 
 from tunekit.errors import DataError
+
+from ._spec import ShapesSpec
 
 CATEGORIES = [
     {"id": 1, "name": "square", "supercategory": "shape"},
@@ -48,42 +49,6 @@ _BG_LOW, _BG_HIGH = 40, 215
 
 # A shape is kept only if this much of it stays visible under the ones drawn later.
 MIN_VISIBLE = 0.5
-
-
-@dataclass(frozen=True)
-class ShapesSpec:
-    """What a shapes dataset is made of; the same spec always gives the same files."""
-
-    train: int = 2000
-    val: int = 200
-    size: int = 64
-    seed: int = 0
-    # Shape sizes as fractions of the image side.
-    min_frac: float = 0.18
-    max_frac: float = 0.45
-
-    def check(self) -> None:
-        for name in ("train", "val"):
-            if getattr(self, name) < 1:
-                raise DataError(
-                    f"value {getattr(self, name)} is not allowed: {name} needs 1 or more images",
-                    field=name,
-                )
-        if self.size < 16:
-            raise DataError(
-                f"value {self.size} is not allowed: images need a side of 16 pixels or more",
-                field="size",
-            )
-        if not 0 < self.min_frac <= self.max_frac < 1:
-            raise DataError(
-                f"shape sizes {self.min_frac}..{self.max_frac} are not allowed: need 0 < min_frac <= max_frac < 1",
-                field="min_frac",
-            )
-
-    def digest(self) -> str:
-        """A short hash naming this spec's cache folder."""
-        text = json.dumps(asdict(self), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:

@@ -1,27 +1,59 @@
 """Run reports: each plot's data first (plain values), then one self-contained plotly HTML file;
 and ``diagnose``, which reads the learning curves and names what they show."""
 
-from ._data import (
-    ActivationData,
-    EventRow,
-    GradData,
-    HeatmapData,
-    LossData,
-    RatioBand,
-    Series,
-    activation_data,
-    event_rows,
-    grad_data,
-    loss_data,
-    lr_data,
-    metric_data,
-    moving_average,
-    ratio_band,
-    ratio_heatmap,
-)
-from ._diagnose import CHECKS, Curves, Verdict, curves_from_run, diagnose, diagnose_curves
-from ._html import ReportData, render_html, report_data, write_report
-from ._runs import RunRecords, load_run
+from typing import TYPE_CHECKING
+
+from tunekit._lazy import attach
+
+if TYPE_CHECKING:
+    from ._data import (
+        ActivationData,
+        EventRow,
+        GradData,
+        HeatmapData,
+        LossData,
+        RatioBand,
+        Series,
+        activation_data,
+        event_rows,
+        grad_data,
+        loss_data,
+        lr_data,
+        metric_data,
+        moving_average,
+        ratio_band,
+        ratio_heatmap,
+    )
+    from ._diagnose import CHECKS, Curves, Verdict, curves_from_run, diagnose, diagnose_curves
+    from ._html import ReportData, render_html, report_data, write_report
+    from ._runs import RunRecords, load_run
+
+# Imported on first use (see tunekit._lazy): plotly only when a page is rendered.
+_SOURCES = {
+    "._data": (
+        "ActivationData",
+        "EventRow",
+        "GradData",
+        "HeatmapData",
+        "LossData",
+        "RatioBand",
+        "Series",
+        "activation_data",
+        "event_rows",
+        "grad_data",
+        "loss_data",
+        "lr_data",
+        "metric_data",
+        "moving_average",
+        "ratio_band",
+        "ratio_heatmap",
+    ),
+    "._diagnose": ("CHECKS", "Curves", "Verdict", "curves_from_run", "diagnose", "diagnose_curves"),
+    "._html": ("ReportData", "render_html", "report_data", "write_report"),
+    "._runs": ("RunRecords", "load_run"),
+}
+if not TYPE_CHECKING:
+    __getattr__, __dir__ = attach(__name__, _SOURCES)
 
 __all__ = [
     "CHECKS",

@@ -13,24 +13,53 @@ method, and leaves model, optimizer and RNGs exactly as it found them::
 ``run_sanity`` runs all three on a recipe (what ``tunekit sanity`` does).
 """
 
-from ._base import Objective, SanityError, Verdict
-from ._initial_loss import HeadCheck, InitialLossResult, check_initial_loss
-from ._lr_finder import (
-    CrossCheckResult,
-    LRCheckResult,
-    LRRangeResult,
-    ShortRun,
-    UpdateRatioResult,
-    check_learning_rate,
-    cross_check_lrs,
-    lr_range_test,
-    suggest_lr,
-    update_ratio,
-)
-from ._overfit import OverfitResult, overfit_small_sample
-from ._recipe import SanityOptions, SanityReport, plain_recipe, run_sanity
-from ._report import render_html, write_report
-from ._state import ProbeState, preserved, restore, snapshot
+from typing import TYPE_CHECKING
+
+from tunekit._lazy import attach
+
+if TYPE_CHECKING:
+    from ._base import Objective, SanityError, Verdict
+    from ._initial_loss import HeadCheck, InitialLossResult, check_initial_loss
+    from ._lr_finder import (
+        CrossCheckResult,
+        LRCheckResult,
+        LRRangeResult,
+        ShortRun,
+        UpdateRatioResult,
+        check_learning_rate,
+        cross_check_lrs,
+        lr_range_test,
+        suggest_lr,
+        update_ratio,
+    )
+    from ._overfit import OverfitResult, overfit_small_sample
+    from ._recipe import SanityOptions, SanityReport, plain_recipe, run_sanity
+    from ._report import render_html, write_report
+    from ._state import ProbeState, preserved, restore, snapshot
+
+# Imported on first use (see tunekit._lazy), so that `tunekit sanity --help` does not import torch.
+_SOURCES = {
+    "._base": ("Objective", "SanityError", "Verdict"),
+    "._initial_loss": ("HeadCheck", "InitialLossResult", "check_initial_loss"),
+    "._lr_finder": (
+        "CrossCheckResult",
+        "LRCheckResult",
+        "LRRangeResult",
+        "ShortRun",
+        "UpdateRatioResult",
+        "check_learning_rate",
+        "cross_check_lrs",
+        "lr_range_test",
+        "suggest_lr",
+        "update_ratio",
+    ),
+    "._overfit": ("OverfitResult", "overfit_small_sample"),
+    "._recipe": ("SanityOptions", "SanityReport", "plain_recipe", "run_sanity"),
+    "._report": ("render_html", "write_report"),
+    "._state": ("ProbeState", "preserved", "restore", "snapshot"),
+}
+if not TYPE_CHECKING:
+    __getattr__, __dir__ = attach(__name__, _SOURCES)
 
 __all__ = [
     "CrossCheckResult",
