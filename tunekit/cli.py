@@ -59,14 +59,16 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from tunekit.config import load_recipe
-    from tunekit.engine import launch
-    from tunekit.run import check_inputs, resolve_run_dir, train
 
     recipe = load_recipe(args.recipe, args.overrides)
     if args.nproc < 1:
         raise TunekitError(
             f"value {args.nproc} is not allowed: use 1 or more processes", field="--nproc"
         )
+    # torch comes in here, after the recipe and the flags are known to be good.
+    from tunekit.engine import launch
+    from tunekit.run import check_inputs, resolve_run_dir, train
+
     under_torchrun = "RANK" in os.environ
     if args.nproc > 1 and not under_torchrun:
         check_inputs(recipe, nproc=args.nproc, file=args.recipe)

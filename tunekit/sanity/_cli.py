@@ -84,10 +84,6 @@ def add_lr_find(sub: argparse._SubParsersAction) -> None:
 def cmd_sanity(args: argparse.Namespace) -> int:
     from tunekit.config import load_recipe, recipe_to_yaml
     from tunekit.errors import TunekitError
-    from tunekit.run import resolve_run_dir
-
-    from ._recipe import SanityOptions, run_sanity
-    from ._report import write_report
 
     for flag, value, low in (
         ("--lr-iters", args.lr_iters, 2),
@@ -103,6 +99,12 @@ def cmd_sanity(args: argparse.Namespace) -> int:
             field="--start-lr",
         )
     recipe = load_recipe(args.recipe, args.overrides)
+    # torch comes in here, after the flags and the recipe are known to be good.
+    from tunekit.run import resolve_run_dir
+
+    from ._recipe import SanityOptions, run_sanity
+    from ._report import write_report
+
     run_dir, _ = resolve_run_dir(recipe, args.out, None)
     options = SanityOptions(
         overfit_batches=args.overfit_batches,

@@ -79,6 +79,9 @@ def add_dashboard_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from ._study import load_study
+
+    load_study(args.study, args.overrides)  # a bad study file fails here, before torch and optuna
     import optuna
 
     from ._workers import open_search, run_trial_ddp, run_worker, spawn_workers, wait_workers
