@@ -32,7 +32,63 @@ CASES = [
         [],
         ["bad.yaml", "malformed YAML", "line"],
     ),
-    ("top-not-mapping", "- a\n- b\n", [], ["bad.yaml", "mapping"]),
+    ("top-not-mapping", "- a\n- b\n", [], ["bad.yaml", "must be a mapping of fields", "a list"]),
+    (
+        "empty-file",
+        "",
+        [],
+        ["bad.yaml", "the file is empty", "start from a copy of recipes/digits.yaml"],
+    ),
+    ("comments-only", "# nothing yet\n\n", [], ["bad.yaml", "the file is empty"]),
+    (
+        "duplicate-key",
+        "optim:\n  lr: 0.1\n  momentum: 0.9\n  lr: 0.5\n",
+        [],
+        ["bad.yaml", "field 'optim.lr'", "appears twice (lines 2 and 4)"],
+    ),
+    (
+        "duplicate-section",
+        "train: {epochs: 3}\noptim: {lr: 0.1}\ntrain: {epochs: 30}\n",
+        [],
+        ["field 'train'", "appears twice (lines 1 and 3)"],
+    ),
+    (
+        "deep-nesting",
+        "data:\n  kwargs:\n    x: " + "[" * 5000 + "]" * 5000 + "\n",
+        [],
+        ["bad.yaml", "nesting deeper than 64 levels at line 3"],
+    ),
+    (
+        "binary-file",
+        "\x00\x01binary",
+        [],
+        ["bad.yaml", "not a YAML text file", "#x0000"],
+    ),
+    ("infinite-lr", "optim: {lr: .inf}\n", [], ["optim.lr", "expected a finite number, got inf"]),
+    (
+        "overflowing-lr",
+        "optim: {lr: 1e400}\n",
+        [],
+        ["optim.lr", "got '1e400', which is too large for a 64-bit float"],
+    ),
+    (
+        "huge-image-size",
+        "data: {image_size: 1000000}\n",
+        [],
+        ["data.image_size", "image_size 1000000 would need ~", "TiB", "at most 8192 allowed"],
+    ),
+    (
+        "huge-width",
+        "model: {width: 1000000000}\n",
+        [],
+        ["model.width", "EiB for small_cnn's weights", "at most 4096 allowed"],
+    ),
+    (
+        "boolean-epochs",
+        "train: {epochs: yes}\n",
+        [],
+        ["train.epochs", "expected a number, got true", "as booleans"],
+    ),
     (
         "unknown-key-typo",
         "name: x\noptim: {lrr: 0.1}\n",
@@ -40,13 +96,23 @@ CASES = [
         ["optim.lrr", "unknown key", "did you mean 'lr'"],
     ),
     ("unknown-section", "name: x\ntrian: {epochs: 1}\n", [], ["'trian'", "did you mean 'train'"]),
-    ("wrong-type", "train: {epochs: many}\n", [], ["train.epochs", "'many'", "integer"]),
+    (
+        "wrong-type",
+        "train: {epochs: many}\n",
+        [],
+        ["train.epochs", "expected a whole number, got 'many'"],
+    ),
     ("zero-lr", "optim: {lr: 0}\n", [], ["optim.lr", "0", "greater than 0"]),
     ("negative-lr", "optim: {lr: -0.1}\n", [], ["optim.lr", "-0.1", "greater than 0"]),
     ("bad-literal", "optim: {name: adam}\n", [], ["optim.name", "'adam'", "'sgd' or 'adamw'"]),
     ("bad-norm", "model: {norm: layernorm}\n", [], ["model.norm", "layernorm"]),
     ("val-fraction", "data: {val_fraction: 1.5}\n", [], ["data.val_fraction", "1.5"]),
-    ("nesterov-no-momentum", "optim: {nesterov: true, momentum: 0}\n", [], ["optim", "nesterov"]),
+    (
+        "nesterov-no-momentum",
+        "optim: {nesterov: true, momentum: 0}\n",
+        [],
+        ["field 'optim.momentum'", "nesterov: true needs momentum above 0", "nesterov: false"],
+    ),
     (
         "unknown-model",
         "model: {name: resnet19}\n",
@@ -108,7 +174,30 @@ CASES = [
         ["train.epoch", "did you mean 'epochs'"],
     ),
     ("override-bad-form", None, ["--set", "optim.lr"], ["--set", "section.field=value"]),
-    ("override-bad-value", None, ["--set", "train.batch_size=-4"], ["train.batch_size", "-4"]),
+    (
+        "override-bad-value",
+        None,
+        ["--set", "train.batch_size=-4"],
+        ["train.batch_size", "value -4 is not allowed: it must be greater than 0"],
+    ),
+    (
+        "override-non-finite",
+        None,
+        ["--set", "schedule.milestones=[3, .nan]"],
+        ["schedule.milestones.1", "expected a finite number, got nan"],
+    ),
+    (
+        "override-huge-seed",
+        None,
+        ["--set", "seed=18446744073709551616"],
+        ["field 'seed'", "must be at most 4294967295"],
+    ),
+    (
+        "override-deep-value",
+        None,
+        ["--set", "model.kwargs=" + "[" * 3000 + "]" * 3000],
+        ["field 'model.kwargs'", "in the --set value", "nesting deeper than 64 levels"],
+    ),
     (
         "batch-bigger-than-data",
         None,
@@ -207,5 +296,5 @@ def test_a_real_process_prints_no_traceback(tmp_path, cli):
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines() == [
-        f"tunekit: error: {recipe}: field 'optim.lr': value -1 is not allowed: input should be greater than 0"
+        f"tunekit: error: {recipe}: field 'optim.lr': value -1 is not allowed: it must be greater than 0.0"
     ]

@@ -24,6 +24,7 @@ from ._recipe import (
     SwaConfig,
     TrainConfig,
 )
+from ._yaml import load_yaml
 
 __all__ = [
     "AugmentConfig",
@@ -42,6 +43,7 @@ __all__ = [
     "TrainConfig",
     "apply_overrides",
     "load_recipe",
+    "load_yaml",
     "parse_override",
     "read_yaml",
     "recipe_to_yaml",

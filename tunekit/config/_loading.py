@@ -3,51 +3,105 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from tunekit.errors import ConfigError, did_you_mean
+from tunekit.errors import ConfigError
 
+from ._errors import format_validation_error, show
 from ._recipe import Recipe
+from ._yaml import MAX_DEPTH, MAX_FILE_BYTES, load_value, load_yaml
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Reads a YAML mapping, turning every failure into a one-line ConfigError."""
+def read_yaml(path: str | os.PathLike[str], *, example: str | None = None) -> dict[str, Any]:
+    """Reads a YAML mapping, turning every failure into a one-line ConfigError.
+
+    The file must be UTF-8 text of at most 1 MiB whose top level is a mapping,
+    nested at most 64 levels deep, with at most 100000 values once aliases are
+    expanded and no key written twice in one mapping. A file with nothing in
+    it (blank lines or comments only) is an error; ``example`` names a file to
+    start from. An explicit ``{}`` is read as an empty mapping.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"no such file (looked at {path.resolve()})", file=str(path))
+    file = str(path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"malformed YAML at {where}{problem}", file=str(path)) from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise ConfigError("is a directory, not a YAML file; name the file inside it", file=file)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(
+                "is not a regular file (a pipe or a device); name a YAML file", file=file
+            )
+        if info.st_size > MAX_FILE_BYTES:
+            raise ConfigError(
+                f"the file is {info.st_size / 2**20:.1f} MiB; at most {MAX_FILE_BYTES // 2**20} MiB "
+                "is read (a recipe or study file is a few KiB): is this the right file?",
+                file=file,
+            )
+        with path.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"no such file (looked at {path.resolve()})", file=file) from None
+    except PermissionError:
         raise ConfigError(
-            f"the top level must be a mapping of fields, got {type(data).__name__}", file=str(path)
+            "cannot read the file: permission denied; check its permissions (chmod u+r)",
+            file=file,
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the file: {exc.strerror or exc}", file=file) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(
+            f"the file is larger than {MAX_FILE_BYTES // 2**20} MiB (a recipe or study file is a "
+            "few KiB): is this the right file?",
+            file=file,
+        )
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"not a UTF-8 text file (byte 0x{raw[exc.start]:02x} at position {exc.start} is not "
+            "UTF-8): is this the right file? Save YAML as UTF-8",
+            file=file,
+        ) from None
+    data = load_yaml(text, file=file)
+    if data is None:
+        start = f"; start from a copy of {example}" if example else ""
+        raise ConfigError(
+            f"the file is empty (no fields, only blank lines or comments){start}", file=file
+        )
+    if not isinstance(data, dict):
+        got = "a list" if isinstance(data, list) else f"the single value {show(data)}"
+        raise ConfigError(
+            f"the top level must be a mapping of fields ('name: value' lines), got {got}",
+            file=file,
         )
     return data
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """Parses ``"optim.lr=0.01"`` into ``(["optim", "lr"], 0.01)``; the value is YAML."""
+    """Parses ``"optim.lr=0.01"`` into ``(["optim", "lr"], 0.01)``; the value is YAML.
+
+    A value that is not YAML is kept as text; one over the YAML limits (deep
+    nesting, an alias bomb) is an error.
+    """
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {text!r} must look like 'section.field=value'", field="--set")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw
-    return key.split("."), value
+    path = key.split(".")
+    if len(path) > MAX_DEPTH:
+        raise ConfigError(
+            f"override key {show(key)} is {len(path)} levels deep; at most {MAX_DEPTH} allowed",
+            field="--set",
+        )
+    value = load_value(raw, field=key) if raw.strip() else None
+    return path, value
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -71,42 +125,6 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return out
 
 
-def _field_names(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """The valid field names at ``loc`` (for "did you mean")."""
-    cls: Any = model
-    for part in loc[:-1]:
-        field = getattr(cls, "model_fields", {}).get(part)
-        if field is None:
-            return []
-        ann = field.annotation
-        # Optional[Section] -> Section
-        for arg in getattr(ann, "__args__", ()) or ():
-            if isinstance(arg, type) and issubclass(arg, BaseModel):
-                ann = arg
-        cls = ann
-    return list(getattr(cls, "model_fields", {}))
-
-
-def format_validation_error(
-    exc: ValidationError, model: type[BaseModel], *, file: str | None, data: Any
-) -> ConfigError:
-    """The first validation problem, as one line naming file, field, value and rule."""
-    err = exc.errors()[0]
-    loc = tuple(err["loc"])
-    field = ".".join(str(p) for p in loc) or "<top>"
-    value = err.get("input")
-    if err["type"] == "extra_forbidden":
-        names = _field_names(model, loc)
-        hint = did_you_mean(str(loc[-1]), names)
-        allowed = f"; allowed here: {', '.join(names)}" if names else ""
-        return ConfigError(f"unknown key{hint}{allowed}", file=file, field=field)
-    msg = err["msg"]
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, ") :]
-    shown = "a mapping" if isinstance(value, dict) else repr(value)
-    return ConfigError(f"value {shown} is not allowed: {msg.lower()}", file=file, field=field)
-
-
 def validate(model: type[M], data: dict[str, Any], *, file: str | None = None) -> M:
     """Validates ``data`` into ``model`` or raises a one-line ConfigError."""
     try:
@@ -121,7 +139,7 @@ def load_recipe(path: str | os.PathLike[str], overrides: list[str] | None = None
     Example:
         >>> recipe = load_recipe("recipes/digits.yaml", ["optim.lr=0.05"])  # doctest: +SKIP
     """
-    data = apply_overrides(read_yaml(path), overrides or [])
+    data = apply_overrides(read_yaml(path, example="recipes/digits.yaml"), overrides or [])
     recipe = validate(Recipe, data, file=str(path))
     return recipe
 

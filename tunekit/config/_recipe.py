@@ -7,14 +7,51 @@ shapes, ranges and types are checked here.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
+
+from ._base import FieldError, Section
+
+# Upper bounds: generous for any real setup, and low enough that a typo (an
+# extra zero or three) is an error here rather than an allocation of petabytes.
+MAX_IMAGE_SIZE = 8192
+MAX_BATCH_SIZE = 2**20
+MAX_WIDTH = 4096
+MAX_EPOCHS = 100_000
+#: Steps, batches and dataset items.
+MAX_COUNT = 10**9
+MAX_WORKERS = 256
+#: Files kept on disk and models kept in memory (checkpoints, snapshots).
+MAX_KEPT = 1000
+#: Entries of a list field (milestones, layer names, sizes).
+MAX_ITEMS = 1000
+#: random.seed, numpy and torch.manual_seed all take 0 <= seed < 2**32.
+MAX_SEED = 2**32 - 1
+
+Epochs = Annotated[float, Field(ge=0.0, le=MAX_EPOCHS)]
+Count = Annotated[int, Field(gt=0, le=MAX_COUNT)]
+Size = Annotated[int, Field(gt=0, le=MAX_IMAGE_SIZE)]
+Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
-class _Section(BaseModel):
-    # Unknown keys are errors (with a "did you mean"), never silently ignored.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+def human_bytes(n: float) -> str:
+    """``1.5 * 2**30`` -> ``"1.5 GiB"``."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+    i = 0
+    while n >= 1024 and i < len(units) - 1:
+        n /= 1024
+        i += 1
+    return f"{n:.3g} {units[i]}"
+
+
+def batch_bytes(batch_size: int, image_size: int) -> float:
+    """The memory of one batch of 3-channel float32 images of ``image_size`` pixels a side."""
+    return 4.0 * 3 * batch_size * image_size * image_size
+
+
+class _Section(Section):
+    model_config = ConfigDict(validate_assignment=True)
 
 
 Norm = Literal["bn", "gn", "syncbn", "frozen_bn", "none"]
@@ -24,13 +61,13 @@ class AugmentConfig(_Section):
     """Training-time augmentation (torchvision's implementations)."""
 
     hflip: bool = False
-    random_crop_padding: int = Field(0, ge=0)
+    random_crop_padding: int = Field(0, ge=0, le=MAX_IMAGE_SIZE)
     randaugment: bool = False
     randaugment_magnitude: int = Field(9, ge=0, le=30)
     random_erasing: float = Field(0.0, ge=0.0, le=1.0)
     # Detection: shorter side drawn from this range, as in the COCO recipes.
-    min_size: list[PositiveInt] | None = None
-    max_size: PositiveInt | None = None
+    min_size: list[Size] | None = Field(None, min_length=1, max_length=MAX_ITEMS)
+    max_size: Size | None = None
 
 
 class DataConfig(_Section):
@@ -40,12 +77,14 @@ class DataConfig(_Section):
     root: str | None = None
     builder: str | None = None
     kwargs: dict[str, Any] = Field(default_factory=dict)
+    # Bounded by Recipe, which knows the batch size that the memory depends on.
     image_size: PositiveInt = 32
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    num_workers: int = Field(0, ge=0)
+    # Each worker is a process with its own copy of the dataset object.
+    num_workers: int = Field(0, ge=0, le=MAX_WORKERS)
     # A fixed subset of the training set (for quick studies and tests).
-    train_subset: PositiveInt | None = None
-    val_subset: PositiveInt | None = None
+    train_subset: Count | None = None
+    val_subset: Count | None = None
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
 
@@ -66,6 +105,18 @@ class ModelConfig(_Section):
     # Replace the classifier head when the weights come from another task.
     reset_head: bool = True
 
+    @field_validator("width")
+    @classmethod
+    def _width_fits(cls, width: int) -> int:
+        if width > MAX_WIDTH:
+            # small_cnn's three stages (w, 2w, 4w channels) hold about 300 * w^2 weights
+            need = human_bytes(4.0 * 300 * width * width)
+            raise ValueError(
+                f"width {width} would need ~{need} for small_cnn's weights alone "
+                f"(about 300 x width^2 float32 parameters); at most {MAX_WIDTH} allowed"
+            )
+        return width
+
 
 class OptimConfig(_Section):
     """Optimizer and its hyperparameters."""
@@ -76,7 +127,7 @@ class OptimConfig(_Section):
     lr_per_256: bool = False
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     nesterov: bool = False
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[Beta, Beta] = (0.9, 0.999)
     weight_decay: float = Field(0.0, ge=0.0)
     # No weight decay on norm weights and biases (the usual choice for BN/GN nets).
     decay_norm_and_bias: bool = False
@@ -85,7 +136,11 @@ class OptimConfig(_Section):
     @model_validator(mode="after")
     def _nesterov_needs_momentum(self) -> OptimConfig:
         if self.nesterov and self.momentum == 0:
-            raise ValueError("nesterov=true needs momentum > 0")
+            raise FieldError(
+                "momentum",
+                "nesterov: true needs momentum above 0; set a momentum (e.g. 0.9) "
+                "or nesterov: false",
+            )
         return self
 
 
@@ -93,41 +148,42 @@ class ScheduleConfig(_Section):
     """Learning-rate schedule, stepped every iteration, with optional linear warmup."""
 
     name: str = "cosine"
-    warmup_epochs: float = Field(0.0, ge=0.0)
+    warmup_epochs: Epochs = 0.0
     warmup_factor: float = Field(0.001, gt=0.0, le=1.0)
     # step: LR multiplied by gamma at these epochs.
-    milestones: list[float] = Field(default_factory=list)
+    milestones: list[Epochs] = Field(default_factory=list, max_length=MAX_ITEMS)
     gamma: float = Field(0.1, gt=0.0, le=1.0)
     # cosine/linear/sgdr floor, as a fraction of the peak LR.
     min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)
     # sgdr: first cycle length in epochs and the growth of each next cycle.
-    cycle_epochs: float = Field(1.0, gt=0.0)
-    cycle_mult: float = Field(1.0, ge=1.0)
+    cycle_epochs: float = Field(1.0, gt=0.0, le=MAX_EPOCHS)
+    cycle_mult: float = Field(1.0, ge=1.0, le=100.0)
     # Schedule length (1x, 2x, 6x...): scales train.epochs and the milestones, not the warmup.
-    length_multiplier: PositiveFloat = 1.0
+    length_multiplier: float = Field(1.0, gt=0.0, le=1000.0)
 
 
 class RegularizationConfig(_Section):
     """Loss-side regularisation (data-side lives in data.augment)."""
 
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
-    mixup_alpha: float = Field(0.0, ge=0.0)
-    cutmix_alpha: float = Field(0.0, ge=0.0)
+    mixup_alpha: float = Field(0.0, ge=0.0, le=1000.0)
+    cutmix_alpha: float = Field(0.0, ge=0.0, le=1000.0)
 
 
 class EarlyStoppingConfig(_Section):
-    patience: PositiveInt = 5
+    patience: int = Field(5, gt=0, le=MAX_EPOCHS)
     min_delta: float = Field(0.0, ge=0.0)
 
 
 class TrainConfig(_Section):
     """The loop: length, batch, precision, evaluation and what to keep."""
 
-    epochs: PositiveInt = 10
+    epochs: int = Field(10, gt=0, le=MAX_EPOCHS)
+    # Bounded by Recipe, which knows the image size that the memory depends on.
     batch_size: PositiveInt = 64
     # Cut each epoch short (for smoke runs and search trials on big data).
-    max_steps_per_epoch: PositiveInt | None = None
-    eval_every: PositiveInt = 1
+    max_steps_per_epoch: Count | None = None
+    eval_every: int = Field(1, gt=0, le=MAX_EPOCHS)
     # Metric that picks the best checkpoint and drives early stopping / pruning.
     metric: str = "val/top1"
     mode: Literal["max", "min"] = "max"
@@ -136,7 +192,7 @@ class TrainConfig(_Section):
     channels_last: Literal["auto", "on", "off"] = "auto"
     deterministic: bool = True
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    keep_last: PositiveInt = 1
+    keep_last: int = Field(1, gt=0, le=MAX_KEPT)
 
 
 class EmaConfig(_Section):
@@ -147,38 +203,42 @@ class EmaConfig(_Section):
     # short run's average is not dominated by the initial weights.
     warmup: bool = True
     warmup_power: float = Field(0.75, gt=0.0, le=1.0)
-    update_every: PositiveInt = 1
+    update_every: Count = 1
     # Buffers (BN statistics): "recalibrate" recomputes them on training batches
     # before each evaluation (and copies them where the model has no BN), "copy"
     # takes the model's, "ema" averages them like the weights.
     buffers: Literal["recalibrate", "copy", "ema"] = "recalibrate"
-    recalibrate_batches: PositiveInt | None = 50
+    recalibrate_batches: Count | None = 50
 
 
 class SwaConfig(_Section):
     """Stochastic weight averaging: equal averaging from ``start_epoch`` on, with its own LR."""
 
-    start_epoch: int = Field(ge=0)
-    lr: PositiveFloat
-    anneal_epochs: float = Field(1.0, ge=0.0)
+    start_epoch: int = Field(
+        ge=0, le=MAX_EPOCHS, description="the epoch SWA starts averaging at (e.g. start_epoch: 8)"
+    )
+    lr: PositiveFloat = Field(description="SWA's constant learning rate (e.g. lr: 0.05)")
+    anneal_epochs: Epochs = 1.0
     anneal_strategy: Literal["cos", "linear"] = "cos"
     # Training batches for the BN statistics of the average (None: one whole epoch).
-    recalibrate_batches: PositiveInt | None = None
+    recalibrate_batches: Count | None = None
 
 
 class SnapshotConfig(_Section):
     """Snapshot ensembles: a snapshot at the end of every SGDR cycle (needs schedule.name: sgdr)."""
 
     # The last M snapshots are evaluated alone and together.
-    ensemble_last: PositiveInt = 3
+    ensemble_last: int = Field(3, gt=0, le=MAX_KEPT)
     # Snapshot files kept on disk (None: all of them).
-    keep: PositiveInt | None = None
+    keep: int | None = Field(None, gt=0, le=MAX_KEPT)
 
     @model_validator(mode="after")
     def _keep_covers_ensemble(self) -> SnapshotConfig:
         if self.keep is not None and self.keep < self.ensemble_last:
-            raise ValueError(
-                f"keep ({self.keep}) must be at least ensemble_last ({self.ensemble_last})"
+            raise FieldError(
+                "keep",
+                f"keep ({self.keep}) must be at least ensemble_last ({self.ensemble_last}), "
+                "or the ensemble would lose snapshot files it needs",
             )
         return self
 
@@ -199,25 +259,26 @@ class DiagnosticsConfig(_Section):
 
     enabled: bool = True
     # Update/weight ratios, gradient and weight norms per layer, every `interval` steps.
-    interval: PositiveInt = 20
+    interval: Count = 20
     ratio_bounds: tuple[PositiveFloat, PositiveFloat] = (1e-4, 1e-2)
     # Checks in a row outside ratio_bounds before a layer is warned about.
-    ratio_patience: PositiveInt = 3
+    ratio_patience: Count = 3
     # Layers whose outputs are summarised (mean, std, dead units, saturation):
     # "auto" (the activation modules), "off", or a list of module names.
-    activations: Literal["auto", "off"] | list[str] = "auto"
-    activation_interval: PositiveInt = 100
+    activations: Literal["auto", "off"] | Annotated[list[str], Field(max_length=MAX_ITEMS)] = "auto"
+    activation_interval: Count = 100
     # Stop at a non-finite loss or gradient; record loss spikes as events.
     guards: bool = True
     # Steps between gradient checks (the loss is checked every step). 1 stops a
     # bad gradient before its step; more saves a gradient pass on models with
     # many parameters and little compute per step.
-    gradient_check_interval: PositiveInt = 1
+    gradient_check_interval: Count = 1
     spike_factor: float = Field(3.0, gt=1.0)
-    spike_window: PositiveInt = 50
+    # Recent losses kept to spot a spike in.
+    spike_window: int = Field(50, gt=0, le=10**6)
     tensorboard: bool = True
     histograms: bool = True
-    histogram_interval: PositiveInt = 500
+    histogram_interval: Count = 500
     # The rich live view in the terminal (replaces the plain progress bar).
     live: bool = True
 
@@ -225,13 +286,16 @@ class DiagnosticsConfig(_Section):
     def _check_intervals(self) -> DiagnosticsConfig:
         low, high = self.ratio_bounds
         if not low < high:
-            raise ValueError(
-                f"ratio_bounds must be [low, high] with low < high, got [{low}, {high}]"
+            raise FieldError(
+                "ratio_bounds",
+                f"must be [low, high] with low < high, got [{low}, {high}]"
+                + ("; swap them" if low > high else ""),
             )
         if self.histograms and self.histogram_interval % self.interval:
-            raise ValueError(
+            raise FieldError(
+                "histogram_interval",
                 f"histogram_interval ({self.histogram_interval}) must be a multiple of interval "
-                f"({self.interval}), so update histograms have an update to show"
+                f"({self.interval}), so update histograms have an update to show",
             )
         return self
 
@@ -239,9 +303,9 @@ class DiagnosticsConfig(_Section):
 class Recipe(_Section):
     """A whole training setup. See ``recipes/digits.yaml`` for an example."""
 
-    name: str = "run"
+    name: str = Field("run", min_length=1, max_length=200)
     task: Literal["classification", "detection"] = "classification"
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     output_dir: str = "runs"
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -251,3 +315,21 @@ class Recipe(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     averaging: AveragingConfig = Field(default_factory=AveragingConfig)
     diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
+
+    @model_validator(mode="after")
+    def _batch_fits(self) -> Recipe:
+        size, batch = self.data.image_size, self.train.batch_size
+        need = human_bytes(batch_bytes(batch, size))
+        if size > MAX_IMAGE_SIZE:
+            raise FieldError(
+                "data.image_size",
+                f"image_size {size} would need ~{need} for one batch of {batch} images "
+                f"(3 x {size} x {size} float32 each); at most {MAX_IMAGE_SIZE} allowed",
+            )
+        if batch > MAX_BATCH_SIZE:
+            raise FieldError(
+                "train.batch_size",
+                f"batch_size {batch} would need ~{need} for one batch of {size}x{size} images; "
+                f"at most {MAX_BATCH_SIZE} allowed",
+            )
+        return self
