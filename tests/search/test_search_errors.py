@@ -28,7 +28,7 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "empty range",
         {"space": {"optim.lr": {"type": "uniform", "low": 0.1, "high": 0.1}}},
-        ["field 'space.optim.lr'", "empty range", "0.1"],
+        ["field 'space.optim.lr'", "empty range: low and high are both 0.1", "role: fixed"],
     ),
     (
         "inverted range",
@@ -43,12 +43,15 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "pruner with invalid settings",
         {"stages": [{"name": "coarse", "pruner": {"name": "asha", "reduction_factor": 1}}]},
-        ["field 'stages.0.pruner'", "reduction_factor must be 2 or more, got 1"],
+        [
+            "field 'stages.coarse.pruner.reduction_factor'",
+            "reduction_factor must be 2 or more, got 1",
+        ],
     ),
     (
         "unknown pruner",
         {"stages": [{"name": "coarse", "pruner": {"name": "meadian"}}]},
-        ["field 'stages.0.pruner.name'", "'meadian'", "median"],
+        ["field 'stages.coarse.pruner.name'", "got 'meadian' (did you mean 'median'?)"],
     ),
     (
         "parameter that is not a recipe field",
@@ -63,7 +66,7 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "refine on the first stage",
         {"stages": [{"name": "coarse", "refine": {"top_k": 2}}]},
-        ["first stage has no earlier stage to refine"],
+        ["field 'stages.coarse.refine'", "first stage has no earlier stage to refine"],
     ),
     (
         "pruner on an average the stage does not keep",
@@ -84,6 +87,95 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         "unknown study key",
         {"stagess": []},
         ["field 'stagess'", "did you mean 'stages'"],
+    ),
+    (
+        # Before, the two stages loaded as one, and the message spoke of refining.
+        "stage name used twice",
+        {
+            "stages": [
+                {"name": "coarse", "trials": 4},
+                {"name": "coarse", "trials": 2, "refine": {"top_k": 2}},
+            ]
+        },
+        ["field 'stages.1.name'", "stage 1 is named 'coarse' like stage 0", "its own name"],
+    ),
+    (
+        "stage without a name",
+        {"stages": [{"trials": 4}]},
+        ["field 'stages.0.name'", "missing: every stage needs a name", "name: coarse"],
+    ),
+    (
+        "stage name with a space",
+        {"stages": [{"name": "first try"}]},
+        ["field 'stages.0.name'", "'first try' is not allowed: use only letters, digits"],
+    ),
+    (
+        "no stages",
+        {"stages": []},
+        ["field 'stages'", "needs at least 1 item, got 0", "at least one stage"],
+    ),
+    (
+        "empty stages",
+        {"stages": None},
+        ["field 'stages'", "expected a list, got nothing (an empty value)"],
+    ),
+    (
+        "every parameter fixed",
+        {"space": {"optim.lr": {"role": "fixed", "value": 0.1}}},
+        ["field 'space'", "every parameter is fixed, so there is nothing to search"],
+    ),
+    (
+        "infinite range",
+        {"space": {"optim.lr": {"type": "uniform", "low": 0.01, "high": float("inf")}}},
+        ["field 'space.optim.lr.high'", "expected a finite number, got inf"],
+    ),
+    (
+        "nan hard limit",
+        {"space": {"optim.lr": {"type": "uniform", "low": 0.01, "high": 1, "max": float("nan")}}},
+        ["field 'space.optim.lr.max'", "expected a finite number, got nan"],
+    ),
+    (
+        "infinite time budget",
+        {"rounds": {"time_budget_s": float("inf")}},
+        ["field 'rounds.time_budget_s'", "expected a finite number, got inf"],
+    ),
+    (
+        "trials beyond any budget",
+        {"stages": [{"name": "coarse", "trials": 10**9}]},
+        [
+            "field 'stages.coarse.trials'",
+            "value 1000000000 is not allowed: it must be at most 1000000",
+        ],
+    ),
+    (
+        "epochs beyond any budget",
+        {"stages": [{"name": "coarse", "epochs": 10**7}]},
+        ["field 'stages.coarse.epochs'", "must be at most 100000"],
+    ),
+    (
+        "seed numpy cannot take",
+        {"seed": 2**40},
+        ["field 'seed'", "must be at most 4000000"],
+    ),
+    (
+        "negative seed",
+        {"seed": -1},
+        ["field 'seed'", "value -1 is not allowed: it must be at least 0"],
+    ),
+    (
+        "boolean trial count",
+        {"stages": [{"name": "coarse", "trials": True}]},
+        ["field 'stages.coarse.trials'", "expected a number, got true"],
+    ),
+    (
+        "grace shorter than heartbeat",
+        {"liveness": {"heartbeat_s": 5, "grace_s": 1}},
+        ["field 'liveness.grace_s'", "must be longer than heartbeat_s 5.0"],
+    ),
+    (
+        "missing recipe",
+        {"recipe": None},
+        ["field 'recipe'", "expected text, got nothing"],
     ),
 ]
 
@@ -135,7 +227,26 @@ def test_unknown_study_name_and_bad_overrides(
         "--out",
         str(tmp_path),
     )
-    assert "field 'stages.0.trials'" in line and "greater than 0" in line
+    assert (
+        "field 'stages.coarse.trials'" in line
+        and "value 0 is not allowed: it must be greater than 0" in line
+    )
+    line = _error(
+        capsys,
+        "search",
+        "--study",
+        "digits",
+        "--set",
+        "stages.coarze.trials=3",
+        "--out",
+        str(tmp_path),
+    )
+    # Before, an unknown stage name added a stage with no name.
+    assert "field '--set'" in line and "no stage named 'coarze' (did you mean 'coarse'?)" in line
+    line = _error(
+        capsys, "search", "--study", "digits", "--set", "seed=.nan", "--out", str(tmp_path)
+    )
+    assert "field 'seed'" in line and "expected a finite number, got nan" in line
     line = _error(capsys, "search", "--study", "digits", "--workers", "0", "--out", str(tmp_path))
     assert "--workers" in line
 
@@ -181,3 +292,58 @@ def test_cli_in_a_subprocess_prints_one_line(
     proc = cli("search", "--study", str(path))
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "must be above 0" in proc.stderr
+
+
+def _study_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "study.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", ["the file is empty", "start from a copy of studies/digits.yaml"]),
+        (
+            "name: a\nname: b\n",
+            ["field 'name'", "the key 'name' appears twice (lines 1 and 2)"],
+        ),
+        (
+            "name: a\nstages:\n  - name: coarse\n    trials: 4\n    trials: 8\n",
+            ["field 'stages.0.trials'", "appears twice (lines 4 and 5)"],
+        ),
+        ("name: x\nspace: " + "[" * 4000 + "]" * 4000 + "\n", ["nesting deeper than 64 levels"]),
+    ],
+    ids=["empty", "duplicate-key", "duplicate-stage-key", "deep-nesting"],
+)
+def test_bad_study_yaml(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, expected: list[str]
+) -> None:
+    path = _study_file(tmp_path, text)
+    line = _error(capsys, "search", "--study", str(path), "--out", str(tmp_path / "o"))
+    assert str(path) in line
+    for part in expected:
+        assert part in line, line
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_directory_as_the_study(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "studies").mkdir()
+    line = _error(capsys, "search", "--study", str(tmp_path / "studies") + "/")
+    assert "is a directory, not a YAML file" in line
+
+
+def test_alias_bomb_study_in_a_real_process(cli: Callable[..., Any], tmp_path: Path) -> None:
+    # Before, the study's choices were expanded value by value for minutes.
+    lines = ['x0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"x{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    bomb = "\n".join("    " + line for line in lines)
+    text = (
+        "name: bomb\nrecipe: digits\nstages: [{name: coarse}]\nspace:\n"
+        f"  optim.name:\n    type: categorical\n    choices: [sgd]\n  junk:\n{bomb}\n"
+    )
+    path = _study_file(tmp_path, text)
+    proc = cli("search", "--study", str(path), "--out", str(tmp_path / "o"), timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
+    assert "more than 100000 values once aliases are expanded" in proc.stderr

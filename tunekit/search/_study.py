@@ -13,14 +13,27 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tunekit.config import apply_overrides, read_yaml, validate
-from tunekit.errors import ConfigError
+from tunekit.config._base import FieldError, Section
+from tunekit.config._recipe import MAX_EPOCHS
+from tunekit.errors import ConfigError, did_you_mean
+
+# Upper bounds, generous for any real study (see tunekit/config/_recipe.py for the recipe's).
+MAX_TRIALS = 1_000_000
+MAX_STAGES = 100
+MAX_PARAMS = 1000
+MAX_CHOICES = 10_000
+MAX_OVERRIDES = 1000
+MAX_WORKERS = 1024
+#: Stage k's sampler is seeded with seed * 1000 + k, and numpy takes seeds below 2**32.
+MAX_SEED = 4_000_000
+_DAY = 86_400.0
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Section(Section):
+    pass
 
 
 Role = Literal["scientific", "nuisance", "fixed"]
@@ -40,7 +53,7 @@ class ParamSpec(_Section):
     low: float | None = None
     high: float | None = None
     step: float | None = None
-    choices: list[Any] | None = None
+    choices: list[Any] | None = Field(None, max_length=MAX_CHOICES)
     value: Any = None
     # Refinement never widens a range past these (e.g. momentum < 1).
     min: float | None = None
@@ -65,7 +78,10 @@ class ParamSpec(_Section):
         if self.low > self.high:
             raise ValueError(f"inverted range: low {self.low} > high {self.high}; swap them")
         if self.low == self.high:
-            raise ValueError(f"empty range: low == high == {self.low}; use role: fixed with value")
+            raise ValueError(
+                f"empty range: low and high are both {self.low}; widen it, or hold the value "
+                f"with role: fixed and value: {self.low}"
+            )
         if self.type == "log_uniform" and self.low <= 0:
             raise ValueError(
                 f"a log_uniform range must be above 0, got low {self.low}; "
@@ -92,21 +108,26 @@ class PrunerSpec(_Section):
     # in the stage's recipe) ranks trials early much as they will end.
     metric: str | None = None
     # median
-    n_startup_trials: int = Field(default=3, ge=0)
-    n_warmup_steps: int = Field(default=0, ge=0)
+    n_startup_trials: int = Field(default=3, ge=0, le=MAX_TRIALS)
+    n_warmup_steps: int = Field(default=0, ge=0, le=MAX_EPOCHS)
     # asha / hyperband
-    min_resource: PositiveInt = 1
-    reduction_factor: int = 3
+    min_resource: int = Field(default=1, gt=0, le=MAX_EPOCHS)
+    reduction_factor: int = Field(default=3, le=100)
     # hyperband: the number of epochs of the stage unless given.
-    max_resource: PositiveInt | None = None
+    max_resource: int | None = Field(default=None, gt=0, le=MAX_EPOCHS)
 
     @model_validator(mode="after")
     def _check(self) -> PrunerSpec:
         if self.name in ("asha", "hyperband") and self.reduction_factor < 2:
-            raise ValueError(f"reduction_factor must be 2 or more, got {self.reduction_factor}")
+            raise FieldError(
+                "reduction_factor",
+                f"reduction_factor must be 2 or more, got {self.reduction_factor} "
+                "(each rung keeps 1 in reduction_factor trials)",
+            )
         if self.max_resource is not None and self.max_resource < self.min_resource:
-            raise ValueError(
-                f"max_resource {self.max_resource} is below min_resource {self.min_resource}"
+            raise FieldError(
+                "max_resource",
+                f"max_resource {self.max_resource} is below min_resource {self.min_resource}",
             )
         return self
 
@@ -114,27 +135,32 @@ class PrunerSpec(_Section):
 class RefineSpec(_Section):
     """How a stage narrows the previous stage's ranges around its best trials."""
 
-    top_k: PositiveInt = 3
+    top_k: int = Field(default=3, gt=0, le=1000)
     # Padding around the top-k values, as a fraction of their spread (log space for log ranges).
-    margin: float = Field(default=0.25, ge=0.0)
+    margin: float = Field(default=0.25, ge=0.0, le=100.0)
     # A best value within this fraction of the range's width from an edge is "at the edge".
     edge: float = Field(default=0.1, ge=0.0, lt=0.5)
     # When at the edge, the range is widened past it by this fraction of its width.
-    widen: float = Field(default=0.5, gt=0.0)
+    widen: float = Field(default=0.5, gt=0.0, le=100.0)
 
 
 class StageSpec(_Section):
     """One round of the search: a sampler, a number of trials of a fixed length, a pruner."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_-]+$",
+        max_length=100,
+        description="every stage needs a name, which --set stages.NAME.field=... uses "
+        "(e.g. name: coarse)",
+    )
     sampler: Literal["qmc", "random", "tpe"] = "random"
-    trials: PositiveInt = 10
-    epochs: PositiveInt = 2
+    trials: int = Field(default=10, gt=0, le=MAX_TRIALS)
+    epochs: int = Field(default=2, gt=0, le=MAX_EPOCHS)
     pruner: PrunerSpec = Field(default_factory=lambda: PrunerSpec(name="none"))
     # Narrow the previous stage's ranges around its top-k (absent on the first stage).
     refine: RefineSpec | None = None
     # Extra recipe overrides for this stage only (e.g. a constant LR for longer training).
-    set: list[str] = Field(default_factory=list)
+    set: list[str] = Field(default_factory=list, max_length=MAX_OVERRIDES)
     # Run the previous stage's best parameters first when this stage trains differently
     # (other epochs or set): a fine stage starts from what worked.
     seed_best: bool = True
@@ -143,24 +169,26 @@ class StageSpec(_Section):
 class RoundsSpec(_Section):
     """Further rounds after the listed stages: the last stage again, refined each time."""
 
-    extra: int = Field(default=0, ge=0)
+    extra: int = Field(default=0, ge=0, le=1000)
     # Stop starting rounds when the study holds this many trials or has run this long.
-    max_trials: PositiveInt | None = None
-    time_budget_s: float | None = Field(default=None, gt=0)
+    max_trials: int | None = Field(default=None, gt=0, le=MAX_TRIALS)
+    time_budget_s: float | None = Field(default=None, gt=0, le=3650 * _DAY)
 
 
 class LivenessSpec(_Section):
     """How soon a killed worker's trial is failed and retried."""
 
-    heartbeat_s: float = Field(default=2.0, gt=0)
-    grace_s: float = Field(default=30.0, gt=0)
-    max_retry: int = Field(default=2, ge=0)
+    heartbeat_s: float = Field(default=2.0, gt=0, le=_DAY)
+    grace_s: float = Field(default=30.0, gt=0, le=7 * _DAY)
+    max_retry: int = Field(default=2, ge=0, le=100)
 
     @model_validator(mode="after")
     def _check(self) -> LivenessSpec:
         if self.grace_s <= self.heartbeat_s:
-            raise ValueError(
-                f"grace_s {self.grace_s} must be longer than heartbeat_s {self.heartbeat_s}"
+            raise FieldError(
+                "grace_s",
+                f"grace_s {self.grace_s} must be longer than heartbeat_s {self.heartbeat_s}, "
+                "or a live worker's trial would be failed between two heartbeats",
             )
         return self
 
@@ -168,36 +196,70 @@ class LivenessSpec(_Section):
 class Study(_Section):
     """A whole search. See ``studies/digits.yaml`` for an example."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    recipe: str
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        max_length=100,
+        description="a study needs a name, which names its storage and directory (e.g. name: digits)",
+    )
+    recipe: str = Field(
+        description="a study needs the recipe its trials train, a path or a name in recipes/ "
+        "(e.g. recipe: digits)"
+    )
     # Recipe overrides applied to every trial (e.g. a smaller model for a quick study).
-    set: list[str] = Field(default_factory=list)
+    set: list[str] = Field(default_factory=list, max_length=MAX_OVERRIDES)
     metric: str = "val/top1"
     direction: Literal["maximize", "minimize"] = "maximize"
-    space: dict[str, ParamSpec]
-    stages: list[StageSpec] = Field(min_length=1)
+    space: dict[str, ParamSpec] = Field(
+        min_length=1,
+        max_length=MAX_PARAMS,
+        description="a study needs a search space, recipe fields and their ranges "
+        "(e.g. space: {optim.lr: {type: log_uniform, low: 0.01, high: 1}})",
+    )
+    stages: list[StageSpec] = Field(
+        min_length=1,
+        max_length=MAX_STAGES,
+        description="a study needs at least one stage (e.g. stages: [{name: coarse, trials: 16}])",
+    )
     rounds: RoundsSpec = Field(default_factory=lambda: RoundsSpec())
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     # Processes (GPUs on a GPU machine, gloo processes on a CPU one) that train one trial.
-    gpus_per_trial: PositiveInt = 1
-    workers: PositiveInt = 1
+    gpus_per_trial: int = Field(default=1, gt=0, le=MAX_WORKERS)
+    workers: int = Field(default=1, gt=0, le=MAX_WORKERS)
     liveness: LivenessSpec = Field(default_factory=lambda: LivenessSpec())
     # Recipe overrides from the command line (--set recipe.a.b=v), applied after the stages' own.
-    overrides: list[str] = Field(default_factory=list)
+    overrides: list[str] = Field(default_factory=list, max_length=MAX_OVERRIDES)
     # Where the study's directory goes when --out is not given.
     output_dir: str = "runs/search"
 
-    @model_validator(mode="after")
-    def _check(self) -> Study:
-        names = [s.name for s in self.stages]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"stage names must be unique, {dupes} repeat")
-        if self.stages[0].refine is not None:
-            raise ValueError("the first stage has no earlier stage to refine; remove its 'refine'")
-        if not any(p.role != "fixed" for p in self.space.values()):
-            raise ValueError("the space needs at least one parameter that is not fixed")
-        return self
+    @field_validator("stages")
+    @classmethod
+    def _check_stages(cls, stages: list[StageSpec]) -> list[StageSpec]:
+        first: dict[str, int] = {}
+        for i, stage in enumerate(stages):
+            if stage.name in first:
+                raise FieldError(
+                    f"{i}.name",
+                    f"stage {i} is named {stage.name!r} like stage {first[stage.name]}; "
+                    "give each stage its own name",
+                )
+            first[stage.name] = i
+        if stages and stages[0].refine is not None:
+            raise FieldError(
+                "0.refine",
+                "the first stage has no earlier stage to refine; remove its 'refine' "
+                "(or put a stage before it)",
+            )
+        return stages
+
+    @field_validator("space")
+    @classmethod
+    def _check_space(cls, space: dict[str, ParamSpec]) -> dict[str, ParamSpec]:
+        if space and not any(p.role != "fixed" for p in space.values()):
+            raise ValueError(
+                "every parameter is fixed, so there is nothing to search; "
+                "give at least one a range (role: nuisance or scientific)"
+            )
+        return space
 
     @property
     def mode(self) -> str:
@@ -208,7 +270,7 @@ def find_study_file(name_or_path: str) -> Path:
     """``digits`` -> ``studies/digits.yaml`` (here, then next to the package); a path as given."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or os.sep in name_or_path:
-        if not path.is_file():
+        if not path.exists():  # a directory or an unreadable file is read_yaml's to explain
             raise ConfigError(f"no such study file (looked at {path.resolve()})", field="--study")
         return path
     candidates = [
@@ -221,8 +283,6 @@ def find_study_file(name_or_path: str) -> Path:
     known = sorted(
         {p.stem for d in {c.parent for c in candidates} if d.is_dir() for p in d.glob("*.yaml")}
     )
-    from tunekit.errors import did_you_mean
-
     raise ConfigError(
         f"no study named {name_or_path!r}{did_you_mean(name_or_path, known)}; "
         f"known studies: {', '.join(known) or 'none'} (or pass a path to a study YAML)",
@@ -265,22 +325,65 @@ def load_study(name_or_path: str, overrides: list[str] | None = None) -> tuple[S
         >>> study, path = load_study("digits", ["stages.coarse.trials=4"])  # doctest: +SKIP
     """
     path = find_study_file(name_or_path)
-    data = read_yaml(path)
+    file = str(path)
+    data = read_yaml(path, example="studies/digits.yaml")
     overrides = overrides or []
     study_over = [o for o in overrides if not o.startswith("recipe.")]
     recipe_over = [o[len("recipe.") :] for o in overrides if o.startswith("recipe.")]
     stages = data.get("stages")
+    names: list[str] = []
     by_name = isinstance(stages, list) and all(isinstance(s, dict) and "name" in s for s in stages)
     if by_name and isinstance(stages, list):
-        # Stages are a list in the file and addressed by name on the command line.
-        data["stages"] = {str(s["name"]): s for s in stages}
+        # Stages are a list in the file and addressed by name on the command line; a name
+        # used twice would make one stage of two here, so it is refused before that.
+        names = [str(s["name"]) for s in stages]
+        for i, name in enumerate(names):
+            if names.index(name) != i:
+                raise ConfigError(
+                    f"stage {i} is named {name!r} like stage {names.index(name)}; give each "
+                    "stage its own name (--set stages.NAME.field=... picks a stage by its name)",
+                    file=file,
+                    field=f"stages.{i}.name",
+                )
+        _check_stage_overrides(study_over, names, file)
+        data["stages"] = dict(zip(names, stages))
     try:
         data = apply_overrides(data, study_over)
     except ConfigError as exc:
-        raise ConfigError(exc.message, file=str(path), field=exc.field) from None
+        raise ConfigError(exc.message, file=file, field=exc.field) from None
     if by_name:
         data["stages"] = list(data["stages"].values())
-    study = validate(Study, data, file=str(path))
+    try:
+        study = validate(Study, data, file=file)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, file=file, field=_by_stage_name(exc.field, names)) from None
     if recipe_over:
         study = study.model_copy(update={"overrides": [*study.overrides, *recipe_over]})
     return study, path
+
+
+def _check_stage_overrides(overrides: list[str], names: list[str], file: str) -> None:
+    """``stages.NAME.field=v`` must name a stage: an unknown name would add a stage with no name."""
+    for text in overrides:
+        parts = text.partition("=")[0].strip().split(".")
+        if parts[0] == "stages" and len(parts) > 1 and parts[1] not in names:
+            raise ConfigError(
+                f"override {text!r}: no stage named {parts[1]!r}{did_you_mean(parts[1], names)}; "
+                f"the stages are {', '.join(names)}",
+                file=file,
+                field="--set",
+            )
+
+
+def _by_stage_name(field: str | None, names: list[str]) -> str | None:
+    """``stages.0.trials`` -> ``stages.coarse.trials``: stages are named on the command line.
+
+    A problem with a stage's name itself keeps the stage's position.
+    """
+    parts = (field or "").split(".")
+    if parts[0] != "stages" or len(parts) < 3 or not parts[1].isdigit() or parts[2] == "name":
+        return field
+    index = int(parts[1])
+    if index < len(names):
+        parts[1] = names[index]
+    return ".".join(parts)
