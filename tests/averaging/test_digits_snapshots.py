@@ -27,8 +27,9 @@ REPO = Path(__file__).resolve().parents[2]
 # Digits at their native 8x8 with half the images held out (899 validation images, so that a
 # few errors do not decide), a cyclic schedule of 5 cycles of 2 epochs with a snapshot at the
 # end of each, the last 3 averaged. No augmentation: each snapshot settles confidently in its
-# own minimum, which is where averaging their probabilities pays. (Seeds 0, 1 and 2 of this
-# setting all show it; a seed whose last snapshot is far better than the others does not.)
+# own minimum, which is where averaging their probabilities pays. That the ensemble then beats
+# its best member is a tendency (8 seeds of 10 in benchmarks/ensemble_gain.py, one image
+# behind in the other two); the test asserts what averaging guarantees.
 OVERRIDES: dict[str, Any] = {
     "data": {"image_size": 8, "val_fraction": 0.5, "augment": {"random_crop_padding": 0}},
     "model": {"name": "small_cnn", "width": 8, "norm": "bn"},
@@ -52,7 +53,18 @@ def run(tmp_path_factory) -> tuple[Path, dict[str, Any]]:
     return tmp / "run", summary
 
 
-def test_snapshot_ensemble_is_no_worse_than_its_best_member_and_has_lower_nll(run) -> None:
+def _member_probs(run_dir: Path) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+    """Each ensembled snapshot's validation probabilities and logits, and the labels."""
+    selection = select_from_run(str(run_dir))
+    batches = list(selection.context.components.val_loader)  # the batches the hook evaluated
+    with torch.no_grad():
+        logits = [
+            torch.cat([m.model.eval()(x).float() for x, _ in batches]) for m in selection.members
+        ]
+    return [z.softmax(1) for z in logits], logits, torch.cat([y for _, y in batches])
+
+
+def test_snapshot_ensemble_averages_probabilities_and_beats_its_members_mean_nll(run) -> None:
     run_dir, summary = run
     final = summary["final"]
     index = json.loads((run_dir / "snapshots" / "index.json").read_text())["snapshots"]
@@ -75,8 +87,36 @@ def test_snapshot_ensemble_is_no_worse_than_its_best_member_and_has_lower_nll(ru
         f"  ensemble of 3         top1 {final['snapshots/val/top1']:.4f}  NLL {final['snapshots/val/loss']:.4f}"
     )
     assert final["snapshots/members"] == 3
-    assert final["snapshots/val/top1"] >= max(r["metrics"]["val/top1"] for r in members)
-    assert final["snapshots/val/loss"] < min(r["metrics"]["val/loss"] for r in members)
+
+    # The hook's numbers are those of the members' probabilities averaged by hand.
+    probs, logits, y = _member_probs(run_dir)
+    assert len(probs) == 3 and len(y) == 899
+    rows = torch.arange(len(y))
+    mean = torch.stack(probs).mean(0)
+    nll = -mean[rows, y].log()
+    assert final["snapshots/val/loss"] == pytest.approx(float(nll.mean()), rel=1e-5)
+    correct = mean.argmax(1) == y
+    assert round(final["snapshots/val/top1"] * len(y)) == int(correct.sum())
+    # ...and not those of averaged logits, which the NLL tells apart here.
+    by_logits = torch.nn.functional.cross_entropy(torch.stack(logits).mean(0), y)
+    print(f"  (averaged logits instead: NLL {float(by_logits):.4f})")
+    assert abs(float(by_logits) - final["snapshots/val/loss"]) > 1e-4
+
+    # What averaging probabilities guarantees (no tendency, no luck):
+    # - per image, -log(mean p) <= mean(-log p) (Jensen), so the ensemble's NLL is at most
+    #   the members' mean NLL, strictly below it unless the members all agree;
+    member_nll = torch.stack([-p[rows, y].log() for p in probs])
+    assert bool((nll <= member_nll.mean(0) + 1e-6).all())
+    mean_member_nll = sum(r["metrics"]["val/loss"] for r in members) / 3
+    assert final["snapshots/val/loss"] < mean_member_nll
+    # - an image every member gets right, the ensemble gets right: its top-1 is at least the
+    #   share of such images.
+    all_right = torch.stack([p.argmax(1) == y for p in probs]).all(0)
+    print(f"  images every member gets right: {int(all_right.sum())} of {len(y)}")
+    assert bool(correct[all_right].all())
+    assert round(final["snapshots/val/top1"] * len(y)) >= int(all_right.sum())
+    # Whether the ensemble also beats its best member is a tendency, measured over seeds
+    # in benchmarks/ensemble_gain.py, not asserted here.
     # The EMA model and the ensemble are reported next to the single model.
     for key in ("val/top1", "ema/val/top1", "snapshot/val/top1", "snapshots/val/top1"):
         assert 0.9 < final[key] <= 1.0, key
@@ -154,11 +194,13 @@ def test_exported_file_reproduces_the_eager_ensemble_in_a_fresh_process(run, tmp
     torch.testing.assert_close(eager.sum(1), torch.ones(13))
 
 
-def test_cli_eval_table_and_a_run_without_snapshots(run, tmp_path, cli) -> None:
+def test_cli_eval_table_and_a_run_without_snapshots(run, tmp_path, capsys) -> None:
+    from tunekit.cli import main  # in-process: the table and the error line are what is tested
+
     run_dir, _ = run
     out = tmp_path / "rows.json"
-    r = cli("ensemble", "eval", "--run", str(run_dir), "--json", str(out))
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert main(["ensemble", "eval", "--run", str(run_dir), "--json", str(out)]) == 0
+    stdout = capsys.readouterr().out
     for label in (
         "model (last checkpoint)",
         "EMA",
@@ -166,7 +208,7 @@ def test_cli_eval_table_and_a_run_without_snapshots(run, tmp_path, cli) -> None:
         "ensemble of 3",
         "val/NLL",
     ):
-        assert label in r.stdout, label
+        assert label in stdout, label
     rows = json.loads(out.read_text())
     assert [row["kind"] for row in rows] == [
         "model",
@@ -183,10 +225,10 @@ def test_cli_eval_table_and_a_run_without_snapshots(run, tmp_path, cli) -> None:
 
     bare = tmp_path / "bare"
     shutil.copytree(run_dir, bare, ignore=shutil.ignore_patterns("snapshots"))
-    r = cli("ensemble", "export", "--run", str(bare), "--out", str(tmp_path / "x.pt"))
-    assert r.returncode == 2
-    lines = r.stderr.strip().splitlines()
+    assert main(["ensemble", "export", "--run", str(bare), "--out", str(tmp_path / "x.pt")]) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
     assert len(lines) == 1 and "this run has no snapshots" in lines[0] and str(bare) in lines[0], (
-        r.stderr
+        err
     )
     assert not (tmp_path / "x.pt").exists()
