@@ -196,7 +196,7 @@ CASES = [
         "override-deep-value",
         None,
         ["--set", "model.kwargs=" + "[" * 3000 + "]" * 3000],
-        ["field 'model.kwargs'", "in the --set value", "nesting deeper than 64 levels"],
+        ["field 'model.kwargs'", "in the override's value", "nesting deeper than 64 levels"],
     ),
     (
         "batch-bigger-than-data",

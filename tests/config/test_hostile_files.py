@@ -256,7 +256,7 @@ def test_overrides_get_the_same_limits() -> None:
     digits = Path(__file__).resolve().parents[2] / "recipes" / "digits.yaml"
     bomb = "{" + alias_bomb(6).strip().replace("\n", ", ") + "}"
     line = _error(digits, [f"data.kwargs={bomb}"])
-    assert "field 'data.kwargs" in line and "in the --set value" in line
+    assert "field 'data.kwargs" in line and "in the override's value" in line
     line = _error(digits, ["data." + ".".join(["a"] * 100) + "=1"])
     assert "field '--set'" in line and "101 levels deep; at most 64 allowed" in line
     assert "appears twice" in _error(digits, ["optim={lr: 0.1, lr: 0.2}"])

@@ -42,6 +42,9 @@ class Section(BaseModel):
         if bad is not None:
             path, number = bad
             raise FieldError(path, f"expected a finite number, got {number}")
+        if isinstance(value, str) and "\x00" in value:
+            # a path with one cannot be opened, and os functions raise on it
+            raise ValueError(f"{value!r} holds a NUL character (\\0); remove it")
         annotation = cls.model_fields[info.field_name].annotation
         if isinstance(value, bool) and _is_number(annotation):
             raise ValueError(f"expected a number, got {str(value).lower()}{_BOOL_HINT}")

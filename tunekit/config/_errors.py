@@ -109,9 +109,11 @@ def show(value: Any) -> str:
     if isinstance(value, bytes):
         return "binary data"
     text = repr(value)
-    if len(text) > 60:
-        return f"{text[:50]}...' ({len(value) if isinstance(value, str) else len(text)} characters)"
-    return text
+    if len(text) <= 60:
+        return text
+    if isinstance(value, int):
+        return f"a {len(text)}-digit number"
+    return f"{text[:50]}...' ({len(value) if isinstance(value, str) else len(text)} characters)"
 
 
 def _got(err: dict[str, Any]) -> str:
@@ -120,7 +122,7 @@ def _got(err: dict[str, Any]) -> str:
     kind = err["type"]
     if kind == "string_type" and isinstance(value, (int, float, bool, datetime.date)):
         return f"{got}; put it in quotes to make it text"
-    if kind == "finite_number" and isinstance(value, str):
+    if kind in ("finite_number", "float_type") and isinstance(value, (str, int)):
         return f"{got}, which is too large for a 64-bit float"
     if kind in ("int_parsing", "float_parsing") and isinstance(value, str) and "e" in value.lower():
         return f"{got}; write the number out in full"

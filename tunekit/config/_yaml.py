@@ -234,6 +234,6 @@ def load_value(text: str, *, field: str) -> Any:
         return _load(text)
     except _Refused as exc:
         where = f"{field}.{exc.field}" if exc.field else field
-        raise ConfigError(f"in the --set value: {exc.message}", field=where) from None
+        raise ConfigError(f"in the override's value: {exc.message}", field=where) from None
     except yaml.YAMLError:
         return text
