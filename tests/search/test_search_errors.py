@@ -173,6 +173,22 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         ["field 'liveness.grace_s'", "must be longer than heartbeat_s 5.0"],
     ),
     (
+        # Before, this was reported as a --set on the command line, at the first trial check.
+        "study override without a value",
+        {"set": ["optim.lr"]},
+        ["field 'set.0'", "override 'optim.lr' must look like 'section.field=value'"],
+    ),
+    (
+        "stage override with a deep value",
+        {"stages": [{"name": "coarse", "set": ["model.kwargs=" + "[" * 200 + "]" * 200]}]},
+        ["field 'stages.coarse.set.0'", "nesting deeper than 64 levels"],
+    ),
+    (
+        "name of the parent directory",
+        {"name": ".."},
+        ["field 'name'", "'..' would name the output directory itself or its parent"],
+    ),
+    (
         "missing recipe",
         {"recipe": None},
         ["field 'recipe'", "expected text, got nothing"],

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from tunekit.config import apply_overrides, read_yaml, validate
+from tunekit.config import apply_overrides, parse_override, read_yaml, validate
 from tunekit.config._base import FieldError, Section
 from tunekit.config._recipe import MAX_EPOCHS
 from tunekit.errors import ConfigError, did_you_mean
@@ -165,6 +165,11 @@ class StageSpec(_Section):
     # (other epochs or set): a fine stage starts from what worked.
     seed_best: bool = True
 
+    @field_validator("set")
+    @classmethod
+    def _check_set(cls, overrides: list[str]) -> list[str]:
+        return _check_overrides(overrides)
+
 
 class RoundsSpec(_Section):
     """Further rounds after the listed stages: the last stage again, refined each time."""
@@ -231,6 +236,21 @@ class Study(_Section):
     # Where the study's directory goes when --out is not given.
     output_dir: str = "runs/search"
 
+    @field_validator("name")
+    @classmethod
+    def _not_a_parent(cls, name: str) -> str:
+        if not name.strip("."):
+            raise ValueError(
+                f"{name!r} would name the output directory itself or its parent; "
+                "use a word (e.g. name: digits)"
+            )
+        return name
+
+    @field_validator("set", "overrides")
+    @classmethod
+    def _check_set(cls, overrides: list[str]) -> list[str]:
+        return _check_overrides(overrides)
+
     @field_validator("stages")
     @classmethod
     def _check_stages(cls, stages: list[StageSpec]) -> list[StageSpec]:
@@ -264,6 +284,16 @@ class Study(_Section):
     @property
     def mode(self) -> str:
         return "max" if self.direction == "maximize" else "min"
+
+
+def _check_overrides(overrides: list[str]) -> list[str]:
+    """Each ``a.b=value`` is checked here, so a bad one names its place in the study file."""
+    for i, text in enumerate(overrides):
+        try:
+            parse_override(text)
+        except ConfigError as exc:
+            raise FieldError(str(i), exc.message) from None
+    return overrides
 
 
 def find_study_file(name_or_path: str) -> Path:
