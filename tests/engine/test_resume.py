@@ -12,11 +12,15 @@ from tunekit.engine import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 
-# 1,437 training digits, batch 64: 22 steps (1,408 items) an epoch.
-ITEMS_PER_EPOCH = 1408
+# 512 of the training digits, batch 64: 8 steps (512 items) an epoch.
+ITEMS_PER_EPOCH = 512
 RECIPE = {
     "name": "resume",
-    "data": {"builder": "helpers_killing:killing_digits", "kwargs": {"image_size": 12}},
+    "data": {
+        "builder": "helpers_killing:killing_digits",
+        "kwargs": {"image_size": 12},
+        "train_subset": ITEMS_PER_EPOCH,
+    },
     "model": {"name": "small_cnn", "width": 8, "norm": "bn", "dropout": 0.2},
     "train": {"epochs": 3, "batch_size": 64},
 }
@@ -66,13 +70,15 @@ def _env(kill_at: int) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(
-    "kill_at",
+    ("kill_at", "resume_from"),
     [
-        ITEMS_PER_EPOCH + 700,  # middle of epoch 2
-        2 * ITEMS_PER_EPOCH + 64 * 3 + 5,  # early in epoch 3, inside a batch
+        (ITEMS_PER_EPOCH + 300, "dir"),  # middle of epoch 2; --out DIR --resume
+        # early in epoch 3, inside a batch; --resume FILE, no --out: the run continues in the
+        # checkpoint's own directory
+        (2 * ITEMS_PER_EPOCH + 64 * 3 + 5, "file"),
     ],
 )
-def test_sigkill_mid_epoch_then_resume_is_bit_exact(reference, tmp_path, cli, kill_at):
+def test_sigkill_mid_epoch_then_resume_is_bit_exact(reference, tmp_path, cli, kill_at, resume_from):
     ref_state, _ = reference
     recipe = _write(tmp_path)
     run_dir = tmp_path / "run"
@@ -83,17 +89,13 @@ def test_sigkill_mid_epoch_then_resume_is_bit_exact(reference, tmp_path, cli, ki
     epochs_done = load_checkpoint(run_dir / "checkpoints" / "last.pt")["epoch"]
     assert epochs_done == kill_at // ITEMS_PER_EPOCH  # it really died mid-run, after a checkpoint
 
-    resumed = cli(
-        "train",
-        "--recipe",
-        str(recipe),
-        "--out",
-        str(run_dir),
-        "--resume",
-        "--no-progress",
-        env=_env(0),
-    )
+    if resume_from == "dir":
+        where = ["--out", str(run_dir), "--resume"]
+    else:
+        where = ["--resume", str(run_dir / "checkpoints" / "last.pt")]
+    resumed = cli("train", "--recipe", str(recipe), *where, "--no-progress", env=_env(0))
     assert resumed.returncode == 0, resumed.stderr
+    assert f"run directory: {run_dir}" in resumed.stdout
     state = _final_state(run_dir)
     assert state["epoch"] == 3 and state["step"] == ref_state["step"]
     for name, tensor in ref_state["model"].items():
@@ -103,27 +105,3 @@ def test_sigkill_mid_epoch_then_resume_is_bit_exact(reference, tmp_path, cli, ki
     # The metrics stream has each epoch once, even though epoch k ran twice.
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     assert len([ln for ln in lines if '"kind": "epoch"' in ln]) == 3
-
-
-def test_resume_from_a_given_checkpoint_file(reference, tmp_path, cli):
-    ref_state, _ = reference
-    recipe = _write(tmp_path)
-    run_dir = tmp_path / "run"
-    killed = cli(
-        "train",
-        "--recipe",
-        str(recipe),
-        "--out",
-        str(run_dir),
-        "--no-progress",
-        env=_env(ITEMS_PER_EPOCH + 10),
-    )
-    assert killed.returncode == -signal.SIGKILL
-    ckpt = run_dir / "checkpoints" / "last.pt"
-    resumed = cli(
-        "train", "--recipe", str(recipe), "--resume", str(ckpt), "--no-progress", env=_env(0)
-    )
-    assert resumed.returncode == 0, resumed.stderr
-    assert str(run_dir) in resumed.stdout  # it continued in the checkpoint's own run directory
-    state = _final_state(run_dir)
-    assert all(torch.equal(t, state["model"][k]) for k, t in ref_state["model"].items())
