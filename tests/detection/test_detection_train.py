@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,10 +42,12 @@ class _StopAtTarget(HookBase):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)  # about 2 minutes on 2 free cores; more on a shared machine
+@pytest.mark.timeout(900)  # about a minute on 2 free cores; more on a shared machine
 def test_shapes_fcos_from_scratch_reaches_the_target_ap(shapes_root: Path, tmp_path: Path) -> None:
-    # The recipe as it is (8 epochs planned); it reaches the target after about 6.
-    recipe = _recipe("shapes_fcos.yaml", shapes_root, tmp_path)
+    # The recipe as it is (8 epochs planned); it reaches the target after 5 or 6 and gets to
+    # AP 0.69 / AP50 0.92 after 8 (docs/detection.md), so the target holds with a wide margin.
+    # Diagnostics are off: they are not what is tested here (the DDP test below runs them).
+    recipe = _recipe("shapes_fcos.yaml", shapes_root, tmp_path, "diagnostics.enabled=false")
     summary = train(recipe, out=tmp_path / "run", progress=False, hooks=[_StopAtTarget()])
     final = summary["final"]
     print(
@@ -65,40 +68,50 @@ def test_shapes_fcos_from_scratch_reaches_the_target_ap(shapes_root: Path, tmp_p
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_pretrained_backbone_beats_scratch_after_one_epoch(
+def test_pretrained_recipe_starts_from_the_classifier_recipes_backbone(
     shapes_root: Path, tmp_path: Path
 ) -> None:
-    """The early-convergence effect of pre-training, with the repo's own classifier recipe as the source."""
-    # The repo's classifier recipe, on crops of the same images.
+    """The repo's classifier recipe learns the shapes, and the pretrained detector recipe trains
+    from its backbone.
+
+    Whether that backbone gives the detector a head start over random weights is a tendency
+    (small on this CPU-sized twin, and it depends on the classifier run); it is measured over
+    seeds in benchmarks/detection_pretraining.py, not asserted here.
+    """
+    # Two of the recipe's four epochs: top-1 0.975 (0.986 after four), far above 0.9.
     clf = _recipe(
-        "shapes_classifier.yaml", shapes_root, tmp_path, f"data.kwargs.root={shapes_root}"
+        "shapes_classifier.yaml",
+        shapes_root,
+        tmp_path,
+        f"data.kwargs.root={shapes_root}",
+        "train.epochs=2",
+        "diagnostics.enabled=false",
     )
     clf_summary = train(clf, out=tmp_path / "clf", progress=False)
     assert clf_summary["best"]["value"] > 0.9  # it learned the shapes
     ckpt = tmp_path / "clf" / "checkpoints" / "last.pt"
-    one_epoch = ["train.epochs=1", "data.val_subset=100"]
-    scratch = train(
-        _recipe("shapes_fcos.yaml", shapes_root, tmp_path, *one_epoch),
-        out=tmp_path / "s",
-        progress=False,
-    )
     pre_recipe = _recipe(
-        "shapes_fcos_pretrained.yaml", shapes_root, tmp_path, *one_epoch, f"model.weights={ckpt}"
+        "shapes_fcos_pretrained.yaml",
+        shapes_root,
+        tmp_path,
+        f"model.weights={ckpt}",
+        "train.epochs=1",
+        "train.max_steps_per_epoch=4",
+        "data.val_subset=16",
+        "diagnostics.enabled=false",
     )
-    pretrained = train(pre_recipe, out=tmp_path / "p", progress=False)
-    s, p = scratch["final"], pretrained["final"]
-    print(
-        f"after one epoch: from scratch AP {s['val/AP']:.3f} AP75 {s['val/AP75']:.3f}; "
-        f"from the pretrained backbone AP {p['val/AP']:.3f} AP75 {p['val/AP75']:.3f}"
-    )
-    # Measured on a 2-core AMD EPYC: AP 0.146 from scratch against 0.179 (AP75 0.111 against 0.178).
-    assert p["val/AP"] > s["val/AP"]
-    assert p["val/AP75"] > s["val/AP75"]
-    # The backbone really started from the classifier's weights.
+    # The backbone really starts from the classifier's weights...
     comp = build_components(pre_recipe)
     body = comp.model.backbone.body.state_dict()
     clf_state = load_checkpoint(ckpt)["model"]
-    assert torch.equal(body["layer2.conv1.weight"], clf_state["layer2.conv1.weight"])
+    shared = [k for k in body if k in clf_state]
+    assert "layer2.conv1.weight" in shared and len(shared) >= 20, shared
+    for name in shared:
+        assert torch.equal(body[name], clf_state[name]), name
+    # ...and the recipe trains from there and is scored.
+    pretrained = train(pre_recipe, out=tmp_path / "p", progress=False)
+    assert pretrained["steps"] == 4 and pretrained["final"]["val/images"] == 16
+    assert all(math.isfinite(v) for k, v in pretrained["final"].items() if k.startswith("train/"))
 
 
 @pytest.mark.slow
