@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 
@@ -42,10 +43,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--resume",
         nargs="?",
-        const="auto",
+        const="last",
         default=None,
-        metavar="FILE",
-        help="continue from the run directory's last checkpoint, or from FILE",
+        metavar="auto|FILE",
+        help=(
+            "continue from the run directory's last checkpoint (an error if there is none); "
+            "'--resume auto': continue if there is one, else start (for preemptible jobs); "
+            "'--resume FILE': continue from that checkpoint"
+        ),
     )
     p.add_argument(
         "--nproc",
@@ -71,8 +76,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     under_torchrun = "RANK" in os.environ
     if args.nproc > 1 and not under_torchrun:
-        check_inputs(recipe, nproc=args.nproc, file=args.recipe)
+        from tunekit.outputs import LOCKED_BY_PARENT_ENV, RunDirLock, is_empty_run_dir
+
         run_dir, ckpt = resolve_run_dir(recipe, args.out, args.resume)
+        check_inputs(recipe, nproc=args.nproc, file=args.recipe)
         if ckpt is not None:
             from tunekit.engine import load_checkpoint
 
@@ -82,7 +89,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             argv += ["--set", o]
         if ckpt is not None:
             argv += ["--resume", str(ckpt)]
-        rc = launch(args.nproc, argv)
+        # The launcher holds the run directory for its workers, so a second launcher is
+        # refused before it starts any process.
+        created = not run_dir.exists()
+        with RunDirLock(run_dir, field="--out" if args.out else "output_dir"):
+            rc = launch(args.nproc, argv, env={LOCKED_BY_PARENT_ENV: str(run_dir.resolve())})
+            if rc != 0 and created and is_empty_run_dir(run_dir):
+                shutil.rmtree(run_dir, ignore_errors=True)  # the workers stopped before training
         if rc != 0:
             print(
                 f"tunekit: error: training failed in a worker process (exit code {rc})",
