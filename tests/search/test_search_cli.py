@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from optuna.trial import TrialState
 from search_helpers import REPO, all_trials, start_cli, wait_for_running
 
@@ -108,7 +109,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _get(url: str, timeout: float = 90) -> bytes:
+def _get(url: str, timeout: float = 90, alive: subprocess.Popen[str] | None = None) -> bytes:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -116,6 +117,10 @@ def _get(url: str, timeout: float = 90) -> bytes:
                 assert r.status == 200
                 return bytes(r.read())
         except OSError:
+            if alive is not None and alive.poll() is not None:
+                raise AssertionError(
+                    f"the server exited: {alive.communicate()[1][-2000:]}"
+                ) from None
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.3)
@@ -160,3 +165,184 @@ def test_dashboard_serves_the_study_and_its_runs_on_localhost(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _validation_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    from tunekit.cli import main
+
+    rc = main(list(argv))
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tunekit: error: "), err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--workers", "-1"], "field '--workers': value -1 is not allowed"),
+        (["--workers", "0"], "field '--workers': value 0 is not allowed"),
+        (
+            ["--set", "recipe.data.root=/no/such/dir", "--set", "recipe.data.name=cifar10"],
+            "data.root",
+        ),
+        (["--from-sanity", "/no/such/sanity.json"], "field '--from-sanity'"),
+    ],
+    ids=["negative workers", "no workers", "missing data", "missing sanity file"],
+)
+def test_a_search_that_fails_validation_leaves_no_files(
+    extra: list[str],
+    expected: str,
+    write_study: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    study_file = write_study("v.yaml", name="v")
+    out = tmp_path / "v"
+    line = _validation_error(
+        capsys, "search", "--study", str(study_file), "--out", str(out), "--no-progress", *extra
+    )
+    assert expected in line, line
+    assert not out.exists(), sorted(p.name for p in out.rglob("*"))
+
+
+def _stat(pid: int) -> list[bytes] | None:
+    """``/proc/PID/stat`` from the state on (state, ppid, pgrp, ...); None for a gone process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _running(pids: set[int] | None = None, pgid: int | None = None) -> set[int]:
+    """Of ``pids`` (or of every process in group ``pgid``), those running (zombies are not)."""
+    out = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fields = _stat(int(entry))
+        if fields is None or fields[0] == b"Z":
+            continue
+        if (pids is not None and int(entry) in pids) or (
+            pgid is not None and int(fields[2]) == pgid
+        ):
+            out.add(int(entry))
+    return out
+
+
+def _children(pid: int) -> set[int]:
+    return {
+        int(e)
+        for e in os.listdir("/proc")
+        if e.isdigit() and (f := _stat(int(e))) is not None and int(f[1]) == pid
+    }
+
+
+def _refused(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _start_dashboard(study_file: Path, out: Path) -> tuple[subprocess.Popen[str], int, int]:
+    port, tb_port = _free_port(), _free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "tunekit",
+        "dashboard",
+        "--study",
+        str(study_file),
+        "--out",
+        str(out),
+    ]
+    cmd += ["--port", str(port), "--tb-port", str(tb_port)]
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    return proc, port, tb_port
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_the_dashboard_servers_end_with_the_dashboard(
+    sig: signal.Signals, write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    from tunekit.search import open_search
+
+    study_file = write_study("dash.yaml", name="dash")
+    out = tmp_path / "dash"
+    ctx = open_search(str(study_file), out=out)
+    ctx.search.optuna_study(ctx.search.stages[0])
+    proc, port, tb_port = _start_dashboard(study_file, out)
+    family: set[int] = set()
+    try:
+        for url in (
+            f"http://127.0.0.1:{port}/api/studies",
+            f"http://127.0.0.1:{tb_port}/data/logdir",
+        ):
+            _get(url, alive=proc)
+        (tb,) = _children(proc.pid)  # TensorBoard; its data server is TensorBoard's child
+        family = {tb} | _children(tb)
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while (_running(family) or _running(pgid=tb)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _running(family) and not _running(pgid=tb)
+        assert _refused(port) and _refused(tb_port)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in _running(family):  # what a failed test leaves running
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_sigterm_stops_the_search_and_its_workers_cleanly(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    study_file = write_study(
+        "term.yaml",
+        name="term",
+        stages=[{"name": "coarse", "sampler": "random", "trials": 2, "epochs": 4}],
+    )
+    out = tmp_path / "term"
+    proc = start_cli(
+        "search", "--study", str(study_file), "--out", str(out), "--workers", "2", "--no-progress",
+        "--set", "recipe.train.max_steps_per_epoch=12",
+    )  # fmt: skip
+    wait_for_running(None, out, "term")
+    workers = _children(proc.pid)
+    assert len(workers) == 2, workers
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=90)
+    assert proc.returncode == 143, stderr[-2000:]
+    assert "tunekit: interrupted (SIGTERM); the study is saved" in stderr
+    assert "Traceback" not in stderr
+    assert not _running(workers)
+    # Each worker told its trial it was stopped and queued it again, as Ctrl-C does.
+    trials = all_trials(None, out, "term")["term.coarse"]
+    assert not any(t.state == TrialState.RUNNING for t in trials)
+    stopped = [t for t in trials if t.state == TrialState.FAIL]
+    assert stopped and all(
+        "interrupted (SIGTERM)" in t.user_attrs["failure_reason"] for t in stopped
+    )
+    waiting = {t.system_attrs["failed_trial"] for t in trials if t.state == TrialState.WAITING}
+    assert waiting == {t.number for t in stopped}
+
+
+@pytest.mark.parametrize("command", ["report", "dashboard"])
+def test_a_study_never_searched_is_one_line_and_no_files(
+    command: str,
+    write_study: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    study_file = write_study("never.yaml", name="never")
+    out = tmp_path / "never"
+    line = _validation_error(capsys, command, "--study", str(study_file), "--out", str(out))
+    assert "study 'never' has not been searched yet" in line
+    assert f"no journal file {out / 'study.journal'}" in line
+    assert not out.exists()

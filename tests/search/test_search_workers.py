@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -10,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 from search_helpers import all_trials, start_cli, wait_for_running
 
@@ -229,3 +233,103 @@ def test_a_journal_lock_left_by_a_dead_worker_is_taken_over_within_the_grace(
     # Optuna's own default would wait 30 s; the liveness grace is 3 s.
     assert 2.5 <= waited <= 3 + 2, waited
     assert not Path(f"{journal}.lock").exists()
+
+
+def _killed_worker_search(
+    write_study: Callable[..., Path], tmp_path: Path, name: str
+) -> tuple[Path, subprocess.Popen[str], optuna.trial.FrozenTrial]:
+    study_file = write_study(
+        f"{name}.yaml",
+        name=name,
+        stages=[{"name": "coarse", "sampler": "random", "trials": 3, "epochs": 4}],
+        liveness={"heartbeat_s": 1, "grace_s": 3, "max_retry": 2},
+    )
+    out = tmp_path / name
+    proc = start_cli(
+        "search", "--study", str(study_file), "--out", str(out), "--workers", "2", "--no-progress",
+        "--set", "recipe.train.max_steps_per_epoch=12",
+    )  # fmt: skip
+    running = wait_for_running(None, out, name)
+    return out, proc, running
+
+
+def _worker_pid(trial: optuna.trial.FrozenTrial) -> int:
+    return int(trial.user_attrs["worker"].rsplit(":", 1)[1])
+
+
+def test_a_search_whose_killed_worker_was_retried_exits_0_and_names_the_retry(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    out, proc, running = _killed_worker_search(write_study, tmp_path, "killw")
+    os.kill(_worker_pid(running), signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 0, stderr[-3000:]
+    trials = all_trials(None, out, "killw")["killw.coarse"]
+    (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == running.number]
+    assert retry.state in (TrialState.COMPLETE, TrialState.PRUNED)
+    said = f"trial {running.number} (worker killed) was retried as trial {retry.number}"
+    assert said in stdout, stdout
+    assert "best val/top1" in stdout and "Traceback" not in stderr
+    assert "was killed by SIGKILL; the plan was finished without it" in stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is True
+    assert summary["retries"] == [
+        {
+            "stage": "coarse",
+            "trial": running.number,
+            "reason": "worker killed",
+            "retried_as": retry.number,
+        }
+    ]
+
+
+def test_a_search_whose_workers_all_died_exits_1_with_one_line(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    out, proc, _ = _killed_worker_search(write_study, tmp_path, "killall")
+    # Both workers, once each has a trial: nothing is left to finish the plan.
+    deadline = time.monotonic() + 120
+    while True:
+        trials = all_trials(None, out, "killall")["killall.coarse"]
+        pids = {
+            _worker_pid(t)
+            for t in trials
+            if t.state == TrialState.RUNNING and "worker" in t.user_attrs
+        }
+        if len(pids) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(pids) == 2, pids
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, (stdout, stderr[-3000:])
+    lines = stderr.strip().splitlines()
+    last = lines[-1]
+    assert last.startswith("tunekit: error: the search stopped before its plan was done"), stderr
+    assert "killed by SIGKILL" in last and "run the same command again to resume" in last
+    assert "Traceback" not in stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is False
+
+
+def test_sigterm_and_sighup_stop_as_ctrl_c_does_and_only_once() -> None:
+    from tunekit.search._signals import Stopped, exit_code, stop_on_signals
+
+    before = signal.getsignal(signal.SIGHUP)
+    with pytest.raises(Stopped) as info, stop_on_signals():
+        os.kill(os.getpid(), signal.SIGHUP)
+        time.sleep(5)
+    assert info.value.signum == signal.SIGHUP and exit_code(info.value) == 129
+    assert signal.getsignal(signal.SIGHUP) == before
+    # A second signal during the clean-up the first one started does not cut it short.
+    cleaned = False
+    with pytest.raises(Stopped) as info, stop_on_signals():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+            cleaned = True
+    assert cleaned and exit_code(info.value) == 143

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from tunekit.errors import ConfigError, TunekitError
+from tunekit.errors import TunekitError
 
 
 def add_search_parser(sub: argparse._SubParsersAction) -> None:
@@ -84,9 +84,18 @@ def cmd_search(args: argparse.Namespace) -> int:
     load_study(args.study, args.overrides)  # a bad study file fails here, before torch and optuna
     import optuna
 
-    from ._workers import open_search, run_trial_ddp, run_worker, spawn_workers, wait_workers
+    from ._signals import Stopped, exit_code, stop_on_signals
+    from ._workers import (
+        check_workers,
+        prepare_search,
+        run_trial_ddp,
+        run_worker,
+        spawn_workers,
+        wait_workers,
+        worker_exits,
+    )
 
-    ctx = open_search(
+    plan = prepare_search(
         args.study,
         overrides=args.overrides,
         out=args.out,
@@ -97,55 +106,71 @@ def cmd_search(args: argparse.Namespace) -> int:
     logging.getLogger("tunekit.diagnostics").setLevel(logging.ERROR)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if args.trial_stage:
-        run_trial_ddp(ctx, args.trial_stage)
+        run_trial_ddp(plan.open(), args.trial_stage)
         return 0
     if args.as_worker:
-        run_worker(ctx)
+        # The parent's SIGTERM (or its death) stops the trial as Ctrl-C does: failed, queued again.
+        try:
+            with stop_on_signals(sigint=True):
+                run_worker(plan.open())
+        except KeyboardInterrupt as exc:
+            return exit_code(exc)  # the parent says what happened, once
         return 0
-    workers = args.workers if args.workers is not None else ctx.study.workers
-    if workers < 1:
-        raise ConfigError(
-            f"value {workers} is not allowed: use 1 or more workers", field="--workers"
-        )
-    preflight_data(ctx)
+    workers = args.workers if args.workers is not None else plan.study.workers
+    # Every check comes before the storage is created: a mistake leaves no files behind.
+    check_workers(plan.study, workers)
+    preflight_data(plan)
+    ctx = plan.open()
     print(
         f"study {ctx.study.name}: directory {ctx.study_dir}, storage {ctx.storage_desc}",
         file=sys.stderr,
     )
     started = time.perf_counter()
+    procs: list[Any] = []
     try:
-        with _live(ctx, enabled=not args.no_progress):
+        with stop_on_signals(), _live(ctx, enabled=not args.no_progress):
             if workers == 1 and ctx.study.gpus_per_trial == 1:
                 run_worker(ctx)
-                rc = 0
             else:
-                rc = wait_workers(spawn_workers(ctx, workers))
-    except KeyboardInterrupt:
+                procs = spawn_workers(ctx, workers)
+                wait_workers(procs)
+    except KeyboardInterrupt as exc:
         _finish(ctx, time.perf_counter() - started)
+        how = f" ({exc.args[0]})" if isinstance(exc, Stopped) else ""
         print(
-            "tunekit: interrupted; the study is saved — run the same command again to resume",
+            f"tunekit: interrupted{how}; the study is saved — run the same command again to resume",
             file=sys.stderr,
         )
-        return 130
+        return exit_code(exc)
     summary = _finish(ctx, time.perf_counter() - started)
-    if rc != 0:
-        return rc
+    exits = worker_exits(procs)
+    if not summary["complete"]:
+        why = "; ".join([*exits, str(summary["unfinished"])])
+        print(
+            f"tunekit: error: the search stopped before its plan was done: {why}; "
+            "run the same command again to resume",
+            file=sys.stderr,
+        )
+        # A worker's own mistake (missing data, a bad value) keeps the usage code it printed with.
+        return 2 if any(p.returncode == 2 for p in procs) else 1
+    for line in exits:
+        print(f"tunekit: warning: {line}; the plan was finished without it", file=sys.stderr)
     print_study_summary(summary)
     return 0
 
 
-def preflight_data(ctx: Any) -> None:
+def preflight_data(plan: Any) -> None:
     """Builds the first stage's data and model once, so a missing dataset fails in one line before any trial."""
     from tunekit.run import check_inputs
 
     from ._objective import trial_recipe
 
-    stage = ctx.search.stages[0]
-    corner = {n: (r.choices[0] if r.choices else r.low) for n, r in ctx.search.base_space.items()}
-    corner = {n: int(v) if ctx.search.base_space[n].type == "int" else v for n, v in corner.items()}
-    recipe = trial_recipe(ctx.study, ctx.recipe_data, stage.spec, corner, file=str(ctx.recipe_path))
+    spec, space = plan.study.stages[0], plan.space
+    corner = {n: (r.choices[0] if r.choices else r.low) for n, r in space.items()}
+    corner = {n: int(v) if space[n].type == "int" else v for n, v in corner.items()}
+    recipe = trial_recipe(plan.study, plan.recipe_data, spec, corner, file=str(plan.recipe_path))
     try:
-        check_inputs(recipe, nproc=ctx.study.gpus_per_trial, file=str(ctx.recipe_path))
+        check_inputs(recipe, nproc=plan.study.gpus_per_trial, file=str(plan.recipe_path))
     except TunekitError as exc:
         # The data's own hint names recipe fields; from `tunekit search` they are set as recipe.*.
         message = exc.message.replace("--set data.", "--set recipe.data.")
@@ -233,6 +258,10 @@ def print_study_summary(summary: dict[str, Any]) -> None:
                 "validation set cannot rank them: rerun them with other seeds, or ensemble them"
             )
         print(f"best run directory: {best['run_dir']}")
+    for r in summary.get("retries", []):
+        print(
+            f"{r['stage']}: trial {r['trial']} ({r['reason']}) was retried as trial {r['retried_as']}"
+        )
     print(f"study directory: {summary['study_dir']}")
 
 

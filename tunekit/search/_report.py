@@ -289,7 +289,7 @@ def _open(study: str, out: str | None, storage: str | None) -> tuple[StagedSearc
     if study_dir is None and os.path.isdir(study) and (Path(study) / "summary.json").is_file():
         study_dir = study
         study = json.loads((Path(study) / "summary.json").read_text())["study"]
-    ctx = open_search(study, out=study_dir, storage=storage)
+    ctx = open_search(study, out=study_dir, storage=storage, create=False)
     return ctx.search, ctx.study_dir
 
 

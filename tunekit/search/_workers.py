@@ -39,9 +39,10 @@ from tunekit.errors import ConfigError, TunekitError, did_you_mean
 
 from ._liveness import Heartbeat, reap_stale, retry_trial
 from ._objective import PruningHook, load_recipe_data, sample_params, trial_recipe
+from ._signals import Stopped, die_with_parent
 from ._space import Space, space_from_specs
 from ._stages import Stage, StagedSearch, count_trials, summary_data
-from ._storage import masked, open_storage
+from ._storage import journal_path, masked, open_storage
 from ._study import Study, load_study, resolve_recipe_path
 
 
@@ -77,20 +78,73 @@ class SearchContext:
         return args
 
 
-def open_search(
+@dataclass
+class SearchPlan:
+    """A study loaded and checked, with nothing written yet; :meth:`open` creates its storage.
+
+    A command checks its arguments and the first stage's data against the plan, so
+    that a mistake leaves no study directory or journal behind.
+    """
+
+    study: Study
+    study_file: Path
+    overrides: list[str]
+    recipe_path: Path
+    recipe_data: dict[str, Any]
+    study_dir: Path
+    storage_url: str | None
+    space: Space
+    from_sanity: str | None = None
+
+    def open(self, *, create: bool = True) -> SearchContext:
+        """Opens (or, with ``create``, creates) the study's storage.
+
+        Raises:
+            TunekitError: ``create`` is False and no search has run on this storage yet.
+        """
+        if not create:
+            self._check_exists()
+        backend = open_storage(self.storage_url, self.study_dir, self.study.liveness)
+        search = StagedSearch(self.study, backend, base_space=self.space)
+        if not create and search.existing(search.stages[0]) is None:
+            raise self._missing(
+                f"storage {masked(self.storage_url or '')} holds no study "
+                f"{search.stages[0].study_name!r}"
+            )
+        return SearchContext(
+            self.study,
+            self.study_file,
+            list(self.overrides),
+            self.recipe_path,
+            self.recipe_data,
+            self.study_dir,
+            self.storage_url,
+            search,
+            self.from_sanity,
+        )
+
+    def _check_exists(self) -> None:
+        path = journal_path(self.storage_url, self.study_dir)
+        if path is not None and not path.is_file():
+            raise self._missing(f"no journal file {path}")
+
+    def _missing(self, what: str) -> TunekitError:
+        return TunekitError(
+            f"study {self.study.name!r} has not been searched yet ({what}); run "
+            f"`tunekit search --study {self.study_file}` first, or give its --out or --storage",
+            field="--study",
+        )
+
+
+def prepare_search(
     study: str,
     *,
     overrides: list[str] | None = None,
     out: str | os.PathLike[str] | None = None,
     storage: str | None = None,
     from_sanity: str | None = None,
-) -> SearchContext:
-    """Loads a study, checks it, and opens (or creates) its storage.
-
-    Example:
-        >>> ctx = open_search("digits", out="runs/search/digits")  # doctest: +SKIP
-        >>> run_worker(ctx)  # doctest: +SKIP
-    """
+) -> SearchPlan:
+    """Loads a study and checks it against its recipe; writes nothing."""
     cfg, path = load_study(study, overrides)
     recipe_path = resolve_recipe_path(cfg.recipe, path)
     recipe_data = load_recipe_data(recipe_path)
@@ -99,9 +153,7 @@ def open_search(
     if from_sanity:
         space = ranges_from_sanity(space, from_sanity)
     check_study(cfg, recipe_data, space, file=str(path), recipe_file=str(recipe_path))
-    backend = open_storage(storage, study_dir, cfg.liveness)
-    search = StagedSearch(cfg, backend, base_space=space)
-    return SearchContext(
+    return SearchPlan(
         cfg,
         path,
         list(overrides or []),
@@ -109,9 +161,40 @@ def open_search(
         recipe_data,
         study_dir,
         storage,
-        search,
+        space,
         from_sanity,
     )
+
+
+def open_search(
+    study: str,
+    *,
+    overrides: list[str] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    storage: str | None = None,
+    from_sanity: str | None = None,
+    create: bool = True,
+) -> SearchContext:
+    """Loads a study, checks it, and opens (or, with ``create``, creates) its storage.
+
+    Example:
+        >>> ctx = open_search("digits", out="runs/search/digits")  # doctest: +SKIP
+        >>> run_worker(ctx)  # doctest: +SKIP
+    """
+    plan = prepare_search(
+        study, overrides=overrides, out=out, storage=storage, from_sanity=from_sanity
+    )
+    return plan.open(create=create)
+
+
+def check_workers(study: Study, workers: int) -> None:
+    """``--workers`` must be 1 or more, and their GPUs must exist (on a GPU machine)."""
+    if workers < 1:
+        raise ConfigError(
+            f"value {workers} is not allowed: use 1 or more workers", field="--workers"
+        )
+    if workers > 1 or study.gpus_per_trial > 1:
+        gpu_groups(workers, study.gpus_per_trial)
 
 
 def ranges_from_sanity(space: Space, file: str) -> Space:
@@ -278,14 +361,15 @@ def execute_trial(
         # diagnostics' guard: the loss went non-finite. The parameters are bad, not the worker:
         # prune (the sampler learns this region is poor) and record why.
         return _tell(ctx, stage, trial, TrialState.PRUNED, reason=f"non-finite loss: {exc}")
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if trial is not None:
+            how = exc.args[0] if isinstance(exc, Stopped) else "Ctrl-C"
             _tell(
                 ctx,
                 stage,
                 trial,
                 TrialState.FAIL,
-                reason="interrupted (Ctrl-C); will run again on resume",
+                reason=f"interrupted ({how}); will run again on resume",
             )
             _retry(ctx, stage, trial)
         raise
@@ -442,13 +526,83 @@ def run_worker(
 
 
 def write_summary(ctx: SearchContext) -> dict[str, Any]:
-    """Writes ``<study_dir>/summary.json`` (atomically) and returns it."""
+    """Writes ``<study_dir>/summary.json`` (atomically) and returns it.
+
+    Beside :func:`summary_data`'s fields: ``complete`` (every stage done, or the
+    budget spent), ``unfinished`` (what is left when it is not) and ``retries``
+    (see :func:`retries`).
+    """
     data = summary_data(ctx.search, ctx.study_dir, ctx.storage_desc)
+    left = unfinished(ctx.search)
+    data["complete"] = left is None
+    data["unfinished"] = left
+    data["retries"] = retries(ctx.search)
     ctx.study_dir.mkdir(parents=True, exist_ok=True)
     tmp = ctx.study_dir / ".summary.json.tmp"
     tmp.write_text(json.dumps(data, indent=2, allow_nan=True))
     tmp.replace(ctx.study_dir / "summary.json")
     return data
+
+
+def unfinished(search: StagedSearch) -> str | None:
+    """What is left of the plan, in words; None when every stage is done or the budget is spent.
+
+    This is the worker loop's own rule (:func:`run_worker`): a stage is done when
+    its planned trials are accounted for and none is running or waiting.
+    """
+    for stage in search.stages:
+        c = search.counts(stage)
+        finished = c.complete + c.pruned + c.failed - c.retried
+        if c.running or c.waiting:
+            parts = [f"{c.running} left running"] if c.running else []
+            parts += [f"{c.waiting} waiting to run"] if c.waiting else []
+            return (
+                f"stage {stage.name} has {finished} of {stage.spec.trials} trials finished, "
+                + " and ".join(parts)
+            )
+        budget = search.budget_left()
+        if c.accounted < stage.spec.trials and budget:
+            return f"stage {stage.name} has {finished} of {stage.spec.trials} trials finished"
+        if not budget:
+            return None
+    return None
+
+
+def failure_kind(reason: str | None) -> str:
+    """A failed trial's reason in a few words: ``worker killed``, ``interrupted`` or the reason."""
+    if reason is None or reason.startswith("worker silent"):
+        # Optuna's RDB heartbeat fails a silent trial without a reason; tunekit's says "silent".
+        return "worker killed"
+    if reason.startswith("interrupted"):
+        return "interrupted"
+    line = reason.strip().splitlines()[0] if reason.strip() else "failed"
+    return line if len(line) <= 80 else line[:77] + "..."
+
+
+def retries(search: StagedSearch) -> list[dict[str, Any]]:
+    """Each failed trial whose parameters ran again: its stage, number, why, and its retry's number.
+
+    A retry's ``retry_history`` (Optuna's retry callback) ends with the trial it replaces.
+    """
+    out = []
+    for stage in search.stages:
+        trials = search.trials(stage)
+        by_number = {t.number: t for t in trials}
+        for t in trials:
+            history = t.system_attrs.get("retry_history") or []
+            if not history:
+                continue
+            failed = by_number.get(history[-1])
+            reason = failed.user_attrs.get("failure_reason") if failed is not None else None
+            out.append(
+                {
+                    "stage": stage.name,
+                    "trial": history[-1],
+                    "reason": failure_kind(reason),
+                    "retried_as": t.number,
+                }
+            )
+    return out
 
 
 # -- many workers on one machine ---------------------------------------------------------------
@@ -469,34 +623,72 @@ def gpu_groups(workers: int, per_trial: int) -> list[str | None]:
 
 
 def spawn_workers(ctx: SearchContext, workers: int) -> list[subprocess.Popen[bytes]]:
-    """Starts ``workers`` worker processes on this machine."""
+    """Starts ``workers`` worker processes on this machine (they end when this process ends)."""
     groups = gpu_groups(workers, ctx.study.gpus_per_trial)
     threads = max(1, (os.cpu_count() or 1) // max(1, workers * ctx.study.gpus_per_trial))
-    procs = []
-    for i, gpus in enumerate(groups):
-        env = dict(os.environ)
-        env.setdefault("OMP_NUM_THREADS", str(threads))
-        env["TUNEKIT_WORKER"] = str(i)
-        if gpus is not None:
-            env["CUDA_VISIBLE_DEVICES"] = gpus
-        cmd = [sys.executable, "-m", "tunekit", *ctx.worker_args(), "--as-worker", "--no-progress"]
-        procs.append(subprocess.Popen(cmd, env=env))
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for i, gpus in enumerate(groups):
+            env = dict(os.environ)
+            env.setdefault("OMP_NUM_THREADS", str(threads))
+            env["TUNEKIT_WORKER"] = str(i)
+            if gpus is not None:
+                env["CUDA_VISIBLE_DEVICES"] = gpus
+            cmd = [
+                sys.executable, "-m", "tunekit", *ctx.worker_args(), "--as-worker", "--no-progress"
+            ]  # fmt: skip
+            # A worker stays in this process group, so a terminal's Ctrl-C reaches it and its
+            # torchrun ranks directly; if this process is killed outright, the kernel sends it
+            # SIGTERM, and it stops its trial cleanly.
+            procs.append(subprocess.Popen(cmd, env=env, preexec_fn=die_with_parent()))
+    except BaseException:
+        stop_workers(procs)
+        raise
     return procs
 
 
-def wait_workers(procs: list[subprocess.Popen[bytes]]) -> int:
-    """Waits for every worker; on Ctrl-C passes it on and waits for them to stop cleanly."""
+def wait_workers(procs: list[subprocess.Popen[bytes]]) -> list[int]:
+    """Waits for every worker and returns their exit codes (negative: killed by that signal).
+
+    On Ctrl-C (or a SIGTERM/SIGHUP turned into one, see :func:`stop_on_signals`) it asks each
+    worker to stop cleanly and waits for them.
+    """
     try:
-        codes = [p.wait() for p in procs]
+        return [p.wait() for p in procs]
     except KeyboardInterrupt:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_workers(procs)
         raise
-    bad = [c for c in codes if c != 0]
-    return bad[0] if bad else 0
+
+
+def stop_workers(procs: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:
+    """SIGTERM each live worker (a worker stops its trial cleanly on it), SIGKILL it after ``timeout``."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def worker_exits(procs: list[subprocess.Popen[bytes]]) -> list[str]:
+    """The workers that did not exit 0, in words (``worker 1 (pid 4242) was killed by SIGKILL``)."""
+    out = []
+    for i, p in enumerate(procs):
+        code = p.returncode
+        if code is None or code == 0:
+            continue
+        who = f"worker {i} (pid {p.pid})"
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            out.append(f"{who} was killed by {name}")
+        elif code == 2:
+            out.append(f"{who} stopped on the error above")
+        else:
+            out.append(f"{who} exited with code {code}")
+    return out
