@@ -114,3 +114,12 @@ def test_a_real_healthy_run_gets_no_verdict(tmp_path: Path) -> None:
     data = report_data(load_run(tmp_path / "run"))
     assert len(data.heatmap.steps) == summary["steps"] // 20 and "fc" in data.heatmap.layers
     assert all(1e-4 < m < 3e-2 for m in data.band.median[:5])  # near 1e-3 while the LR is high
+
+
+def test_a_loss_that_reaches_exactly_zero_then_rises_is_diverging() -> None:
+    from tunekit.report import Curves
+
+    loss = [2.0] * 30 + [0.0] * 30 + [5.0] * 40
+    c = Curves(steps=[float(s) for s in range(1, 101)], loss=loss, lr=[0.1] * 100)
+    (verdict,) = diagnose_curves(c)
+    assert verdict.code == "diverging" and "rose to 5 by step 100" in verdict.evidence

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -346,3 +347,30 @@ def test_a_study_never_searched_is_one_line_and_no_files(
     assert "study 'never' has not been searched yet" in line
     assert f"no journal file {out / 'study.journal'}" in line
     assert not out.exists()
+
+
+@pytest.mark.parametrize("text", ["{", "[]", "{}", '{"study": 5}', '"digits"', "[" * 100_000])
+def test_a_study_directory_with_a_malformed_summary_is_one_line(
+    text: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    study_dir = tmp_path / "s"
+    study_dir.mkdir()
+    (study_dir / "summary.json").write_text(text)
+    line = _validation_error(capsys, "report", "--study", str(study_dir))
+    assert f"{study_dir / 'summary.json'}: cannot tell which study this directory holds" in line
+
+
+def test_a_trial_curve_skips_bad_records(tmp_path: Path) -> None:
+    from tunekit.search._report import read_curve
+
+    (tmp_path / "metrics.jsonl").write_text(
+        '{"kind": "epoch", "epoch": 1, "step": 4, "val/top1": 0.5, "train/loss": 2.0}\n'
+        '{"kind": "epoch", "epoch": null, "step": 8, "val/top1": 0.6}\n'
+        '{"kind": "epoch", "epoch": 2, "step": 8, "val/top1": "0.7"}\n'
+        "[1, 2]\n"
+        '{"kind": "epoch", "epoch": 3, "step": 12, "val/top1": 0.8}\n'
+        '{"kind": "epoch", "epoch": 4, "st'
+    )
+    curve = read_curve(str(tmp_path), "val/top1")
+    assert curve["epoch"] == [1.0, 3.0] and curve["metric"] == [0.5, 0.8]
+    assert curve["train_loss"][0] == 2.0 and math.isnan(curve["train_loss"][1])

@@ -14,6 +14,8 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from tunekit.errors import TunekitError
+
 from ._data import default_window, moving_average
 from ._runs import RunRecords, load_run
 
@@ -74,11 +76,24 @@ def curves_from_run(run: RunRecords) -> Curves:
 def diagnose(run_dir: str | os.PathLike[str]) -> list[Verdict]:
     """Reads ``RUN_DIR/metrics.jsonl`` and returns what its curves show (empty when nothing is wrong).
 
+    Raises:
+        TunekitError: no run directory there, or no step or epoch record to read in it.
+
     Example:
         >>> for v in diagnose("runs/digits-..."):  # doctest: +SKIP
         ...     print(v.title, v.evidence, v.advice)
     """
-    return diagnose_curves(curves_from_run(load_run(run_dir)))
+    run = load_run(run_dir)
+    if not run.steps and not run.epochs:
+        why = (
+            f"{run.skipped_lines} bad records skipped"
+            if run.skipped_lines
+            else "the run has not finished a step yet"
+        )
+        raise TunekitError(
+            f"no step or epoch records to read ({why})", file=str(run.run_dir / "metrics.jsonl")
+        )
+    return diagnose_curves(curves_from_run(run))
 
 
 def diagnose_curves(c: Curves) -> list[Verdict]:
@@ -150,11 +165,14 @@ def check_diverging(c: Curves) -> Verdict | None:
         and end - low > 0.1 * abs(start)
         and i_low < len(ma) - 1
     ):
+        times = (
+            f"{end / low:.1f}x its lowest; " if low > 0 else ""
+        )  # a loss may reach 0, or go below
         return Verdict(
             "diverging",
             "Diverging loss",
             f"the train loss (moving average over {w} steps) fell to {low:.4g} at step {steps[i_low]:.0f} "
-            f"and then rose to {end:.4g} by step {steps[-1]:.0f} ({end / low:.1f}x its lowest; it started at {start:.4g})",
+            f"and then rose to {end:.4g} by step {steps[-1]:.0f} ({times}it started at {start:.4g})",
             "The learning rate is likely too high: lower it (by 3-10x), add warmup, or clip gradients.",
             {"low": low, "low_step": steps[i_low], "end": end, "start": start},
         )

@@ -21,27 +21,28 @@ from typing import Any
 
 from optuna.trial import TrialState
 
+from tunekit.errors import TunekitError
+
 from ._stages import StagedSearch, stage_data
 
 
 def read_curve(run_dir: str | None, metric: str) -> dict[str, list[float]]:
-    """A trial's per-epoch ``metric`` and training loss from its metrics.jsonl (bad lines skipped)."""
+    """A trial's per-epoch ``metric`` and training loss from its metrics.jsonl (bad records skipped)."""
+    from tunekit.report._runs import read_records
+
     out: dict[str, list[float]] = {"epoch": [], "metric": [], "train_loss": []}
     if not run_dir:
         return out
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         return out
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a killed worker
-        if rec.get("kind") != "epoch" or metric not in rec:
+    records, _ = read_records(path)  # a line cut short by a killed worker, an edit gone wrong
+    for rec in records:
+        if rec["kind"] != "epoch" or metric not in rec:
             continue
-        out["epoch"].append(float(rec["epoch"]))
-        out["metric"].append(float(rec[metric]))
-        out["train_loss"].append(float(rec.get("train/loss", math.nan)))
+        out["epoch"].append(rec["epoch"])
+        out["metric"].append(rec[metric])
+        out["train_loss"].append(rec.get("train/loss", math.nan))
     return out
 
 
@@ -288,9 +289,28 @@ def _open(study: str, out: str | None, storage: str | None) -> tuple[StagedSearc
         study_dir = None
     if study_dir is None and os.path.isdir(study) and (Path(study) / "summary.json").is_file():
         study_dir = study
-        study = json.loads((Path(study) / "summary.json").read_text())["study"]
+        study = _study_name(Path(study) / "summary.json")
     ctx = open_search(study, out=study_dir, storage=storage, create=False)
     return ctx.search, ctx.study_dir
+
+
+def _study_name(path: Path) -> str:
+    """The study a study directory's summary.json names (a file that does not is one line)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not JSON"
+        data, problem = None, reason
+    else:
+        problem = "no 'study' name in it"
+    name = data.get("study") if isinstance(data, dict) else None
+    if not isinstance(name, str) or not name:
+        raise TunekitError(
+            f"cannot tell which study this directory holds ({problem}); give the study's name "
+            f"or file with --study and this directory with --out {path.parent}",
+            file=str(path),
+        )
+    return name
 
 
 def study_report(
