@@ -131,3 +131,65 @@ def test_a_missing_checkpoint_is_one_clear_line(study, tmp_path) -> None:
     ) as exc:
         checkpoint_member(open_run(broken), "best")
     assert "\n" not in str(exc.value)
+
+
+def test_asking_for_more_members_than_trials_warns_and_the_file_records_it(
+    study, tmp_path, capsys
+) -> None:
+    from tunekit.averaging._export import read_metadata
+    from tunekit.cli import main
+
+    journal, _ = study
+    out = tmp_path / "all.pt"
+    argv = ["ensemble", "export", "--study", "s", "--storage", journal, "--top-k", "50"]
+    assert main([*argv, "--out", str(out), "--no-eval"]) == 0
+    captured = capsys.readouterr()
+    warning = "tunekit: warning: asked for 50 members, study 's' has 4 complete trials; exporting 4"
+    assert warning in captured.err.splitlines(), captured.err
+    assert "(torchscript, 4 members)" in captured.out
+    meta = read_metadata(out)
+    assert meta["top_k"] == {"requested": 50, "exported": 4} and len(meta["members"]) == 4
+    # Asking for what there is says nothing.
+    assert main([*argv[:-1], "4", "--out", str(out), "--no-eval"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert read_metadata(out)["top_k"] == {"requested": 4, "exported": 4}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["--run", "{tmp}", "--top-k", "2"],
+            "field '--top-k': --top-k goes with --study, not --run",
+        ),
+        (["--run", "{tmp}", "--storage", "x"], "field '--storage': --storage goes with --study"),
+        (["--run", "{tmp}", "--checkpoint", "last"], "--checkpoint goes with --study"),
+        (
+            ["--study", "s", "--storage", "{journal}", "--last", "2"],
+            "--last goes with --run, not --study",
+        ),
+        (
+            ["--study", "s", "--storage", "{journal}", "--members", "ema"],
+            "--members goes with --run",
+        ),
+        (["--study", "s", "--storage", "{journal}", "--top-k", "0"], "--top-k must be 1 or more"),
+    ],
+)
+def test_an_option_of_the_other_source_is_one_line(
+    extra: list[str], message: str, study, tmp_path, capsys
+) -> None:
+    from tunekit.cli import main
+
+    journal, _ = study
+    fill = {"tmp": str(tmp_path), "journal": journal}
+    argv = [
+        "ensemble",
+        "export",
+        *(a.format(**fill) for a in extra),
+        "--out",
+        str(tmp_path / "x.pt"),
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tunekit: error: ") and "\n" not in err and message in err, err
+    assert not (tmp_path / "x.pt").exists()

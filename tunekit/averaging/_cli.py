@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ def _add_source(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--members",
-        default="snapshots",
+        default=None,
         choices=("snapshots", "ema", "swa", "best", "last"),
         help="with --run: the run's snapshots (default), its EMA or SWA model, or a checkpoint",
     )
@@ -35,15 +36,15 @@ def _add_source(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--top-k",
         type=int,
-        default=3,
+        default=None,
         metavar="K",
         help="with --study: how many of the best trials (default 3)",
     )
     p.add_argument(
         "--checkpoint",
-        default="best",
+        default=None,
         choices=("best", "last"),
-        help="with --study: each trial's best or last checkpoint",
+        help="with --study: each trial's best (default) or last checkpoint",
     )
     p.add_argument(
         "--merge",
@@ -95,28 +96,55 @@ def add_ensemble_parser(sub: argparse._SubParsersAction) -> None:
     ev.set_defaults(func=cmd_eval)
 
 
-def _select(args: argparse.Namespace) -> Any:
+#: Options that only one source reads; given with the other, they would be ignored.
+_SOURCE_OPTIONS = {
+    "--run": ("members", "last"),
+    "--study": ("storage", "top_k", "checkpoint"),
+}
+
+
+def _select(args: argparse.Namespace) -> tuple[Any, int | None]:
+    """The members, and with --study the number asked for (a study may have fewer)."""
     from ._evaluate import select_from_run, select_from_study
 
+    source, other = ("--run", "--study") if args.run else ("--study", "--run")
+    for dest in _SOURCE_OPTIONS[other]:
+        if getattr(args, dest) is not None:
+            option = "--" + dest.replace("_", "-")
+            raise TunekitError(f"{option} goes with {other}, not {source}", field=option)
     if args.last is not None and args.last < 1:
         raise TunekitError(
             f"value {args.last} is not allowed: --last must be 1 or more", field="--last"
         )
     if args.run:
-        return select_from_run(args.run, args.members, args.last, args.device)
+        return select_from_run(args.run, args.members or "snapshots", args.last, args.device), None
     if not args.storage:
         raise TunekitError(
             "--study needs --storage (the study's Optuna storage URL, or its journal file, e.g. "
             "runs/search/NAME/study.journal)",
             field="--storage",
         )
-    return select_from_study(args.study, args.storage, args.top_k, args.checkpoint, args.device)
+    k = 3 if args.top_k is None else args.top_k
+    selection = select_from_study(
+        args.study, args.storage, k, args.checkpoint or "best", args.device
+    )
+    n = len(selection.members)
+    if n < k:
+        # "The best 50" of a study with 8 is all 8; said, since the user may expect 50.
+        verb = "exporting" if args.ensemble_command == "export" else "evaluating"
+        trials = "trial" if n == 1 else "trials"
+        print(
+            f"tunekit: warning: asked for {k} members, study {args.study!r} has {n} complete "
+            f"{trials}; {verb} {n}",
+            file=sys.stderr,
+        )
+    return selection, k
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from ._evaluate import comparison
 
-    selection = _select(args)
+    selection, _ = _select(args)
     rows = comparison(selection, merge=args.merge)
     print_rows(rows, f"{selection.origin} — validation set of {selection.context.recipe.name}")
     if args.json:
@@ -128,19 +156,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ._evaluate import build_ensemble, comparison, example_input, export_metadata
     from ._export import export_ensemble
 
-    selection = _select(args)
+    selection, requested = _select(args)
+    n = len(selection.members)
     rows = None if args.no_eval else comparison(selection, merge=args.merge)
     if rows:
         print_rows(rows, selection.origin)
     module = build_ensemble(selection, merge=args.merge)
+    metadata = export_metadata(selection, rows)
+    if requested is not None:
+        metadata["top_k"] = {"requested": requested, "exported": n}
     result = export_ensemble(
         module,
         example_input(selection.context),
         args.out,
-        export_metadata(selection, rows),
+        metadata,
         fmt=args.format,
     )
-    n = len(selection.members)
     print(
         f"wrote {result.path} ({result.format}, {n} member{'' if n == 1 else 's'}); "
         f"max abs difference from the eager ensemble: {result.max_abs_diff:.2e}"

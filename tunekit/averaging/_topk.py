@@ -94,7 +94,11 @@ def rank_trials(storage: str, study: str) -> list[RankedTrial]:
 def topk_members(
     storage: str, study: str, k: int, *, checkpoint: str = "best", device: str = "cpu"
 ) -> tuple[list[Member], list[RunContext]]:
-    """The k best trials' checkpoints as members, with their rebuilt runs (for data and metadata)."""
+    """The k best trials' checkpoints as members, with their rebuilt runs (for data and metadata).
+
+    A study with fewer than ``k`` complete trials gives them all; compare the number of
+    members with ``k`` to tell (``tunekit ensemble`` warns and records both in the file).
+    """
     if k < 1:
         raise TunekitError(f"value {k} is not allowed: --top-k must be 1 or more", field="--top-k")
     ranked = rank_trials(storage, study)
