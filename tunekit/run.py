@@ -172,9 +172,10 @@ def build_components(
     model.to(dist.device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    train_loader, val_loader = build_loaders(
-        bundle, recipe.data, batch_size=recipe.train.batch_size, seed=recipe.seed, dist=dist
-    )
+    with in_file(file):
+        train_loader, val_loader = build_loaders(
+            bundle, recipe.data, batch_size=recipe.train.batch_size, seed=recipe.seed, dist=dist
+        )
     return Components(recipe, bundle, model, task, train_loader, val_loader, dist)
 
 
@@ -279,10 +280,11 @@ def build_trainer(
             model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None
         )
     t = recipe.train
-    optimizer = build_optimizer(comp.model, recipe.optim, t.batch_size)
     steps = min(len(comp.train_loader), t.max_steps_per_epoch or len(comp.train_loader))
     epochs, schedule = schedule_length(recipe)
-    scheduler = build_scheduler(optimizer, schedule, steps, epochs)
+    with in_file(file):
+        optimizer = build_optimizer(comp.model, recipe.optim, t.batch_size)
+        scheduler = build_scheduler(optimizer, schedule, steps, epochs)
     dtype = amp_dtype(recipe, dist.device)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     trainer = Trainer(

@@ -16,6 +16,8 @@ from ._base import FieldError, Section
 # Upper bounds: generous for any real setup, and low enough that a typo (an
 # extra zero or three) is an error here rather than an allocation of petabytes.
 MAX_IMAGE_SIZE = 8192
+#: One global input batch (float32, before any activation): 8192 images of 800 px fit.
+MAX_BATCH_BYTES = 64 * 2**30
 MAX_BATCH_SIZE = 2**20
 MAX_WIDTH = 4096
 MAX_EPOCHS = 100_000
@@ -331,5 +333,12 @@ class Recipe(_Section):
                 "train.batch_size",
                 f"batch_size {batch} would need ~{need} for one batch of {size}x{size} images; "
                 f"at most {MAX_BATCH_SIZE} allowed",
+            )
+        if batch_bytes(batch, size) > MAX_BATCH_BYTES:
+            raise FieldError(
+                "train.batch_size",
+                f"batch_size {batch} of {size}x{size} images would need ~{need} for the input "
+                f"batch alone; at most {human_bytes(MAX_BATCH_BYTES)}: lower batch_size or "
+                "data.image_size",
             )
         return self

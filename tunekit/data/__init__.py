@@ -1,6 +1,6 @@
 """Datasets by name (or a user's builder) and the loaders the trainer uses."""
 
-from ._base import DataBundle, import_builder
+from ._base import DataBundle, check_call, import_builder
 from ._build import DATASETS, build_data, build_loaders, subset_every
 
 __all__ = [
@@ -8,6 +8,7 @@ __all__ = [
     "DataBundle",
     "build_data",
     "build_loaders",
+    "check_call",
     "import_builder",
     "subset_every",
 ]

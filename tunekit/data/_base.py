@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,3 +56,33 @@ def import_builder(spec: str, *, field_name: str, file: str | None = None) -> Ca
     if not callable(fn):
         raise ConfigError(f"builder {spec!r} is not callable", file=file, field=field_name)
     return fn
+
+
+def check_call(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    field: str,
+    file: str | None,
+) -> None:
+    """Raises a one-line error when ``fn(*args, **kwargs)`` would not bind (an unknown key in
+    a recipe's ``kwargs``, a missing argument), before the call, naming what ``fn`` accepts."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # a builtin without a signature: the call itself will say
+    try:
+        sig.bind(*args, **kwargs)
+    except TypeError as exc:
+        accepted = [
+            p.name
+            for p in sig.parameters.values()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
+        name = getattr(fn, "__qualname__", repr(fn))
+        raise ConfigError(
+            f"{name} does not accept these arguments ({exc}); it takes: {', '.join(accepted)}",
+            file=file,
+            field=field,
+        ) from None

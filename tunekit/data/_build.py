@@ -12,7 +12,7 @@ from tunekit.config import DataConfig
 from tunekit.engine import DistInfo
 from tunekit.errors import ConfigError, in_file, unknown_choice
 
-from ._base import DataBundle, import_builder
+from ._base import DataBundle, check_call, import_builder
 from ._classification import cifar10, digits, imagefolder
 
 #: Named datasets: name -> builder(DataConfig) -> DataBundle.
@@ -27,6 +27,7 @@ def build_data(cfg: DataConfig, *, file: str | None = None) -> DataBundle:
     """The datasets a recipe names, or what its ``builder`` returns."""
     if cfg.builder:
         fn = import_builder(cfg.builder, field_name="data.builder", file=file)
+        check_call(fn, (), cfg.kwargs, field="data.kwargs", file=file)
         out = fn(**cfg.kwargs)
         if isinstance(out, DataBundle):
             bundle = out

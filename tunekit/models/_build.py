@@ -11,7 +11,7 @@ import torchvision.models as tvm
 from torch import nn
 
 from tunekit.config import ModelConfig
-from tunekit.data import import_builder
+from tunekit.data import check_call, import_builder
 from tunekit.engine import load_checkpoint
 from tunekit.errors import CheckpointError, ConfigError, unknown_choice
 
@@ -112,7 +112,16 @@ def _build_torchvision(
                 field="model.drop_path",
             )
         kwargs["stochastic_depth_prob"] = cfg.drop_path
-    model = spec.ctor(**kwargs)
+    check_call(spec.ctor, (), kwargs, field="model.kwargs", file=file)
+    try:
+        model = spec.ctor(**kwargs)
+    except TypeError as exc:
+        # torchvision's builders pass **kwargs on to the class, so only the class can tell.
+        if "keyword argument" not in str(exc):
+            raise
+        raise ConfigError(
+            f"{cfg.name} does not accept these arguments ({exc})", file=file, field="model.kwargs"
+        ) from None
     if not spec.takes_norm_layer or cfg.norm == "syncbn":
         model = convert_norm(model, cfg.norm)
     if in_channels != 3:
@@ -217,7 +226,9 @@ def build_model(
     """The classifier a recipe names, with its starting weights and frozen stages."""
     if cfg.builder:
         fn = import_builder(cfg.builder, field_name="model.builder", file=file)
-        model = fn(num_classes=num_classes, **cfg.kwargs)
+        kwargs = {"num_classes": num_classes, **cfg.kwargs}
+        check_call(fn, (), kwargs, field="model.kwargs", file=file)
+        model = fn(**kwargs)
         if not isinstance(model, nn.Module):
             raise ConfigError(
                 f"builder {cfg.builder!r} returned {type(model).__name__}, not an nn.Module",
@@ -225,9 +236,9 @@ def build_model(
                 field="model.builder",
             )
     elif cfg.name == "small_cnn":
-        model = SmallCNN(
-            num_classes, in_channels, cfg.width, cfg.norm, cfg.dropout, cfg.drop_path, **cfg.kwargs
-        )
+        args = (num_classes, in_channels, cfg.width, cfg.norm, cfg.dropout, cfg.drop_path)
+        check_call(SmallCNN, args, cfg.kwargs, field="model.kwargs", file=file)
+        model = SmallCNN(*args, **cfg.kwargs)
     elif cfg.name in TORCHVISION:
         model = _build_torchvision(cfg, num_classes, in_channels, file)
     else:

@@ -130,4 +130,4 @@ def sample_params(trial: optuna.Trial, space: Space) -> dict[str, Any]:
 
 
 def load_recipe_data(path: Path) -> dict[str, Any]:
-    return read_yaml(path)
+    return read_yaml(path, example="recipes/digits.yaml")
