@@ -374,3 +374,28 @@ def test_a_trial_curve_skips_bad_records(tmp_path: Path) -> None:
     curve = read_curve(str(tmp_path), "val/top1")
     assert curve["epoch"] == [1.0, 3.0] and curve["metric"] == [0.5, 0.8]
     assert curve["train_loss"][0] == 2.0 and math.isnan(curve["train_loss"][1])
+
+
+@pytest.mark.parametrize("which", ["--port", "--tb-port"])
+def test_a_dashboard_port_in_use_is_one_line(
+    which: str,
+    write_study: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    from tunekit.search import open_search
+
+    study_file = write_study("busy.yaml", name="busy")
+    out = tmp_path / "busy"
+    ctx = open_search(str(study_file), out=out)
+    ctx.search.optuna_study(ctx.search.stages[0])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        ports = {"--port": str(_free_port()), "--tb-port": str(_free_port()), which: str(busy)}
+        argv = ["dashboard", "--study", str(study_file), "--out", str(out)]
+        line = _validation_error(capsys, *argv, *(a for kv in ports.items() for a in kv))
+    assert (
+        f"field '{which}': value {busy} is not allowed: port {busy} on 127.0.0.1 is in use" in line
+    )
