@@ -89,3 +89,30 @@ def test_drop_path_only_where_the_model_has_it():
         build_model(ModelConfig(name="resnet18", drop_path=0.1), 10)
     m = build_model(ModelConfig(name="small_cnn", drop_path=0.1, dropout=0.2), 10, 1)
     assert m.layer1.drop_path.p == 0.1 and m.dropout.p == 0.2
+
+
+@pytest.mark.parametrize(("name", "in_channels"), [("small_cnn", 1), ("mobilenet_v3_small", 3)])
+def test_syncbn_replaces_every_batchnorm_and_acts_as_bn_in_one_process(name, in_channels):
+    # small_cnn builds its norm layers by name; MobileNet is converted after it is built.
+    torch.manual_seed(0)
+    bn = build_model(ModelConfig(name=name, norm="bn"), num_classes=5, in_channels=in_channels)
+    sync = build_model(
+        ModelConfig(name=name, norm="syncbn"), num_classes=5, in_channels=in_channels
+    )
+    n_bn = _count(bn, nn.BatchNorm2d)
+    assert n_bn > 0 and _count(sync, nn.SyncBatchNorm) == n_bn
+    assert _count(sync, nn.BatchNorm2d) == 0
+    # Outside a process group there is nothing to synchronise: SyncBN normalises by the
+    # batch's own statistics, as BN does (across GPUs it needs DDP; see test_ddp).
+    sync.load_state_dict(bn.state_dict())
+    x = torch.randn(4, in_channels, 32, 32)
+    bn.train(), sync.train()
+    outputs = []
+    for model in (bn, sync):
+        torch.manual_seed(1)  # the same dropout masks
+        outputs.append(model(x))
+    torch.testing.assert_close(outputs[1], outputs[0])
+    for a, b in zip(bn.modules(), sync.modules()):
+        if isinstance(a, nn.BatchNorm2d):
+            assert isinstance(b, nn.SyncBatchNorm)
+            torch.testing.assert_close(b.running_mean, a.running_mean)
