@@ -333,3 +333,43 @@ def test_sigterm_and_sighup_stop_as_ctrl_c_does_and_only_once() -> None:
             time.sleep(0.05)
             cleaned = True
     assert cleaned and exit_code(info.value) == 143
+
+
+def test_worker_exits_in_words() -> None:
+    from types import SimpleNamespace
+
+    from tunekit.search._workers import worker_exits
+
+    procs = [SimpleNamespace(returncode=c, pid=100 + i) for i, c in enumerate((0, -9, 2, 143, 1))]
+    assert worker_exits(procs) == [  # type: ignore[arg-type]
+        "worker 1 (pid 101) was killed by SIGKILL",
+        "worker 2 (pid 102) stopped on the error above",
+        "worker 3 (pid 103) was stopped by SIGTERM",
+        "worker 4 (pid 104) exited with code 1",
+    ]
+
+
+def test_retries_are_chained_and_what_is_left_is_said(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    from tunekit.search._liveness import retry_trial
+    from tunekit.search._workers import retries, unfinished
+
+    ctx = open_search(str(write_study()), out=tmp_path / "r")
+    stage = ctx.search.stages[0]
+    ctx.search.space(stage)
+    study = ctx.search.optuna_study(stage)
+    assert unfinished(ctx.search) == "stage coarse has 0 of 4 trials finished"
+    for reason in ("worker silent for 4.0s (killed?)", "RuntimeError: boom"):
+        trial = study.ask({"optim.lr": optuna.distributions.FloatDistribution(0.01, 0.5, log=True)})
+        trial.set_user_attr("failure_reason", reason)
+        study.tell(trial, state=TrialState.FAIL)
+        retry_trial(study, study._storage.get_trial(trial._trial_id), max_retry=2)
+    assert retries(ctx.search) == [
+        {"stage": "coarse", "trial": 0, "reason": "worker killed", "retried_as": 1},
+        {"stage": "coarse", "trial": 1, "reason": "RuntimeError: boom", "retried_as": 2},
+    ]
+    assert unfinished(ctx.search) == "stage coarse has 0 of 4 trials finished, 1 waiting to run"
+    # Optuna's retry callback appends to the history it is given: not to this process's view.
+    first_retry = next(t for t in study.get_trials(deepcopy=False) if t.number == 1)
+    assert first_retry.system_attrs["retry_history"] == [0]

@@ -11,6 +11,7 @@ Optuna's retry callback, so the retry history is the same as on RDB).
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 import warnings
@@ -40,7 +41,9 @@ def retry_trial(study: optuna.Study, trial: FrozenTrial, max_retry: int) -> None
     """Enqueues ``trial``'s parameters again unless it was retried ``max_retry`` times."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        _retry_callback(max_retry)(study, trial)
+        # A copy: Optuna's callback appends to the trial's own ``retry_history`` list, and
+        # storages hand out their cached trial, so this process's view of it would change.
+        _retry_callback(max_retry)(study, copy.deepcopy(trial))
 
 
 def has_optuna_heartbeat(storage: BaseStorage) -> bool:

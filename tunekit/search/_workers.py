@@ -582,22 +582,24 @@ def failure_kind(reason: str | None) -> str:
 def retries(search: StagedSearch) -> list[dict[str, Any]]:
     """Each failed trial whose parameters ran again: its stage, number, why, and its retry's number.
 
-    A retry's ``retry_history`` (Optuna's retry callback) ends with the trial it replaces.
+    A retry's ``retry_history`` (Optuna's retry callback) lists the trials it replaces, the
+    one it replaces directly last. That is the latest before the retry itself: a process
+    whose storage let Optuna's callback append to a cached trial's list sees later ones.
     """
-    out = []
+    out: list[dict[str, Any]] = []
     for stage in search.stages:
-        trials = search.trials(stage)
+        trials = sorted(search.trials(stage), key=lambda t: t.number)
         by_number = {t.number: t for t in trials}
         for t in trials:
-            history = t.system_attrs.get("retry_history") or []
-            if not history:
+            earlier = [n for n in t.system_attrs.get("retry_history") or [] if n < t.number]
+            if not earlier:
                 continue
-            failed = by_number.get(history[-1])
+            failed = by_number.get(earlier[-1])
             reason = failed.user_attrs.get("failure_reason") if failed is not None else None
             out.append(
                 {
                     "stage": stage.name,
-                    "trial": history[-1],
+                    "trial": earlier[-1],
                     "reason": failure_kind(reason),
                     "retried_as": t.number,
                 }
@@ -689,6 +691,9 @@ def worker_exits(procs: list[subprocess.Popen[bytes]]) -> list[str]:
             out.append(f"{who} was killed by {name}")
         elif code == 2:
             out.append(f"{who} stopped on the error above")
+        elif code - 128 in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            # A worker stops its trial cleanly on these and exits as a shell would report it.
+            out.append(f"{who} was stopped by {signal.Signals(code - 128).name}")
         else:
             out.append(f"{who} exited with code {code}")
     return out
