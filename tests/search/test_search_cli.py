@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from optuna.trial import TrialState
-from search_helpers import REPO, all_trials, start_cli, wait_for_running
+from search_helpers import REPO, _default_sigint, all_trials, start_cli, wait_for_running
 
 SHAPES_AT_A_TINY_BUDGET = [
     "gpus_per_trial=1",
@@ -261,12 +261,22 @@ def _start_dashboard(study_file: Path, out: Path) -> tuple[subprocess.Popen[str]
     ]
     cmd += ["--port", str(port), "--tb-port", str(tb_port)]
     proc = subprocess.Popen(
-        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        cmd,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_sigint,
     )
     return proc, port, tb_port
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+@pytest.mark.parametrize(
+    "sig",
+    [signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGKILL],
+    ids=["SIGTERM", "SIGHUP", "SIGINT", "SIGKILL"],
+)
 def test_the_dashboard_servers_end_with_the_dashboard(
     sig: signal.Signals, write_study: Callable[..., Path], tmp_path: Path
 ) -> None:
