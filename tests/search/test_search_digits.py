@@ -40,10 +40,13 @@ def digits_study(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"ctx": ctx, "summary": summary, "out": out}
 
 
-def test_digits_best_trial_reaches_98_percent(digits_study: dict) -> None:
+def test_digits_best_trial_reaches_97_percent(digits_study: dict) -> None:
     s = digits_study["summary"]
     assert [st["name"] for st in s["stages"]] == ["coarse", "fine", "final"]
-    assert s["best"]["value"] >= 0.98, s["best"]
+    # Measured: 0.989 (356 of 360). The final stage's 10-epoch training with any of the coarse
+    # stage's better parameters, over seeds 0-2, gets 355 to 359 right; 0.97 allows 10 errors,
+    # so another machine's rounding (which moves a run like another seed) does not decide.
+    assert s["best"]["value"] >= 0.97, s["best"]
     assert Path(s["best"]["run_dir"], "summary.json").is_file()
     # Every planned trial ran and finished.
     for st in s["stages"]:
