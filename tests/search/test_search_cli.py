@@ -127,47 +127,6 @@ def _get(url: str, timeout: float = 90, alive: subprocess.Popen[str] | None = No
             time.sleep(0.3)
 
 
-def test_dashboard_serves_the_study_and_its_runs_on_localhost(
-    write_study: Callable[..., Path], tmp_path: Path
-) -> None:
-    from tunekit.search import open_search
-
-    study_file = write_study("dash.yaml", name="dash")
-    out = tmp_path / "dash"
-    ctx = open_search(str(study_file), out=out)
-    ctx.search.optuna_study(ctx.search.stages[0]).enqueue_trial({"optim.lr": 0.1})
-    port, tb_port = _free_port(), _free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "tunekit",
-        "dashboard",
-        "--study",
-        str(study_file),
-        "--out",
-        str(out),
-    ]
-    cmd += ["--port", str(port), "--tb-port", str(tb_port)]
-    proc = subprocess.Popen(
-        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        studies = json.loads(_get(f"http://127.0.0.1:{port}/api/studies"))
-        names = {s["study_name"] for s in studies["study_summaries"]}
-        assert "dash.coarse" in names
-        assert b"TensorBoard" in _get(f"http://127.0.0.1:{tb_port}/") or _get(
-            f"http://127.0.0.1:{tb_port}/data/logdir"
-        )
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def _validation_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     from tunekit.cli import main
 
@@ -277,7 +236,7 @@ def _start_dashboard(study_file: Path, out: Path) -> tuple[subprocess.Popen[str]
     [signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGKILL],
     ids=["SIGTERM", "SIGHUP", "SIGINT", "SIGKILL"],
 )
-def test_the_dashboard_servers_end_with_the_dashboard(
+def test_the_dashboard_serves_on_localhost_and_its_servers_end_with_it(
     sig: signal.Signals, write_study: Callable[..., Path], tmp_path: Path
 ) -> None:
     from tunekit.search import open_search
@@ -285,15 +244,13 @@ def test_the_dashboard_servers_end_with_the_dashboard(
     study_file = write_study("dash.yaml", name="dash")
     out = tmp_path / "dash"
     ctx = open_search(str(study_file), out=out)
-    ctx.search.optuna_study(ctx.search.stages[0])
+    ctx.search.optuna_study(ctx.search.stages[0]).enqueue_trial({"optim.lr": 0.1})
     proc, port, tb_port = _start_dashboard(study_file, out)
     family: set[int] = set()
     try:
-        for url in (
-            f"http://127.0.0.1:{port}/api/studies",
-            f"http://127.0.0.1:{tb_port}/data/logdir",
-        ):
-            _get(url, alive=proc)
+        studies = json.loads(_get(f"http://127.0.0.1:{port}/api/studies", alive=proc))
+        assert "dash.coarse" in {s["study_name"] for s in studies["study_summaries"]}
+        _get(f"http://127.0.0.1:{tb_port}/data/logdir", alive=proc)
         (tb,) = _children(proc.pid)  # TensorBoard; its data server is TensorBoard's child
         family = {tb} | _children(tb)
         proc.send_signal(sig)
