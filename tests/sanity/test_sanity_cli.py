@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,12 +16,13 @@ DIGITS = str(REPO / "recipes" / "digits.yaml")
 
 
 def test_digits_recipe_passes_all_checks_and_writes_json_and_html(
-    cli: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "run"
-    proc = cli("sanity", "--recipe", DIGITS, "--out", str(out), "--cross-check-iters", "40")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "tunekit sanity — digits: PASS" in proc.stdout
+    rc = main(["sanity", "--recipe", DIGITS, "--out", str(out), "--cross-check-iters", "40"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err[-3000:]
+    assert "tunekit sanity — digits: PASS" in captured.out
 
     data = json.loads((out / "sanity.json").read_text())
     assert data["format"] == "tunekit-sanity-v1" and data["status"] == "PASS"
