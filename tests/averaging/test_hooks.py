@@ -49,7 +49,7 @@ def test_swa_and_snapshots_do_not_share_a_run(tmp_path) -> None:
 def test_keep_must_cover_the_ensemble(tmp_path) -> None:
     with pytest.raises(
         ConfigError,
-        match=r"field 'averaging.snapshots': .*keep \(2\) must be at least ensemble_last \(3\)",
+        match=r"field 'averaging.snapshots(\.keep)?': .*keep \(2\) must be at least ensemble_last \(3\)",
     ):
         tiny_recipe(tmp_path, averaging={"snapshots": {"keep": 2, "ensemble_last": 3}})
 

@@ -141,7 +141,7 @@ def test_ddp_two_processes_evaluate_every_val_image_once(
         "data.val_subset=11",  # an odd count: the two shards differ in size
     ]
     proc = cli(*args, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-2000:]  # type: ignore[attr-defined]
+    assert proc.returncode == 0, proc.stderr[-8000:]  # type: ignore[attr-defined]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2
     final = summary["final"]
