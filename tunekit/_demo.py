@@ -30,9 +30,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from tunekit.cli import main
+    from tunekit.outputs import check_output_dir
 
     console = Console()
-    out = Path(args.out)
+    out = check_output_dir(args.out)
     sanity_dir, study_dir = out / "sanity", out / "search"
     ensemble = out / "ensemble.pt"
 

@@ -82,7 +82,7 @@ def check_output_file(path: str | os.PathLike[str], *, field: str = "--out") -> 
     path = Path(path)
     if path.is_dir():
         raise TunekitError(
-            f"{str(path)!r} is a directory; give a file name, e.g. {str(path / 'report.html')!r}",
+            f"{str(path)!r} is a directory; give the name of a file to write (in it or elsewhere)",
             field=field,
         )
     check_output_dir(path.parent, field=field)

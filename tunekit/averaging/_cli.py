@@ -153,9 +153,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from tunekit.outputs import check_output_file
+
     from ._evaluate import build_ensemble, comparison, example_input, export_metadata
     from ._export import export_ensemble
 
+    check_output_file(args.out)  # before the members are loaded and evaluated
     selection, requested = _select(args)
     n = len(selection.members)
     rows = None if args.no_eval else comparison(selection, merge=args.merge)

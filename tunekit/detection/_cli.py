@@ -38,9 +38,11 @@ def add_data_command(sub: argparse._SubParsersAction) -> None:
 
 def cmd_shapes(args: argparse.Namespace) -> int:
     from tunekit.errors import TunekitError
+    from tunekit.outputs import check_output_dir
 
     from ._shapes import generate_shapes
 
+    check_output_dir(args.out)
     spec = ShapesSpec(train=args.train, val=args.val, size=args.size, seed=args.seed)
     try:
         out = generate_shapes(args.out, spec, overwrite=args.overwrite)

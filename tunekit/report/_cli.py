@@ -66,6 +66,10 @@ def add_diagnose_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    if args.out is not None:
+        from tunekit.outputs import check_output_file
+
+        check_output_file(args.out)
     if args.study is not None:
         if args.run_dir is not None:
             raise TunekitError("give either RUN_DIR or --study, not both", field="report")

@@ -36,6 +36,7 @@ from optuna.trial import TrialState
 from tunekit.config import Recipe
 from tunekit.engine import broadcast_object, init_distributed, launch, shutdown_distributed
 from tunekit.errors import ConfigError, TunekitError, did_you_mean
+from tunekit.outputs import check_output_dir
 
 from ._liveness import Heartbeat, reap_stale, retry_trial
 from ._objective import PruningHook, load_recipe_data, sample_params, trial_recipe
@@ -149,6 +150,7 @@ def prepare_search(
     recipe_path = resolve_recipe_path(cfg.recipe, path)
     recipe_data = load_recipe_data(recipe_path)
     study_dir = Path(out) if out else Path(cfg.output_dir) / cfg.name
+    check_output_dir(study_dir, field="--out" if out else "output_dir")
     space = space_from_specs(cfg.space)
     if from_sanity:
         space = ranges_from_sanity(space, from_sanity)
