@@ -30,27 +30,16 @@ def _final_state(run_dir: Path) -> dict:
     return load_checkpoint(run_dir / "checkpoints" / "last.pt")
 
 
-_REFERENCE: dict[str, dict] = {}
-
-
 @pytest.fixture
-def reference(tmp_path_factory, cli) -> tuple[dict, Path]:
-    """The uninterrupted run's final state (trained once for the module)."""
-    if "state" not in _REFERENCE:
-        tmp = tmp_path_factory.mktemp("ref")
-        recipe = _write(tmp)
-        r = cli(
-            "train",
-            "--recipe",
-            str(recipe),
-            "--out",
-            str(tmp / "run"),
-            "--no-progress",
-            env=_env(0),
-        )
-        assert r.returncode == 0, r.stderr
-        _REFERENCE["state"] = _final_state(tmp / "run")
-    return _REFERENCE["state"], Path()
+def reference(tmp_path_factory, cli) -> dict:
+    """The uninterrupted run's final state."""
+    tmp = tmp_path_factory.mktemp("ref")
+    recipe = _write(tmp)
+    r = cli(
+        "train", "--recipe", str(recipe), "--out", str(tmp / "run"), "--no-progress", env=_env(0)
+    )
+    assert r.returncode == 0, r.stderr
+    return _final_state(tmp / "run")
 
 
 def _write(tmp: Path) -> Path:
@@ -69,31 +58,45 @@ def _env(kill_at: int) -> dict[str, str]:
     return {"TUNEKIT_TEST_KILL_AT": str(kill_at), "PYTHONPATH": str(REPO / "tests")}
 
 
-@pytest.mark.parametrize(
-    ("kill_at", "resume_from"),
-    [
-        (ITEMS_PER_EPOCH + 300, "dir"),  # middle of epoch 2; --out DIR --resume
-        # early in epoch 3, inside a batch; --resume FILE, no --out: the run continues in the
-        # checkpoint's own directory
-        (2 * ITEMS_PER_EPOCH + 64 * 3 + 5, "file"),
-    ],
-)
-def test_sigkill_mid_epoch_then_resume_is_bit_exact(reference, tmp_path, cli, kill_at, resume_from):
-    ref_state, _ = reference
+def test_sigkill_twice_mid_epoch_then_resume_is_bit_exact(reference, tmp_path, cli):
+    ref_state = reference
     recipe = _write(tmp_path)
     run_dir = tmp_path / "run"
+    ckpt = run_dir / "checkpoints" / "last.pt"
+
+    # 1. Killed in the middle of epoch 2.
     killed = cli(
-        "train", "--recipe", str(recipe), "--out", str(run_dir), "--no-progress", env=_env(kill_at)
+        "train",
+        "--recipe",
+        str(recipe),
+        "--out",
+        str(run_dir),
+        "--no-progress",
+        env=_env(ITEMS_PER_EPOCH + 300),
     )
     assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr)
-    epochs_done = load_checkpoint(run_dir / "checkpoints" / "last.pt")["epoch"]
-    assert epochs_done == kill_at // ITEMS_PER_EPOCH  # it really died mid-run, after a checkpoint
+    assert load_checkpoint(ckpt)["epoch"] == 1  # it really died mid-run, after a checkpoint
 
-    if resume_from == "dir":
-        where = ["--out", str(run_dir), "--resume"]
-    else:
-        where = ["--resume", str(run_dir / "checkpoints" / "last.pt")]
-    resumed = cli("train", "--recipe", str(recipe), *where, "--no-progress", env=_env(0))
+    # 2. Resumed in its directory (--out DIR --resume), which redoes epoch 2, and killed again
+    #    early in epoch 3, inside a batch (the item count starts again with the process).
+    again = cli(
+        "train",
+        "--recipe",
+        str(recipe),
+        "--out",
+        str(run_dir),
+        "--resume",
+        "--no-progress",
+        env=_env(ITEMS_PER_EPOCH + 64 * 3 + 5),
+    )
+    assert again.returncode == -signal.SIGKILL, (again.returncode, again.stderr)
+    assert load_checkpoint(ckpt)["epoch"] == 2
+
+    # 3. Resumed from the checkpoint file, without --out: the run continues in the checkpoint's
+    #    own directory and ends where the uninterrupted run ended, bit for bit.
+    resumed = cli(
+        "train", "--recipe", str(recipe), "--resume", str(ckpt), "--no-progress", env=_env(0)
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert f"run directory: {run_dir}" in resumed.stdout
     state = _final_state(run_dir)
@@ -102,6 +105,6 @@ def test_sigkill_mid_epoch_then_resume_is_bit_exact(reference, tmp_path, cli, ki
         assert torch.equal(tensor, state["model"][name]), f"{name} differs after resume"
     for a, b in zip(ref_state["optimizer"]["state"].values(), state["optimizer"]["state"].values()):
         assert torch.equal(a["momentum_buffer"], b["momentum_buffer"])
-    # The metrics stream has each epoch once, even though epoch k ran twice.
+    # The metrics stream has each epoch once, even though epochs 2 and 3 ran twice.
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     assert len([ln for ln in lines if '"kind": "epoch"' in ln]) == 3
