@@ -143,13 +143,20 @@ def _validation_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     [
         (["--workers", "-1"], "field '--workers': value -1 is not allowed"),
         (["--workers", "0"], "field '--workers': value 0 is not allowed"),
+        (["--workers", "100000"], "field '--workers': value 100000 is not allowed"),
         (
             ["--set", "recipe.data.root=/no/such/dir", "--set", "recipe.data.name=cifar10"],
             "data.root",
         ),
         (["--from-sanity", "/no/such/sanity.json"], "field '--from-sanity'"),
     ],
-    ids=["negative workers", "no workers", "missing data", "missing sanity file"],
+    ids=[
+        "negative workers",
+        "no workers",
+        "too many workers",
+        "missing data",
+        "missing sanity file",
+    ],
 )
 def test_a_search_that_fails_validation_leaves_no_files(
     extra: list[str],
@@ -366,3 +373,24 @@ def test_a_dashboard_port_in_use_is_one_line(
     assert (
         f"field '{which}': value {busy} is not allowed: port {busy} on 127.0.0.1 is in use" in line
     )
+
+
+def test_a_damaged_journal_line_is_one_line_naming_it(
+    write_study: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "study"
+    out.mkdir()
+    journal = out / "study.journal"
+    good = '{"op_code":0,"worker_id":"w","study_name":"s.coarse","directions":[2]}\n'
+    journal.write_text(good + '{"op_code": 5, "trial_id": \n' + good)
+    before = journal.read_bytes()
+    line = _validation_error(capsys, "search", "--study", str(write_study()), "--out", str(out))
+    assert "line 2 of 3 is damaged" in line and "delete that line" in line, line
+    assert journal.read_bytes() == before
+    # A last line cut by a kill is what Optuna skips itself: not an error.
+    from tunekit.search._storage import check_journal
+
+    journal.write_text(good + '{"op_code": 5, "tri')
+    check_journal(journal)

@@ -93,16 +93,22 @@ def _with_weights(ctx: RunContext, state: dict[str, torch.Tensor], source: str) 
 def _summary(ctx: RunContext) -> dict[str, Any]:
     path = ctx.run_dir / "summary.json"
     try:
-        return dict(json.loads(path.read_text()))
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+    # A user-editable file: what is not the shape a run writes counts as absent.
+    if not isinstance(data, dict):
+        return {}
+    if not isinstance(data.get("checkpoints"), dict):
+        data.pop("checkpoints", None)
+    return data
 
 
 def checkpoint_member(ctx: RunContext, which: str = "best", name: str | None = None) -> Member:
     """The run's ``best`` or ``last`` checkpoint as a member."""
     summary = _summary(ctx)
     path_text = (summary.get("checkpoints") or {}).get(which)
-    path = Path(path_text) if path_text else ctx.run_dir / "checkpoints" / f"{which}.pt"
+    path = Path(path_text) if isinstance(path_text, str) and path_text else ctx.run_dir / "checkpoints" / f"{which}.pt"
     if not path.is_absolute() and not path.exists():
         path = ctx.run_dir / "checkpoints" / f"{which}.pt"
     if not path.is_file():

@@ -8,6 +8,7 @@ Optuna's heartbeat switched on, so several machines can search one study.
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from pathlib import Path
@@ -53,6 +54,41 @@ def lock_grace(liveness: LivenessSpec) -> int:
     return int(min(30, max(3, round(liveness.grace_s))))
 
 
+def check_journal(path: Path) -> None:
+    """Refuses a journal with a damaged line before Optuna reads it.
+
+    Optuna skips a last line cut by a kill, but any other line it cannot decode
+    stops every read of the study with a ``JSONDecodeError``: say which line,
+    once, instead.
+    """
+    if not path.is_file():
+        return
+    try:
+        lines = path.read_bytes().splitlines(keepends=True)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot read journal file {path}: {exc.strerror}", field="--storage"
+        ) from None
+    for number, line in enumerate(lines[:-1], start=1):
+        problem = None
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problem = f"not JSON ({exc.msg} at column {exc.colno})"
+        except UnicodeDecodeError:
+            problem = "not UTF-8 text"
+        else:
+            if not isinstance(entry, dict) or not isinstance(entry.get("op_code"), int):
+                problem = "not an Optuna journal entry (no op_code)"
+        if problem:
+            raise StorageError(
+                f"journal file {path}: line {number} of {len(lines)} is damaged: {problem}; "
+                "Optuna cannot read the study past it. Keep a copy of the file, delete that "
+                "line (what it recorded is lost) and run again",
+                field="--storage",
+            )
+
+
 def open_storage(url: str | None, study_dir: Path, liveness: LivenessSpec) -> BaseStorage:
     """Opens the study's storage, raising a one-line :class:`StorageError` when it can't.
 
@@ -61,6 +97,7 @@ def open_storage(url: str | None, study_dir: Path, liveness: LivenessSpec) -> Ba
     """
     path = journal_path(url, study_dir)
     if path is not None:
+        check_journal(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # A worker SIGKILLed while appending leaves the file's lock behind, and every

@@ -189,11 +189,29 @@ def open_search(
     return plan.open(create=create)
 
 
+MAX_WORKERS_PER_CORE = 4
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def check_workers(study: Study, workers: int) -> None:
     """``--workers`` must be 1 or more, and their GPUs must exist (on a GPU machine)."""
     if workers < 1:
         raise ConfigError(
             f"value {workers} is not allowed: use 1 or more workers", field="--workers"
+        )
+    cores = os.cpu_count() or 1
+    if workers > MAX_WORKERS_PER_CORE * cores and not _has_cuda():
+        # Each worker is a training process: past a few per core they only fight for it.
+        raise ConfigError(
+            f"value {workers} is not allowed: this machine has {cores} CPU cores and no GPU; "
+            f"use at most {MAX_WORKERS_PER_CORE * cores} workers here (each trains a model), "
+            "or start more workers on other machines against the same --storage",
+            field="--workers",
         )
     if workers > 1 or study.gpus_per_trial > 1:
         gpu_groups(workers, study.gpus_per_trial)
