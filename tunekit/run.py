@@ -269,6 +269,11 @@ def build_trainer(
     comp = build_components(recipe, dist, file=file)
     model = comp.model
     all_hooks = [*recipe_hooks(recipe, run_dir, progress=progress), *hooks]
+    from tunekit.models import WeightsLog, weights_report
+
+    loaded = weights_report(model)
+    if loaded is not None:  # the run's log says how its starting weights loaded
+        all_hooks.append(WeightsLog(loaded))
     # Hooks that keep a copy of the model (EMA) see it before the DDP wrap.
     for hook in all_hooks:
         setup = getattr(hook, "setup_model", None)
@@ -477,8 +482,11 @@ def _record_failure(run_dir: Path, trainer: Trainer | None, exc: BaseException) 
 
 
 def make_summary(trainer: Trainer, recipe: Recipe, run_dir: Path, wall: float) -> dict[str, Any]:
+    from tunekit.models import weights_report
+
     ck = trainer.get_hook(CheckpointHook)
     assert isinstance(ck, CheckpointHook)
+    loaded = weights_report(trainer.module)
     final = trainer.history[-1] if trainer.history else {}
     ckdir = run_dir / "checkpoints"
     return {
@@ -501,6 +509,8 @@ def make_summary(trainer: Trainer, recipe: Recipe, run_dir: Path, wall: float) -
             "last": str(ckdir / "last.pt"),
             "best": str(ckdir / "best.pt") if (ckdir / "best.pt").exists() else None,
         },
+        # How model.weights loaded (counts of loaded, missing, unexpected, ... tensors).
+        "weights": loaded.as_dict() if loaded is not None else None,
     }
 
 

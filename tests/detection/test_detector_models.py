@@ -103,7 +103,7 @@ def test_backbone_loads_from_a_classifier_checkpoint_and_freezes(tmp_path: Path)
     )
     assert all(p.requires_grad for p in body.layer2.parameters())
     counts = load_backbone_weights(model, str(path))
-    assert counts["skipped"] == 2  # the classifier's fc weight and bias
+    assert counts.skipped == counts.unexpected == 2  # the classifier's fc weight and bias
     # A detector's own checkpoint loads as a whole.
     other = build_detector(
         ModelConfig(name="fcos_tiny_fpn", norm="gn", width=8), 3, image_size=64, max_size=96

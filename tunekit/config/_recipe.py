@@ -100,9 +100,15 @@ class ModelConfig(_Section):
     norm: Norm = "bn"
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     drop_path: float = Field(0.0, ge=0.0, lt=1.0)
-    # A local checkpoint file (never a download): a tunekit checkpoint or a state dict.
+    # A local checkpoint file (a tunekit checkpoint or a state dict), or torchvision weights
+    # by name, "torchvision:ResNet50_Weights.IMAGENET1K_V2", read from the torch hub cache.
+    # Never a download.
     weights: str | None = None
-    # Freeze every stage up to and including this one ("stem", "layer1", ...).
+    # Norm layers of another kind in the weights (BN statistics into GN layers, or the
+    # reverse) are an error unless this is false.
+    weights_strict: bool = True
+    # Freeze every stage up to and including this one ("stem", "layer1", ...): no gradients,
+    # and eval mode (BN statistics kept as loaded) however the trainer sets the model's mode.
     freeze_to: str | None = None
     # Replace the classifier head when the weights come from another task.
     reset_head: bool = True

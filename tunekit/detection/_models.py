@@ -2,8 +2,8 @@
 
 Names follow torchvision: ``<detector>_<backbone>_fpn``, e.g. ``fcos_tiny_fpn``
 or ``retinanet_resnet50_fpn``. Nothing is downloaded: every builder passes
-``weights=None``; starting weights come from a local checkpoint
-(:func:`load_backbone_weights`).
+``weights=None``; starting weights come from a local checkpoint or a torchvision
+weights name read from the torch hub cache (:func:`load_backbone_weights`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP
 
 from tunekit.config import ModelConfig
 from tunekit.errors import ConfigError, unknown_choice
-from tunekit.models import norm_layer, read_weights
+from tunekit.models import WeightsReport, freeze_module, load_state, norm_layer, read_source
 
 # Pixel statistics the detectors normalise with (the detectors' own transform does it).
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -307,7 +307,7 @@ def build_detector(
             **common,
         )
     if cfg.weights:
-        load_backbone_weights(model, cfg.weights, file=file)
+        load_backbone_weights(model, cfg.weights, strict=cfg.weights_strict, file=file)
     freeze_backbone(model, bname, cfg.freeze_to, file=file)
     return model
 
@@ -318,41 +318,37 @@ def _strides(bname: str, layers: list[str], n_levels: int) -> list[int]:
 
 
 def load_backbone_weights(
-    model: nn.Module, path: str, *, file: str | None = None
-) -> dict[str, int]:
-    """Loads a local checkpoint into a detector.
+    model: nn.Module, spec: str, *, strict: bool = True, file: str | None = None
+) -> WeightsReport:
+    """Loads starting weights into a detector: a local checkpoint or a torchvision name.
 
-    A detector's own checkpoint (keys ``backbone.…``) loads as a whole; a
-    classifier's (a tunekit checkpoint, or a plain state dict such as a
-    torchvision ResNet's) loads into the backbone body by stage name, and its
-    head (``fc``) is dropped. Tensors whose shapes differ are skipped and
-    counted; loading nothing is an error.
+    A detector's own checkpoint (keys ``backbone.…``, also torchvision's COCO
+    weights) loads as a whole; a classifier's (a tunekit checkpoint, a plain
+    state dict, or ``torchvision:ResNet50_Weights.IMAGENET1K_V2``) loads into
+    the backbone body by stage name, and its head (``fc``) is unexpected there.
+    Tensors whose shapes differ are skipped; the report counts loaded, missing
+    (within the part loaded into), unexpected and shape-mismatched tensors.
+    Loading nothing, and norm layers of another kind when ``strict``, are errors.
     """
-    state = read_weights(
-        path,
+    source, state = read_source(
+        spec,
         file=file,
         hint="; a backbone checkpoint comes from a classifier run, e.g. tunekit train "
         "--recipe recipes/shapes_classifier.yaml --out runs/shapes_classifier",
     )
     whole = any(k.startswith("backbone.") for k in state)
-    own = model.state_dict()
-    take: dict[str, torch.Tensor] = {}
-    skipped = 0
-    for k, v in state.items():
-        key = k if whole else f"backbone.body.{k}"
-        if key in own and own[key].shape == v.shape:
-            take[key] = v
-        else:
-            skipped += 1
-    if not take:
-        raise ConfigError(
-            f"no tensor in {path!r} matches the detector's {'weights' if whole else 'backbone'} "
-            "(names or shapes differ: was it trained with the same backbone and width?)",
-            file=file,
-            field="model.weights",
-        )
-    model.load_state_dict(take, strict=False)
-    return {"loaded": len(take), "skipped": skipped}
+    if not whole:
+        state = {f"backbone.body.{k}": v for k, v in state.items()}
+    return load_state(
+        model,
+        state,
+        source,
+        scope="" if whole else "backbone.body.",
+        strict=strict,
+        file=file,
+        nothing_matches=f"the detector's {'weights' if whole else 'backbone'} (names or shapes "
+        "differ: was it trained with the same backbone and width?)",
+    )
 
 
 def freeze_backbone(
@@ -370,8 +366,7 @@ def freeze_backbone(
         names = ("conv1", "bn1") if s == "stem" else (s,)
         for n in names:
             if hasattr(body, n):
-                for p in getattr(body, n).parameters():
-                    p.requires_grad_(False)
+                freeze_module(getattr(body, n))  # no gradients, and eval mode from now on
         frozen.append(s)
         if s == stage:
             break

@@ -1,4 +1,4 @@
-"""Classifier builders from an explicit table, local starting weights, freezing."""
+"""Classifier builders from an explicit table, starting weights, freezing."""
 
 from __future__ import annotations
 
@@ -6,17 +6,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 import torchvision.models as tvm
 from torch import nn
 
 from tunekit.config import ModelConfig
 from tunekit.data import check_call, import_builder
-from tunekit.engine import load_checkpoint
-from tunekit.errors import CheckpointError, ConfigError, unknown_choice
+from tunekit.errors import ConfigError, unknown_choice
 
+from ._freeze import freeze_module
 from ._norm import convert_norm, norm_layer
 from ._small_cnn import SmallCNN
+from ._weights import TORCHVISION_PREFIX, WeightsReport, apply_weights, torchvision_weights
 
 _RESNET_STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
 
@@ -147,57 +147,33 @@ def _build_torchvision(
     return model
 
 
-def read_weights(path: str, *, file: str | None = None, hint: str = "") -> dict[str, torch.Tensor]:
-    """The tensors of a local weight file: a tunekit checkpoint's model, or a plain state dict.
-
-    Every failure is a one-line ConfigError on ``model.weights``; ``hint`` is
-    appended to an unreadable file's message (where such a file comes from).
-    """
-    try:
-        obj = load_checkpoint(path, require_format=False)
-    except CheckpointError as exc:
-        raise ConfigError(
-            f"{path!r}: {exc.message}{hint}", file=file, field="model.weights"
-        ) from None
-    state = obj.get("model", obj) if isinstance(obj, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ConfigError(
-            f"{path!r} holds no model weights (expected a tunekit checkpoint or a state dict)",
-            file=file,
-            field="model.weights",
-        )
-    return state
-
-
 def load_weights(
-    model: nn.Module, path: str, *, head: str | None, reset_head: bool, file: str | None = None
-) -> dict[str, int]:
-    """Loads a local checkpoint (a tunekit checkpoint or a plain state dict) into ``model``.
+    model: nn.Module,
+    path: str,
+    *,
+    head: str | None,
+    reset_head: bool,
+    strict: bool = True,
+    file: str | None = None,
+) -> WeightsReport:
+    """Loads starting weights into ``model``: a local checkpoint (a tunekit checkpoint or a
+    plain state dict) or a torchvision name (``torchvision:ResNet50_Weights.IMAGENET1K_V2``,
+    read from the torch hub cache, never downloaded).
 
-    The head is skipped when ``reset_head`` is set or its shape differs. Returns
-    counts of loaded, skipped and missing tensors; loading nothing is an error.
+    The head is skipped when ``reset_head`` is set, and any tensor whose shape
+    differs. Returns the report (loaded, missing, unexpected, shape-mismatched);
+    loading nothing, and norm layers of another kind when ``strict``, are errors.
     """
-    state = read_weights(path, file=file)
-    own = model.state_dict()
-    take, skipped = {}, 0
-    for k, v in state.items():
-        is_head = head is not None and (k == head or k.startswith(head + "."))
-        if k in own and own[k].shape == v.shape and not (is_head and reset_head):
-            take[k] = v
-        else:
-            skipped += 1
-    if not take:
-        raise ConfigError(
-            f"no tensor in {path!r} matches the model (names or shapes differ)",
-            file=file,
-            field="model.weights",
-        )
-    model.load_state_dict(take, strict=False)
-    return {"loaded": len(take), "skipped": skipped, "missing": len(own) - len(take)}
+    return apply_weights(model, path, head=head, reset_head=reset_head, strict=strict, file=file)
 
 
 def freeze_to(model: nn.Module, cfg: ModelConfig, file: str | None = None) -> list[str]:
-    """Freezes every stage up to and including ``cfg.freeze_to``; returns their names."""
+    """Freezes every stage up to and including ``cfg.freeze_to``; returns their names.
+
+    A frozen stage has no gradients (so no place in the optimizer) and stays in
+    eval mode through the trainer's ``model.train()`` calls: its BN statistics
+    stay as loaded (see :func:`~tunekit.models.freeze_module`).
+    """
     if not cfg.freeze_to:
         return []
     stages = stage_modules(cfg)
@@ -212,12 +188,31 @@ def freeze_to(model: nn.Module, cfg: ModelConfig, file: str | None = None) -> li
     frozen = []
     for stage, paths in stages.items():
         for p in paths:
-            for param in _get(model, p).parameters():
-                param.requires_grad_(False)
+            freeze_module(_get(model, p))
         frozen.append(stage)
         if stage == cfg.freeze_to:
             break
     return frozen
+
+
+def _check_named_weights_fit(cfg: ModelConfig, file: str | None) -> None:
+    """torchvision weights of one classifier named for another (ResNet50's for resnet18)."""
+    weights = cfg.weights or ""
+    if not weights.startswith(TORCHVISION_PREFIX) or cfg.name not in TORCHVISION or cfg.builder:
+        return
+    enum = type(torchvision_weights(weights.removeprefix(TORCHVISION_PREFIX), file=file))
+    own = tvm.get_model_weights(cfg.name)
+    if enum is own:
+        return
+    theirs = [n for n in TORCHVISION if tvm.get_model_weights(n) is enum]
+    use = f" or model.name: {theirs[0]}" if theirs else ""
+    raise ConfigError(
+        f"{enum.__name__} are not {cfg.name}'s weights; use torchvision:{own.__name__}."
+        f"<MEMBER> ({', '.join(own.__members__)}){use}, or model.weights_strict: false "
+        "to load what fits",
+        file=file,
+        field="model.weights",
+    )
 
 
 def build_model(
@@ -244,8 +239,15 @@ def build_model(
     else:
         raise unknown_choice("model", cfg.name, MODEL_NAMES, file=file, field="model.name")
     if cfg.weights:
+        if cfg.weights_strict:
+            _check_named_weights_fit(cfg, file)
         load_weights(
-            model, cfg.weights, head=head_path(model, cfg), reset_head=cfg.reset_head, file=file
+            model,
+            cfg.weights,
+            head=head_path(model, cfg),
+            reset_head=cfg.reset_head,
+            strict=cfg.weights_strict,
+            file=file,
         )
     freeze_to(model, cfg, file)
     return model
