@@ -8,9 +8,13 @@ no-op.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any
 
 import torch
@@ -99,6 +103,10 @@ def barrier() -> None:
         dist.barrier()
 
 
+#: Seconds torchrun gets to stop its ranks after the launcher is interrupted.
+LAUNCH_STOP_GRACE_S = 30.0
+
+
 def launch(nproc: int, module_args: list[str], *, env: dict[str, str] | None = None) -> int:
     """Runs ``python -m tunekit <module_args>`` in ``nproc`` processes under torchrun.
 
@@ -119,4 +127,43 @@ def launch(nproc: int, module_args: list[str], *, env: dict[str, str] | None = N
     full_env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     if env:
         full_env.update(env)
-    return subprocess.call(cmd, env=full_env)
+    proc = subprocess.Popen(cmd, env=full_env)
+    restore = _interrupt_on_termination()
+    try:
+        return proc.wait()
+    except BaseException:
+        # subprocess.call would SIGKILL torchrun here, orphaning its ranks; SIGTERM lets it
+        # stop them (they save nothing mid-step, and the last checkpoint stays as it was).
+        proc.terminate()
+        try:
+            proc.wait(timeout=LAUNCH_STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
+    finally:
+        restore()
+
+
+def _interrupt_on_termination() -> Callable[[], None]:
+    """SIGTERM and SIGHUP raise KeyboardInterrupt while a launcher waits, where nothing else
+    handles them, so that it stops its ranks instead of dying and leaving them behind.
+
+    Returns what puts the old handlers back.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    old = {}
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) is signal.SIG_DFL:
+
+            def handler(num: int, frame: FrameType | None) -> None:
+                raise KeyboardInterrupt(signal.Signals(num).name)
+
+            old[signum] = signal.signal(signum, handler)
+
+    def restore() -> None:
+        for signum, previous in old.items():
+            signal.signal(signum, previous)
+
+    return restore
