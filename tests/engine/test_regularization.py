@@ -194,5 +194,6 @@ def test_early_stopping_ends_the_run_when_the_metric_stops_improving(
     )
     summary = train(recipe, out=tmp_path / "run", progress=False)
     assert summary["epochs_run"] == expected_epochs
-    assert summary["stop_reason"] == ("early stopping: val/top1 did not improve for 2 evaluations")
+    reason = summary["stop_reason"] or ""
+    assert reason.startswith("early stopping") and "val/top1" in reason, reason
     assert summary["best"]["value"] == max(values[:expected_epochs])
