@@ -192,6 +192,8 @@ def check_inputs(recipe: Recipe, *, nproc: int = 1, file: str | None = None) -> 
         # Rank 0 of nproc, on the CPU: the launcher never needs the GPU itself.
         comp = build_components(recipe, DistInfo(world_size=nproc), file=file)
     check_syncbn(comp.model, nproc, resolve_device(recipe.train.device), file=file)
+    optimizer_steps(recipe, len(comp.train_loader), file=file)
+    recipe_optimizer(comp.model, recipe, file=file)  # param_groups prefixes, layer_decay stages
 
 
 def check_syncbn(
@@ -236,6 +238,41 @@ def recipe_hooks(recipe: Recipe, run_dir: Path, *, progress: bool = True) -> lis
     if progress and not (diag.enabled and diag.live):
         hooks.append(ProgressHook())
     return hooks
+
+
+def model_stages(recipe: Recipe) -> dict[str, tuple[str, ...]]:
+    """The model's stages from the input on (for ``optim.layer_decay``); empty when unknown."""
+    if recipe.task == "detection" or recipe.model.builder:
+        return {}
+    from tunekit.models import stage_modules
+
+    return stage_modules(recipe.model)
+
+
+def recipe_optimizer(
+    model: nn.Module, recipe: Recipe, *, file: str | None = None
+) -> torch.optim.Optimizer:
+    """The recipe's optimizer for ``model`` (unwrapped), its LR scaled by the effective batch."""
+    t = recipe.train
+    with in_file(file):
+        return build_optimizer(
+            model, recipe.optim, t.batch_size * t.accumulate_steps, stages=model_stages(recipe)
+        )
+
+
+def optimizer_steps(recipe: Recipe, batches: int, *, file: str | None = None) -> int:
+    """Optimizer steps per epoch: ``batches`` loader batches, ``train.accumulate_steps`` a step."""
+    t = recipe.train
+    steps = batches // t.accumulate_steps
+    if steps == 0:
+        raise ConfigError(
+            f"value {t.accumulate_steps} is not allowed: an epoch has {batches} batches of "
+            f"{t.batch_size}, too few for one optimizer step; lower accumulate_steps (or "
+            "batch_size)",
+            file=file,
+            field="train.accumulate_steps",
+        )
+    return min(steps, t.max_steps_per_epoch or steps)
 
 
 def schedule_length(recipe: Recipe) -> tuple[int, ScheduleConfig]:
@@ -285,10 +322,10 @@ def build_trainer(
             model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None
         )
     t = recipe.train
-    steps = min(len(comp.train_loader), t.max_steps_per_epoch or len(comp.train_loader))
+    steps = optimizer_steps(recipe, len(comp.train_loader), file=file)
     epochs, schedule = schedule_length(recipe)
+    optimizer = recipe_optimizer(comp.model, recipe, file=file)
     with in_file(file):
-        optimizer = build_optimizer(comp.model, recipe.optim, t.batch_size)
         scheduler = build_scheduler(optimizer, schedule, steps, epochs)
     dtype = amp_dtype(recipe, dist.device)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
@@ -308,6 +345,7 @@ def build_trainer(
         scaler=scaler,
         max_steps_per_epoch=t.max_steps_per_epoch,
         eval_every=t.eval_every,
+        accumulate_steps=t.accumulate_steps,
     )
     return trainer, comp
 

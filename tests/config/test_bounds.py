@@ -153,7 +153,7 @@ MESSAGES = [
     # Before, a NUL character in a path ended in "ValueError: embedded null byte".
     ('output_dir="runs/a\\0b"', "field 'output_dir': 'runs/a\\x00b' holds a NUL character"),
     ('model.weights="w\\0.pt"', "field 'model.weights': 'w\\x00.pt' holds a NUL character"),
-    ("optim.name=adma", "expected 'sgd' or 'adamw', got 'adma' (did you mean 'adamw'?)"),
+    ("optim.name=adma", "'rmsprop' or 'adagrad', got 'adma' (did you mean 'adam'?)"),
     ("diagnostics.activations=3", "expected 'auto' or 'off', or a list, got 3"),
     ("averaging.swa={lr: 0.05}", "field 'averaging.swa.start_epoch': missing: the epoch SWA"),
     ("diagnostics.ratio_bounds=[0.1, 0.01]", "got [0.1, 0.01]; swap them"),

@@ -104,7 +104,12 @@ CASES = [
     ),
     ("zero-lr", "optim: {lr: 0}\n", [], ["optim.lr", "0", "greater than 0"]),
     ("negative-lr", "optim: {lr: -0.1}\n", [], ["optim.lr", "-0.1", "greater than 0"]),
-    ("bad-literal", "optim: {name: adam}\n", [], ["optim.name", "'adam'", "'sgd' or 'adamw'"]),
+    (
+        "bad-literal",
+        "optim: {name: lamb}\n",
+        [],
+        ["optim.name", "'lamb'", "'rmsprop' or 'adagrad'"],
+    ),
     ("bad-norm", "model: {norm: layernorm}\n", [], ["model.norm", "layernorm"]),
     ("val-fraction", "data: {val_fraction: 1.5}\n", [], ["data.val_fraction", "1.5"]),
     (

@@ -131,7 +131,7 @@ def recalibrate_on_training_data(
     t = trainer
     with preserved_rng(t.train_loader):
         batches = (model_input(t.task.to_device(b, t.device)) for b in t.train_loader)
-        limit = min(max_batches or t.steps_per_epoch, t.steps_per_epoch)
+        limit = min(max_batches or t.batches_per_epoch, t.batches_per_epoch)
         return recalibrate_bn(model, islice(batches, limit), t.dist)
 
 

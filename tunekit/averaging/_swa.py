@@ -74,9 +74,11 @@ class SwaHook(HookBase):
             return
         t = self.trainer
         anneal_steps = round(self.anneal_epochs * t.steps_per_epoch)
+        # Parameter groups keep their LR multipliers (optim.param_groups, layer_decay).
+        swa_lrs = [self.swa_lr * g.get("lr_mult", 1.0) for g in t.optimizer.param_groups]
         self._swalr = SWALR(
             t.optimizer,
-            swa_lr=self.swa_lr,
+            swa_lr=swa_lrs,  # type: ignore[arg-type]  # torch takes one per group
             anneal_epochs=anneal_steps,
             anneal_strategy=self.anneal_strategy,  # type: ignore[arg-type]
         )

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
-from ._base import FieldError, Section
+from ._base import _BOOL_HINT, FieldError, Section
 
 # Upper bounds: generous for any real setup, and low enough that a typo (an
 # extra zero or three) is an error here rather than an allocation of petabytes.
@@ -26,6 +26,8 @@ MAX_COUNT = 10**9
 MAX_WORKERS = 256
 #: Files kept on disk and models kept in memory (checkpoints, snapshots).
 MAX_KEPT = 1000
+#: Batches accumulated into one optimizer step.
+MAX_ACCUMULATE = 2**16
 #: Entries of a list field (milestones, layer names, sizes).
 MAX_ITEMS = 1000
 #: random.seed, numpy and torch.manual_seed all take 0 <= seed < 2**32.
@@ -126,30 +128,98 @@ class ModelConfig(_Section):
         return width
 
 
-class OptimConfig(_Section):
-    """Optimizer and its hyperparameters."""
+OptimName = Literal["sgd", "adamw", "adam", "rmsprop", "adagrad"]
 
-    name: Literal["sgd", "adamw"] = "sgd"
+#: Each optimizer's own settings and their defaults (torch.optim's, SGD's momentum aside);
+#: lr, lr_per_256, weight_decay, decay_norm_and_bias, grad_clip, param_groups and
+#: layer_decay belong to every optimizer.
+OPTIMIZER_SETTINGS: dict[str, dict[str, Any]] = {
+    "sgd": {"momentum": 0.9, "nesterov": False},
+    "adamw": {"betas": (0.9, 0.999), "eps": 1e-8},
+    "adam": {"betas": (0.9, 0.999), "eps": 1e-8},
+    "rmsprop": {"alpha": 0.99, "momentum": 0.0, "centered": False, "eps": 1e-8},
+    "adagrad": {"lr_decay": 0.0, "initial_accumulator_value": 0.0, "eps": 1e-10},
+}
+#: Largest LR multiplier of a parameter group (a typo guard, like the other bounds).
+MAX_LR_MULT = 1e4
+
+
+class OptimConfig(_Section):
+    """Optimizer and its hyperparameters.
+
+    ``weight_decay`` is decoupled for AdamW and an L2 term added to the gradient
+    for the others (Adam's "coupled" weight decay). A setting of another
+    optimizer (``momentum`` with ``name: adam``) is an error.
+    """
+
+    name: OptimName = "sgd"
     lr: PositiveFloat = 0.1
-    # Linear scaling rule: `lr` is given per 256 images and scaled by batch_size / 256.
+    # Linear scaling rule: `lr` is given per 256 images and scaled by the effective batch
+    # (train.batch_size x train.accumulate_steps) / 256.
     lr_per_256: bool = False
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)
-    nesterov: bool = False
-    betas: tuple[Beta, Beta] = (0.9, 0.999)
+    # The optimizers' own settings: None takes the default in OPTIMIZER_SETTINGS.
+    momentum: float | None = Field(None, ge=0.0, lt=1.0)  # sgd, rmsprop
+    nesterov: bool | None = None  # sgd
+    betas: tuple[Beta, Beta] | None = None  # adam, adamw
+    eps: float | None = Field(None, gt=0.0, le=10.0)  # adam, adamw, rmsprop, adagrad
+    alpha: float | None = Field(None, ge=0.0, lt=1.0)  # rmsprop: smoothing of the squared gradient
+    centered: bool | None = None  # rmsprop
+    lr_decay: float | None = Field(None, ge=0.0, le=1e6)  # adagrad
+    initial_accumulator_value: float | None = Field(None, ge=0.0, le=1e6)  # adagrad
     weight_decay: float = Field(0.0, ge=0.0)
     # No weight decay on norm weights and biases (the usual choice for BN/GN nets).
     decay_norm_and_bias: bool = False
     grad_clip: PositiveFloat | None = None
+    # LR multipliers by module-name prefix ({backbone: 0.1}); the longest matching prefix wins.
+    param_groups: dict[str, Annotated[float, Field(gt=0.0, le=MAX_LR_MULT)]] = Field(
+        default_factory=dict, max_length=MAX_ITEMS
+    )
+    # Layer-wise LR decay: the model's stages from the head backwards get decay^1, decay^2, ...
+    layer_decay: float | None = Field(None, gt=0.0, le=1.0)
+
+    @field_validator("param_groups", mode="before")
+    @classmethod
+    def _prefixes(cls, groups: Any) -> Any:
+        if not isinstance(groups, dict):
+            return groups
+        for prefix, mult in groups.items():
+            if not isinstance(prefix, str) or not prefix or prefix != prefix.strip(". "):
+                raise FieldError(
+                    str(prefix),
+                    f"{prefix!r} is not a module name prefix; give names as the model's "
+                    "named_parameters() spell them (e.g. backbone, layer1, features.0)",
+                )
+            if isinstance(mult, bool):
+                raise FieldError(prefix, f"expected a number, got {str(mult).lower()}{_BOOL_HINT}")
+        return groups
 
     @model_validator(mode="after")
-    def _nesterov_needs_momentum(self) -> OptimConfig:
-        if self.nesterov and self.momentum == 0:
+    def _settings_belong(self) -> OptimConfig:
+        own = OPTIMIZER_SETTINGS[self.name]
+        every = {k for settings in OPTIMIZER_SETTINGS.values() for k in settings}
+        stray = [k for k in sorted(every) if getattr(self, k) is not None and k not in own]
+        if stray:
+            takers = sorted(n for n, s in OPTIMIZER_SETTINGS.items() if set(stray) <= set(s))
+            fix = f"; or use name: {' or '.join(takers)}" if takers else ""
+            raise FieldError(
+                stray[0],
+                f"{self.name} takes no {' or '.join(stray)}; its own settings are "
+                f"{', '.join(own)} (remove {'them' if len(stray) > 1 else 'it'}{fix})",
+            )
+        if self.name == "sgd" and self.nesterov and self.settings()["momentum"] == 0:
             raise FieldError(
                 "momentum",
                 "nesterov: true needs momentum above 0; set a momentum (e.g. 0.9) "
                 "or nesterov: false",
             )
         return self
+
+    def settings(self) -> dict[str, Any]:
+        """The chosen optimizer's own settings, defaults filled in (torch.optim's keywords)."""
+        return {
+            k: default if getattr(self, k) is None else getattr(self, k)
+            for k, default in OPTIMIZER_SETTINGS[self.name].items()
+        }
 
 
 class ScheduleConfig(_Section):
@@ -187,9 +257,13 @@ class TrainConfig(_Section):
     """The loop: length, batch, precision, evaluation and what to keep."""
 
     epochs: int = Field(10, gt=0, le=MAX_EPOCHS)
-    # Bounded by Recipe, which knows the image size that the memory depends on.
+    # The global batch of one forward/backward pass (split over processes); bounded by
+    # Recipe, which knows the image size that the memory depends on.
     batch_size: PositiveInt = 64
-    # Cut each epoch short (for smoke runs and search trials on big data).
+    # Gradient accumulation: the optimizer steps every `accumulate_steps` batches, so the
+    # effective batch is batch_size x accumulate_steps (what lr_per_256 scales by).
+    accumulate_steps: int = Field(1, gt=0, le=MAX_ACCUMULATE)
+    # Cut each epoch short (for smoke runs and search trials on big data), in optimizer steps.
     max_steps_per_epoch: Count | None = None
     eval_every: int = Field(1, gt=0, le=MAX_EPOCHS)
     # Metric that picks the best checkpoint and drives early stopping / pruning.

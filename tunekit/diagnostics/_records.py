@@ -123,7 +123,8 @@ class StepRecorder(DiagnosticHook):
     def after_step(self) -> None:
         t = self.trainer
         self._in_step = False
-        self._samples += _batch_size(t.batch) * t.dist.world_size
+        # t.batch is the step's last batch; with accumulation a step took accumulate_steps.
+        self._samples += _batch_size(t.batch) * t.dist.world_size * t.accumulate_steps
         if t.step - self._mark_step >= self.throughput_every:
             now = time.perf_counter()
             elapsed = max(now - self._mark_time, 1e-9)

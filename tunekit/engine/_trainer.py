@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from ._checkpoint import FORMAT, rng_state, set_rng_state
 from ._distributed import DistInfo, all_reduce_sum, any_rank
 from ._hooks import HookBase
+from ._optim import base_lr
 
 
 class Task(Protocol):
@@ -41,6 +42,13 @@ class Trainer:
     ``step``); hooks read them and never own the trainer. ``epoch`` counts
     finished epochs and ``step`` finished optimizer steps, so a checkpoint
     taken after an epoch resumes at the start of the next one.
+
+    With ``accumulate_steps`` k > 1, one step is k batches: each one's loss,
+    divided by k, is backpropagated (under DDP without the gradient all-reduce
+    but for the last), then the optimizer and the scheduler step once. Hooks
+    see one ``before_step``/``after_backward``/``after_step`` per optimizer
+    step; ``loss`` is then the mean of the k batches' losses and ``batch`` the
+    last of them. An epoch's batches that do not fill a last step are skipped.
 
     Args:
         model: the network, already on its device (wrapped in DDP when distributed).
@@ -69,6 +77,7 @@ class Trainer:
         scaler: torch.amp.GradScaler | None = None,
         max_steps_per_epoch: int | None = None,
         eval_every: int = 1,
+        accumulate_steps: int = 1,
     ) -> None:
         self.model = model
         self.optimizer = optimizer
@@ -85,6 +94,7 @@ class Trainer:
         self.scaler = scaler
         self.max_steps_per_epoch = max_steps_per_epoch
         self.eval_every = eval_every
+        self.accumulate_steps = accumulate_steps
 
         self.epoch = 0  # finished epochs
         self.step = 0  # finished optimizer steps
@@ -92,6 +102,8 @@ class Trainer:
         self.loss: torch.Tensor | None = None  # this step's total loss (on device)
         self.loss_terms: dict[str, torch.Tensor] = {}
         self.batch: Any = None
+        # This step's batches so far (loss, terms), when accumulating.
+        self._micro: list[tuple[torch.Tensor, dict[str, torch.Tensor]]] = []
         self.last_eval: dict[str, float] = {}
         self.last_train: dict[str, float] = {}
         self.history: list[dict[str, float]] = []
@@ -110,12 +122,19 @@ class Trainer:
 
     @property
     def steps_per_epoch(self) -> int:
-        n = len(self.train_loader)
+        """Optimizer steps per epoch (each takes ``accumulate_steps`` batches)."""
+        n = len(self.train_loader) // self.accumulate_steps
         return min(n, self.max_steps_per_epoch) if self.max_steps_per_epoch else n
 
     @property
+    def batches_per_epoch(self) -> int:
+        """Loader batches an epoch trains on."""
+        return self.steps_per_epoch * self.accumulate_steps
+
+    @property
     def lr(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"])
+        """The scheduled LR (parameter groups with an LR multiplier get a multiple of it)."""
+        return base_lr(self.optimizer)
 
     def register_hooks(self, hooks: Iterable[HookBase]) -> None:
         for hook in hooks:
@@ -149,13 +168,19 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         term_sums: dict[str, Any] = {}
         n = 0
-        limit = self.steps_per_epoch
+        per_step = self.accumulate_steps
+        limit = self.steps_per_epoch * per_step
         for i, batch in enumerate(self.train_loader):
             if i >= limit:
                 break
-            self.iter_in_epoch = i
+            self.iter_in_epoch, part = divmod(i, per_step)
+            if part == 0:
+                self._begin_step()
             self.batch = self.task.to_device(batch, self.device)
-            self.run_step()
+            self._forward_backward(per_step, last=part == per_step - 1)
+            if part < per_step - 1:
+                continue
+            self._finish_step()
             assert self.loss is not None
             loss_sum += self.loss.detach()
             if len(self.loss_terms) > 1:  # a detector's dict: each term's epoch mean is logged too
@@ -191,24 +216,53 @@ class Trainer:
             self.stop_reason = "stopped by another rank"
 
     def run_step(self) -> None:
-        """One optimizer step on ``self.batch``."""
+        """One optimizer step on ``self.batch`` alone."""
+        self._begin_step()
+        self._forward_backward(1, last=True)
+        self._finish_step()
+
+    def _begin_step(self) -> None:
         self._call("before_step")
+        self.optimizer.zero_grad(set_to_none=True)
+        self._micro = []
+
+    def _forward_backward(self, k: int, *, last: bool) -> None:
+        """Forward and backward of ``self.batch`` as one of ``k`` batches of this step."""
         autocast = (
             torch.autocast(self.device.type, dtype=self.amp_dtype)
             if self.amp_dtype is not None
             else nullcontext()
         )
-        with autocast:
-            terms = self.task.losses(self.model, self.batch)
-        loss = sum(terms.values()) if len(terms) > 1 else next(iter(terms.values()))
-        assert isinstance(loss, torch.Tensor)
-        self.loss, self.loss_terms = loss, terms
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.unscale_(self.optimizer)
+        # DDP all-reduces gradients in backward; the accumulation passes skip it and the
+        # last pass reduces the sum. The forward must be inside no_sync too.
+        no_sync = getattr(self.model, "no_sync", None)
+        sync = nullcontext() if last or no_sync is None else no_sync()
+        with sync:
+            with autocast:
+                terms = self.task.losses(self.model, self.batch)
+            loss = sum(terms.values()) if len(terms) > 1 else next(iter(terms.values()))
+            assert isinstance(loss, torch.Tensor)
+            # Each batch's loss is a mean over its images: k of them / k is the mean over all.
+            scaled = loss / k if k > 1 else loss
+            if self.scaler is not None:
+                self.scaler.scale(scaled).backward()
+            else:
+                scaled.backward()
+        if k == 1:
+            self.loss, self.loss_terms = loss, terms
         else:
-            loss.backward()
+            self._micro.append((loss.detach(), {n: t.detach() for n, t in terms.items()}))
+
+    def _finish_step(self) -> None:
+        if self._micro:  # accumulated: the step's loss is the mean over its batches
+            self.loss = torch.stack([m[0] for m in self._micro]).mean(dim=0)
+            self.loss_terms = {
+                n: torch.stack([m[1][n] for m in self._micro]).mean(dim=0)
+                for n in self._micro[0][1]
+            }
+            self._micro = []
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
         self._call("after_backward")
         if self.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)

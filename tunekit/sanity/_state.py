@@ -130,10 +130,13 @@ def dropout_off(model: nn.Module) -> None:
 def set_hyper(
     optimizer: torch.optim.Optimizer, *, lr: float | None = None, weight_decay: float | None = None
 ) -> None:
-    """Sets the LR and/or weight decay of every parameter group."""
+    """Sets the LR and/or weight decay of every parameter group.
+
+    A group with an LR multiplier (``lr_mult``, from optim.param_groups) gets ``lr`` times it.
+    """
     for group in optimizer.param_groups:
         if lr is not None:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_mult", 1.0)
         if weight_decay is not None and "weight_decay" in group:
             group["weight_decay"] = weight_decay
 
