@@ -164,10 +164,10 @@ def preflight_data(plan: Any) -> None:
     from tunekit.run import check_inputs
 
     from ._objective import trial_recipe
+    from ._space import check_points
 
     spec, space = plan.study.stages[0], plan.space
-    corner = {n: (r.choices[0] if r.choices else r.low) for n, r in space.items()}
-    corner = {n: int(v) if space[n].type == "int" else v for n, v in corner.items()}
+    corner = check_points(space)[0]
     recipe = trial_recipe(plan.study, plan.recipe_data, spec, corner, file=str(plan.recipe_path))
     try:
         check_inputs(recipe, nproc=plan.study.gpus_per_trial, file=str(plan.recipe_path))
@@ -267,9 +267,14 @@ def print_study_summary(summary: dict[str, Any]) -> None:
 
 def _range_text(r: dict[str, Any]) -> str:
     if r.get("choices") is not None:
-        return "{" + ", ".join(str(c) for c in r["choices"]) + "}"
+        return "{" + ", ".join(str(c) for c in r["choices"]) + "}" + _when_text(r)
     log = "log " if r["type"] == "log_uniform" else ""
-    return f"{log}[{r['low']:.3g}, {r['high']:.3g}]"
+    return f"{log}[{r['low']:.3g}, {r['high']:.3g}]" + _when_text(r)
+
+
+def _when_text(r: dict[str, Any]) -> str:
+    when = r.get("when") or {}
+    return "".join(f" when {k} in {{{', '.join(str(v) for v in vs)}}}" for k, vs in when.items())
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:

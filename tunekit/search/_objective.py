@@ -20,7 +20,7 @@ from tunekit.config import Recipe, apply_overrides, read_yaml, validate
 from tunekit.engine import HookBase
 from tunekit.errors import ConfigError
 
-from ._space import Space
+from ._space import Space, sample
 from ._study import StageSpec, Study
 
 
@@ -111,10 +111,22 @@ def trial_recipe(
     *,
     file: str,
 ) -> Recipe:
-    """The recipe one trial trains: study and stage overrides, fixed values, sampled values."""
+    """The recipe one trial trains: study and stage overrides, fixed values, sampled values.
+
+    A fixed parameter with a condition (``when``) is set only where ``params`` meet
+    it. A trial whose ``optim.name`` (sampled or fixed) differs from the recipe's
+    leaves out the recipe's optimizer settings (an SGD recipe's momentum in an
+    RMSprop or Adam trial): they were chosen for another optimizer, and the
+    trial's own come from the study or the optimizer's defaults.
+    """
     data = apply_overrides(copy.deepcopy(recipe_data), [*study.set, *stage.set, *study.overrides])
+    fixed = {n: s.value for n, s in study.space.items() if s.role == "fixed"}
+    values = {**fixed, **params}
+    if "optim.name" in values:
+        drop_optimizer_settings(data, values["optim.name"])
     for name, spec in study.space.items():
-        if spec.role == "fixed":
+        met = all(values.get(k) in allowed for k, allowed in (spec.when or {}).items())
+        if spec.role == "fixed" and met:
             set_path(data, name, spec.value)
     for name, value in params.items():
         set_path(data, name, value)
@@ -124,9 +136,21 @@ def trial_recipe(
     return validate(Recipe, data, file=file)
 
 
+def drop_optimizer_settings(data: dict[str, Any], name: Any) -> None:
+    """Removes a recipe's optimizer settings (momentum, betas, ...) when ``name`` is another optimizer."""
+    from tunekit.config._recipe import OPTIMIZER_SETTINGS, OptimConfig
+
+    optim = data.get("optim")
+    if not isinstance(optim, dict) or optim.get("name", OptimConfig().name) == name:
+        return
+    for settings in OPTIMIZER_SETTINGS.values():
+        for key in settings:
+            optim.pop(key, None)
+
+
 def sample_params(trial: optuna.Trial, space: Space) -> dict[str, Any]:
-    """Draws every parameter of ``space`` for ``trial`` (a retried trial gets its old values)."""
-    return {name: r.suggest(trial) for name, r in space.items()}
+    """Draws the parameters of ``space`` active in ``trial`` (a retried trial gets its old values)."""
+    return sample(trial, space)
 
 
 def load_recipe_data(path: Path) -> dict[str, Any]:

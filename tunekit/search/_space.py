@@ -3,11 +3,17 @@
 A :class:`Range` is a plain value (it round-trips through JSON, so a stage's
 ranges are stored in the study and every worker reads the same ones).
 Refinement is a pure function of the previous ranges and the best trials.
+
+A range with a condition (``when``) is sampled only in trials where the
+categorical parameters it names took one of its values; the unconditional
+ranges are sampled first, so a condition reads values of the same trial
+(Optuna's define-by-run: a trial's parameters are the ones it suggested).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -29,6 +35,8 @@ class Range:
     choices: tuple[Any, ...] | None = None
     min: float | None = None
     max: float | None = None
+    # (parameter, values it must take) pairs that all hold where this range is sampled.
+    when: tuple[tuple[str, tuple[Any, ...]], ...] | None = None
 
     @classmethod
     def from_spec(cls, name: str, spec: ParamSpec) -> Range:
@@ -42,6 +50,7 @@ class Range:
             choices=tuple(spec.choices) if spec.choices is not None else None,
             min=spec.min,
             max=spec.max,
+            when=_conditions(spec.when),
         )
 
     @classmethod
@@ -49,13 +58,19 @@ class Range:
         d = dict(d)
         if d.get("choices") is not None:
             d["choices"] = tuple(d["choices"])
+        d["when"] = _conditions(d.get("when"))  # stored before conditions existed: none
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         if self.choices is not None:
             d["choices"] = list(self.choices)
+        d["when"] = {k: list(v) for k, v in self.when} if self.when is not None else None
         return d
+
+    def active(self, values: Mapping[str, Any]) -> bool:
+        """Whether this parameter is sampled in a trial whose other values are ``values``."""
+        return all(k in values and values[k] in allowed for k, allowed in self.when or ())
 
     def suggest(self, trial: optuna.Trial) -> Any:
         """The value of this parameter for ``trial`` (Optuna's distributions do the sampling)."""
@@ -80,12 +95,75 @@ class Range:
 
     def describe(self) -> str:
         if self.type == "categorical":
-            return "{" + ", ".join(str(c) for c in self.choices or ()) + "}"
-        kind = "log " if self.type == "log_uniform" else ""
-        return f"{kind}[{self.low:.4g}, {self.high:.4g}]"
+            text = "{" + ", ".join(str(c) for c in self.choices or ()) + "}"
+        else:
+            kind = "log " if self.type == "log_uniform" else ""
+            text = f"{kind}[{self.low:.4g}, {self.high:.4g}]"
+        for key, allowed in self.when or ():
+            text += f" when {key} in {{{', '.join(str(v) for v in allowed)}}}"
+        return text
 
 
 Space = dict[str, Range]
+
+
+def _conditions(when: Mapping[str, Any] | None) -> tuple[tuple[str, tuple[Any, ...]], ...] | None:
+    if not when:
+        return None
+    return tuple((k, tuple(v) if isinstance(v, (list, tuple)) else (v,)) for k, v in when.items())
+
+
+def sample(trial: optuna.Trial, space: Space) -> dict[str, Any]:
+    """Draws the parameters of ``space`` that are active in ``trial``: unconditional ones first.
+
+    A retried or enqueued trial gets its stored values back (Optuna's ``suggest_*``).
+    """
+    values: dict[str, Any] = {}
+    for name, r in sorted(space.items(), key=lambda item: item[1].when is not None):
+        if r.active(values):
+            values[name] = r.suggest(trial)
+    return values
+
+
+def only_active(space: Space, values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` without the parameters whose condition the other values do not meet."""
+    return {k: v for k, v in values.items() if k not in space or space[k].active(values)}
+
+
+def check_points(space: Space) -> list[dict[str, Any]]:
+    """Points of ``space`` that reach every end of every range and every choice.
+
+    1. bases: every categorical at its first choice, then each choice of each
+       categorical in turn (with the condition that lets it be sampled met);
+    2. at each base, every numeric range at its low end, then at its high end;
+    3. each point keeps only its active parameters; repeats are dropped.
+
+    The first point is the plainest trial (first choices, low ends).
+    """
+    categorical = {n: r for n, r in space.items() if r.type == "categorical" and r.choices}
+    base0 = {n: r.choices[0] for n, r in categorical.items() if r.choices}
+    bases = [base0]
+    for name, r in categorical.items():
+        assert r.choices is not None
+        for choice in r.choices:
+            base = {**base0, **{k: allowed[0] for k, allowed in r.when or ()}, name: choice}
+            bases.append(base)
+    points: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for base in bases:
+        for end in ("low", "high"):
+            point: dict[str, Any] = dict(base)
+            for name, r in space.items():
+                if r.type != "categorical":
+                    value = r.low if end == "low" else r.high
+                    point[name] = int(value or 0) if r.type == "int" else value
+            point = {n: point[n] for n in space if n in point}
+            point = only_active(space, point)
+            key = repr(sorted(point.items(), key=lambda kv: kv[0]))
+            if key not in seen:
+                seen.add(key)
+                points.append(point)
+    return points
 
 
 def space_from_specs(specs: dict[str, ParamSpec]) -> Space:

@@ -25,6 +25,7 @@ MAX_TRIALS = 1_000_000
 MAX_STAGES = 100
 MAX_PARAMS = 1000
 MAX_CHOICES = 10_000
+MAX_CONDITIONS = 16
 MAX_OVERRIDES = 1000
 MAX_WORKERS = 1024
 #: Stage k's sampler is seeded with seed * 1000 + k, and numpy takes seeds below 2**32.
@@ -46,6 +47,11 @@ class ParamSpec(_Section):
     study measures (its summary gives the best trial per value), ``nuisance``
     parameters are optimised so the comparison is fair, ``fixed`` ones are
     held at ``value`` for the whole study.
+
+    ``when`` makes a parameter conditional: ``{optim.name: rmsprop}`` (or a
+    list of values) samples it, or for a fixed one sets it, only in trials
+    where that categorical parameter took one of those values, as Optuna's
+    define-by-run spaces do (``optim.alpha`` only for RMSprop).
     """
 
     type: Literal["log_uniform", "uniform", "int", "categorical"] = "uniform"
@@ -58,6 +64,15 @@ class ParamSpec(_Section):
     # Refinement never widens a range past these (e.g. momentum < 1).
     min: float | None = None
     max: float | None = None
+    # Sampled (or set, when fixed) only where these categorical parameters took these values.
+    when: dict[str, list[Any]] | None = Field(None, min_length=1, max_length=MAX_CONDITIONS)
+
+    @field_validator("when", mode="before")
+    @classmethod
+    def _values_as_lists(cls, when: Any) -> Any:
+        if not isinstance(when, dict):
+            return when
+        return {k: v if isinstance(v, list) else [v] for k, v in when.items()}
 
     @model_validator(mode="after")
     def _check(self) -> ParamSpec:
@@ -279,11 +294,51 @@ class Study(_Section):
                 "every parameter is fixed, so there is nothing to search; "
                 "give at least one a range (role: nuisance or scientific)"
             )
+        for name, spec in space.items():
+            _check_condition(name, spec, space)
         return space
 
     @property
     def mode(self) -> str:
         return "max" if self.direction == "maximize" else "min"
+
+
+def _check_condition(name: str, spec: ParamSpec, space: dict[str, ParamSpec]) -> None:
+    """A ``when`` names sampled categorical parameters without conditions, and their choices."""
+    for key, values in (spec.when or {}).items():
+        field = f"{name}.when.{key}"
+        on = space.get(key)
+        sampled = {n: p for n, p in space.items() if p.role != "fixed" and p.type == "categorical"}
+        if key == name or on is None or on.role == "fixed" or on.type != "categorical":
+            what = (
+                "the parameter itself"
+                if key == name
+                else "no parameter of the space"
+                if on is None
+                else "a fixed parameter"
+                if on.role == "fixed"
+                else f"a {on.type} parameter"
+            )
+            raise FieldError(
+                field,
+                f"a condition needs a sampled categorical parameter of the space, and {key!r} "
+                f"is {what}{did_you_mean(key, list(sampled)) if on is None else ''}; "
+                f"the categorical ones are {', '.join(sampled) or 'none'}",
+            )
+        if on.when is not None:
+            raise FieldError(
+                field,
+                f"{key!r} has a condition of its own; a condition may only name an "
+                "unconditional parameter",
+            )
+        assert on.choices is not None
+        missing = [v for v in values if v not in on.choices]
+        if missing:
+            raise FieldError(
+                field,
+                f"{', '.join(repr(v) for v in missing)} {'is' if len(missing) == 1 else 'are'} "
+                f"not among {key}'s choices ({', '.join(repr(c) for c in on.choices)})",
+            )
 
 
 def _check_overrides(overrides: list[str]) -> list[str]:

@@ -41,7 +41,7 @@ from tunekit.outputs import check_output_dir
 from ._liveness import Heartbeat, reap_stale, retry_trial
 from ._objective import PruningHook, load_recipe_data, sample_params, trial_recipe
 from ._signals import Stopped, die_with_parent
-from ._space import Space, space_from_specs
+from ._space import Space, check_points, space_from_specs
 from ._stages import Stage, StagedSearch, count_trials, summary_data
 from ._storage import journal_path, masked, open_storage
 from ._study import Study, load_study, resolve_recipe_path
@@ -263,23 +263,13 @@ def ranges_from_sanity(space: Space, file: str) -> Space:
 def check_study(
     study: Study, recipe_data: dict[str, Any], space: Space, *, file: str, recipe_file: str
 ) -> None:
-    """Builds every stage's recipe at the ends of every range, so a bad value fails now, in one line."""
-    corners: list[dict[str, Any]] = [{}, {}]
-    for name, r in space.items():
-        if r.type == "categorical":
-            assert r.choices is not None
-            for c in r.choices:
-                trial_recipe_checked(
-                    study, recipe_data, study.stages[0], {name: c}, file, recipe_file, name
-                )
-            corners[0][name] = corners[1][name] = r.choices[0]
-        else:
-            lo, hi = (int(r.low or 0), int(r.high or 0)) if r.type == "int" else (r.low, r.high)
-            corners[0][name], corners[1][name] = lo, hi
+    """Builds every stage's recipe at the ends of every range and at every choice (conditional
+    parameters where their condition holds), so a bad value fails now, in one line."""
+    points = check_points(space)
     for stage in study.stages:
         recipes = [
-            trial_recipe_checked(study, recipe_data, stage, corner, file, recipe_file, None)
-            for corner in corners
+            trial_recipe_checked(study, recipe_data, stage, point, file, recipe_file, None)
+            for point in points
         ]
         check_metrics(study, stage, recipes[0], file)
 
