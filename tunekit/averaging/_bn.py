@@ -29,8 +29,21 @@ _BN = nn.modules.batchnorm._BatchNorm
 
 
 def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    """The BN layers of ``model`` that keep running statistics."""
-    return [m for m in model.modules() if isinstance(m, _BN) and m.track_running_stats]
+    """The BN layers of ``model`` that keep running statistics, outside frozen stages.
+
+    A frozen stage keeps the statistics it was loaded with (a linear probe's backbone):
+    recalibrating them on the target data would change what the probe is measured on.
+    """
+    from tunekit.models import frozen_modules
+
+    frozen = frozen_modules(model)
+    return [
+        m
+        for name, m in model.named_modules()
+        if isinstance(m, _BN)
+        and m.track_running_stats
+        and not any(f == "" or name == f or name.startswith(f + ".") for f in frozen)
+    ]
 
 
 @torch.no_grad()
