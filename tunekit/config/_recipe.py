@@ -382,11 +382,61 @@ class DiagnosticsConfig(_Section):
         return self
 
 
+MultilabelLoss = Literal["bce", "softmax"]
+
+
+class MultilabelConfig(_Section):
+    """Multi-label training (``task: multilabel``): multi-hot targets, the loss and precision@k.
+
+    ``bce`` is binary cross-entropy per class (averaged over samples and
+    classes); ``softmax`` is the softmax cross-entropy against the targets
+    normalised to sum to 1 (k tags: 1/k each), as Mahajan et al. train on
+    hashtags.
+    """
+
+    loss: MultilabelLoss = "bce"
+    # Reported as val/prec@k (k capped by the number of classes, as top5 is for classifiers).
+    precision_at: list[Annotated[int, Field(gt=0, le=MAX_ITEMS)]] = Field(
+        default_factory=lambda: [1, 5], min_length=1, max_length=10
+    )
+
+    @field_validator("precision_at")
+    @classmethod
+    def _distinct(cls, ks: list[int]) -> list[int]:
+        if len(set(ks)) != len(ks):
+            raise ValueError(f"each k once, got {ks}")
+        return ks
+
+
+TtaView = Literal["hflip", "multicrop"]
+
+
+class EvalConfig(_Section):
+    """Extra evaluations of the model: test-time augmentation (classification and multilabel).
+
+    With ``tta`` set, the validation set is also scored on the average of the
+    predicted probabilities over the views, reported as ``tta/val/...``
+    (``val_tta/...`` for ``train.metric``). The views are the image itself plus,
+    with ``multicrop``, its 4 corner and centre crops of ``crop_fraction`` of the
+    side resized back; ``hflip`` adds the mirror image of each.
+    """
+
+    tta: list[TtaView] = Field(default_factory=list, max_length=2)
+    crop_fraction: float = Field(0.875, gt=0.0, lt=1.0)
+
+    @field_validator("tta")
+    @classmethod
+    def _distinct(cls, views: list[str]) -> list[str]:
+        if len(set(views)) != len(views):
+            raise ValueError(f"each view once, got {views}")
+        return views
+
+
 class Recipe(_Section):
     """A whole training setup. See ``recipes/digits.yaml`` for an example."""
 
     name: str = Field("run", min_length=1, max_length=200)
-    task: Literal["classification", "detection"] = "classification"
+    task: Literal["classification", "detection", "multilabel"] = "classification"
     seed: int = Field(0, ge=0, le=MAX_SEED)
     output_dir: str = "runs"
     data: DataConfig = Field(default_factory=DataConfig)
@@ -397,6 +447,34 @@ class Recipe(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     averaging: AveragingConfig = Field(default_factory=AveragingConfig)
     diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
+    multilabel: MultilabelConfig = Field(default_factory=MultilabelConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _task_sections(self) -> Recipe:
+        # A section of another task would be ignored without a word.
+        if self.task != "multilabel" and self.multilabel != MultilabelConfig():
+            raise FieldError(
+                "multilabel",
+                f"applies to task: multilabel, and this recipe's task is {self.task}; "
+                "remove the section or set task: multilabel",
+            )
+        if self.task == "detection" and self.eval.tta:
+            raise FieldError(
+                "eval.tta",
+                "test-time augmentation averages class probabilities, which a detector does "
+                "not give; remove eval.tta (it is for classification and multilabel recipes)",
+            )
+        if self.task == "multilabel":
+            reg = self.regularization
+            for name in ("label_smoothing", "mixup_alpha", "cutmix_alpha"):
+                if getattr(reg, name) > 0:
+                    raise FieldError(
+                        f"regularization.{name}",
+                        "applies to task: classification (class-index targets); "
+                        "set it to 0 for task: multilabel",
+                    )
+        return self
 
     @model_validator(mode="after")
     def _batch_fits(self) -> Recipe:
