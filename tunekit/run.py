@@ -86,6 +86,10 @@ def task_metrics(recipe: Recipe) -> tuple[str, ...]:
         from tunekit.detection import DetectionTask
 
         return DetectionTask.metric_names
+    if recipe.task == "multilabel":
+        from tunekit.tasks import MultilabelTask
+
+        return MultilabelTask.names_for(recipe.multilabel.precision_at)
     from tunekit.tasks import ClassificationTask
 
     return ClassificationTask.metric_names
@@ -104,7 +108,8 @@ def averaging_section(prefix: str) -> str | None:
 def side_models(recipe: Recipe) -> tuple[str, ...]:
     """The averaged models the recipe evaluates beside the model, by their metric prefix."""
     avg = recipe.averaging
-    return tuple(p for sec, pre in AVERAGE_PREFIXES.items() if getattr(avg, sec) for p in pre)
+    averaged = tuple(p for sec, pre in AVERAGE_PREFIXES.items() if getattr(avg, sec) for p in pre)
+    return (*averaged, "tta") if recipe.eval.tta else averaged  # eval.tta: the augmented views
 
 
 def record_metrics(recipe: Recipe) -> tuple[str, ...]:
@@ -133,6 +138,8 @@ def check_metric(recipe: Recipe, *, file: str | None = None) -> None:
             hint = f" (the {side} model's {sub} is named 'val_{side}/{sub}' here)"
         elif section:
             hint = f" (the recipe has no averaging.{section})"
+        elif metric.startswith("val_tta/"):
+            hint = " (the recipe has no eval.tta)"
         else:
             hint = did_you_mean(metric, allowed)
         raise ConfigError(
@@ -162,13 +169,27 @@ def build_components(
         bundle = build_data(recipe.data, file=file)
         model = build_model(recipe.model, bundle.num_classes, bundle.in_channels, file=file)
         reg = recipe.regularization
-        task = ClassificationTask(
-            bundle.num_classes,
-            label_smoothing=reg.label_smoothing,
-            mixup_alpha=reg.mixup_alpha,
-            cutmix_alpha=reg.cutmix_alpha,
-            channels_last=channels_last,
-        )
+        if recipe.task == "multilabel":
+            from tunekit.tasks import MultilabelTask, multi_hot_dataset
+
+            with in_file(file):  # targets checked (and made multi-hot) as they are read
+                bundle.train = multi_hot_dataset(bundle.train, bundle.num_classes, "training")
+                bundle.val = multi_hot_dataset(bundle.val, bundle.num_classes, "validation")
+            ml = recipe.multilabel
+            task = MultilabelTask(
+                bundle.num_classes,
+                loss=ml.loss,
+                precision_at=ml.precision_at,
+                channels_last=channels_last,
+            )
+        else:
+            task = ClassificationTask(
+                bundle.num_classes,
+                label_smoothing=reg.label_smoothing,
+                mixup_alpha=reg.mixup_alpha,
+                cutmix_alpha=reg.cutmix_alpha,
+                channels_last=channels_last,
+            )
     model.to(dist.device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -230,6 +251,10 @@ def recipe_hooks(recipe: Recipe, run_dir: Path, *, progress: bool = True) -> lis
         from tunekit.averaging import averaging_hooks
 
         hooks += averaging_hooks(recipe, run_dir)
+    if recipe.eval.tta:
+        from tunekit.tasks import TTAHook
+
+        hooks.append(TTAHook(recipe.eval.tta, crop_fraction=recipe.eval.crop_fraction))
     diag = recipe.diagnostics
     if diag.enabled:
         from tunekit.diagnostics import diagnostic_hooks
