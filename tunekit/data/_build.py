@@ -13,13 +13,17 @@ from tunekit.engine import DistInfo
 from tunekit.errors import ConfigError, in_file, unknown_choice
 
 from ._base import DataBundle, check_call, import_builder
+from ._classes import keep_classes
 from ._classification import cifar10, digits, imagefolder
+from ._tags import shapes_tags
 
 #: Named datasets: name -> builder(DataConfig) -> DataBundle.
 DATASETS: dict[str, Callable[[DataConfig], DataBundle]] = {
     "digits": digits,
     "imagefolder": imagefolder,
     "cifar10": cifar10,
+    # Weakly labelled (multi-label tags) shapes images, for task: multilabel.
+    "shapes_tags": shapes_tags,
 }
 
 
@@ -45,6 +49,9 @@ def build_data(cfg: DataConfig, *, file: str | None = None) -> DataBundle:
             raise unknown_choice("dataset", cfg.name, DATASETS, file=file, field="data.name")
         with in_file(file):
             bundle = DATASETS[cfg.name](cfg)
+    if cfg.classes:
+        with in_file(file):
+            bundle = keep_classes(bundle, cfg.classes)
     if cfg.train_subset:
         bundle.train = subset_every(bundle.train, cfg.train_subset)
     if cfg.val_subset:
