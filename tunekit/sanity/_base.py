@@ -169,8 +169,21 @@ class StepOutput:
     targets: Any = None
 
     def correct(self) -> tuple[int, int] | None:
-        """(correct, count) for class-index targets, else None."""
+        """(correct, count) for class-index targets, else None.
+
+        Multi-hot targets (N, C) count a sample as correct when its k tags are
+        its k highest scores: an exact match by rank, whichever the loss.
+        """
         y, z = self.targets, self.logits
+        multi_hot = isinstance(y, torch.Tensor) and y.is_floating_point() and y.ndim == 2
+        if multi_hot and isinstance(z, torch.Tensor) and y.shape == z.shape:
+            order = z.detach().argsort(dim=1, descending=True)
+            rank = torch.empty_like(order).scatter_(
+                1, order, torch.arange(z.shape[1], device=z.device).expand_as(order)
+            )
+            tags = y > 0.5
+            exact = ((rank < tags.sum(dim=1, keepdim=True)) == tags).all(dim=1)
+            return int(exact.sum()), len(y)
         if not isinstance(y, torch.Tensor) or z is None or z.ndim != 2 or y.ndim != 1:
             return None
         if y.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8) or len(y) != len(z):

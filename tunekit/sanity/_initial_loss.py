@@ -7,6 +7,12 @@ log C). A detector is checked head by head: a softmax box classifier against
 log(C+1) (C classes plus background), a sigmoid objectness or centerness head
 against log 2, and a focal-loss head (RetinaNet, FCOS) through its mean
 predicted foreground probability against the prior its bias was set to.
+
+A multi-label model is checked against its loss: binary cross-entropy per
+class (``nn.BCEWithLogitsLoss``) against what the final layer's bias implies
+for the batches' tag frequencies (log 2 with a zero bias; the entropy of the
+tag prior with the bias set to it), and a softmax over targets normalised to
+sum to 1 against log C, as a classifier.
 """
 
 from __future__ import annotations
@@ -158,6 +164,7 @@ def check_initial_loss(
     per_batch: list[float] = []
     term_sums: dict[str, float] = {}
     logits: list[torch.Tensor] = []
+    multi_hot: list[torch.Tensor] = []  # a multi-label model's targets (their tag frequencies)
     with preserved(model, None, [loader]), torch.no_grad():
         model.train()
         dropout_off(model)
@@ -167,6 +174,9 @@ def check_initial_loss(
                 per_batch.append(float(out.loss))
                 for k, v in out.terms.items():
                     term_sums[k] = term_sums.get(k, 0.0) + float(v)
+                y = out.targets
+                if isinstance(y, torch.Tensor) and y.is_floating_point() and y.ndim == 2:
+                    multi_hot.append(y.detach().float().cpu())
                 if out.logits is not None:
                     logits.append(out.logits.detach().float().flatten(1).cpu())
                     if final is not None:
@@ -182,6 +192,8 @@ def check_initial_loss(
             focal = None  # no focal classification loss: the probe saw something else
         heads = _detector_heads(model, terms, num_classes, focal, focal_prior)
         return _detector_result(measured, per_batch, heads, num_classes)
+    if isinstance(objective.loss_fn, nn.BCEWithLogitsLoss):
+        return _sigmoid_result(measured, per_batch, logits, multi_hot, num_classes, final)
     return _classifier_result(measured, per_batch, logits, num_classes, final)
 
 
@@ -312,6 +324,124 @@ def _judge_classifier(
     return (
         status,
         f"{rel:.0%} above log C: the weights of the {where} are too large ({parts})",
+        f"scale down the weights of the {where} (e.g. multiply by 0.1 or initialise them to 0)",
+    )
+
+
+# -- multi-label, binary cross-entropy per class ---------------------------
+
+
+def _bce(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of probabilities ``p`` against target frequencies ``q`` (0 log 0 = 0)."""
+    p = p.double().clamp(1e-12, 1 - 1e-12)
+    q = q.double()
+    return -(q * p.log() + (1 - q) * (1 - p).log())
+
+
+def _sigmoid_result(
+    measured: float,
+    per_batch: list[float],
+    logits: list[torch.Tensor],
+    targets: list[torch.Tensor],
+    num_classes: int | None,
+    final: _FinalLayerProbe | None,
+) -> InitialLossResult:
+    z = torch.cat(logits) if logits else None
+    if z is not None and z.ndim == 2:
+        num_classes = z.shape[1]
+    if num_classes is None or num_classes < 1:
+        raise SanityError(
+            f"{CHECK}: cannot tell the number of classes (got {num_classes}); pass num_classes=C"
+        )
+    layer = final.name if final is not None and final.bias is not None else None
+    bias = (
+        final.bias
+        if final is not None and final.bias is not None and len(final.bias) == num_classes
+        else torch.zeros(num_classes)
+    )
+    y = torch.cat(targets) if targets else None
+    if y is None or y.shape[1] != num_classes:
+        q = torch.full((num_classes,), 0.5)  # no multi-hot targets seen: p = 0.5 costs log 2 anyway
+        prior = math.log(2)
+    else:
+        q = y.mean(dim=0)
+        prior = float(_bce(q, q).mean())
+    # What the initialisation implies: every tag at probability sigmoid(bias), scored
+    # against the tags' frequencies. A zero bias gives log 2; a bias at the prior, its entropy.
+    expected = float(_bce(q, torch.sigmoid(bias)).mean())
+    logit_std = class_bias = None
+    if final is not None and final.weight_part:
+        logit_std = float(torch.cat(final.weight_part).std())
+        class_bias = float(bias.std()) if num_classes > 1 else 0.0
+    status, reason, fix = _judge_sigmoid(measured, expected, prior, bias, logit_std, layer)
+    zero = bool(bias.abs().max() <= 0.25)
+    shown = (
+        f"log 2 = {math.log(2):.4g} (logits near 0)"
+        if zero
+        else f"{expected:.4g} (the final layer's bias against the tag frequencies)"
+    )
+    verdict = Verdict(CHECK, status, f"{measured:.4g}", shown, reason, fix)
+    head = HeadCheck(
+        "loss", "sigmoid", measured, expected, status, f"tag prior entropy {prior:.3g}"
+    )
+    return InitialLossResult(
+        measured, expected, per_batch, [head], verdict, logit_std, class_bias, num_classes, layer
+    )
+
+
+def _judge_sigmoid(
+    measured: float,
+    expected: float,
+    prior: float,
+    bias: torch.Tensor,
+    logit_std: float | None,
+    layer: str | None,
+) -> tuple[Status, str, str]:
+    where = f"final layer '{layer}'" if layer else "final layer"
+    prior_fix = (
+        f"initialise the bias of the {where} to 0, or to log(q/(1-q)) with q each class's "
+        "tag frequency (the prior)"
+    )
+    if not math.isfinite(measured):
+        return (
+            "FAIL",
+            "the loss is not finite at initialisation",
+            "look for a log of 0 or a division by 0 in the loss, or inputs with NaN/Inf",
+        )
+    log2 = math.log(2)
+    off = (expected - log2) / log2
+    if off > PASS_TOL:
+        # The bias alone already costs more than predicting 0.5 for every tag.
+        status: Status = "WARN" if off <= WARN_TOL else "FAIL"
+        return (
+            status,
+            f"the bias of the {where} sets tag probabilities far from the tag frequencies "
+            f"(their cross-entropy {expected:.3g} is above log 2 = {log2:.3g})",
+            prior_fix,
+        )
+    rel = (measured - expected) / expected
+    if abs(rel) <= PASS_TOL:
+        reason = f"within {PASS_TOL:.0%} of what the initialisation implies"
+        if bool(bias.abs().max() <= 0.25) and prior < (1 - PASS_TOL) * log2:
+            reason += (
+                f"; the tags are sparse: a bias of log(q/(1-q)) per class would start at the "
+                f"prior's entropy {prior:.3g} and save the first steps spent learning the frequencies"
+            )
+        return "PASS", reason, ""
+    status = "WARN" if abs(rel) <= WARN_TOL else "FAIL"
+    if rel < 0:
+        return (
+            status,
+            f"{-rel:.0%} below what the initialisation implies: the model knows the tags before "
+            "any training",
+            "check that the tags do not leak into the inputs, the model is not already trained, "
+            "and the loss is a mean over the batch",
+        )
+    spread = f" (they give logits of std {logit_std:.3g})" if logit_std is not None else ""
+    return (
+        status,
+        f"{rel:.0%} above what the initialisation implies: the weights of the {where} are too "
+        f"large{spread}",
         f"scale down the weights of the {where} (e.g. multiply by 0.1 or initialise them to 0)",
     )
 

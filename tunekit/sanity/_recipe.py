@@ -146,6 +146,12 @@ def run_sanity(
             grad_clip=recipe.optim.grad_clip,
         )
         num_classes: int | None = comp.bundle.num_classes
+    elif recipe.task == "multilabel":
+        # The task's own loss module: the initial-loss check reads its kind (BCE or softmax).
+        objective = Objective(
+            comp.task.loss_fn, to_device=comp.task.to_device, grad_clip=recipe.optim.grad_clip
+        )
+        num_classes = comp.bundle.num_classes
     else:
         objective = Objective(
             losses=comp.task.losses, to_device=comp.task.to_device, grad_clip=recipe.optim.grad_clip
