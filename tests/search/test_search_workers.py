@@ -127,14 +127,15 @@ def test_ddp_trials_with_pruning(write_study: Callable[..., Path], tmp_path: Pat
                 {
                     "name": "coarse",
                     "trials": 2,
-                    "epochs": 3,
+                    "epochs": 2,
                     "pruner": {"name": "median", "n_startup_trials": 1},
                 }
             ],
         },
     )
     out = tmp_path / "ddp"
-    more = ["--set", "recipe.train.max_steps_per_epoch=12", "--set", "recipe.data.train_subset=512"]
+    more = ["--set", "recipe.train.max_steps_per_epoch=6", "--set", "recipe.data.train_subset=256"]
+    more += ["--set", "recipe.diagnostics.enabled=false"]
     ctx = open_search(str(study_file), out=out)
     stage = ctx.search.stages[0]
     ctx.search.space(stage)
@@ -148,11 +149,11 @@ def test_ddp_trials_with_pruning(write_study: Callable[..., Path], tmp_path: Pat
     _, stderr = proc.communicate(timeout=240)
     assert proc.returncode == 0, stderr[-3000:]
     good, bad = next(iter(all_trials(None, out, "ddp").values()))
-    assert good.state == TrialState.COMPLETE and good.user_attrs["epochs_run"] == 3
+    assert good.state == TrialState.COMPLETE and good.user_attrs["epochs_run"] == 2
     assert bad.state == TrialState.PRUNED, (bad.intermediate_values, good.intermediate_values)
     # Rank 0 reported each epoch; all ranks stopped together right after the pruned one.
     stopped = bad.user_attrs["epochs_run"]
-    assert stopped < 3 and sorted(bad.intermediate_values) == list(range(1, stopped + 1))
+    assert stopped < 2 and sorted(bad.intermediate_values) == list(range(1, stopped + 1))
     import json
 
     for t in (good, bad):
