@@ -86,10 +86,22 @@ class DataConfig(_Section):
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     # Each worker is a process with its own copy of the dataset object.
     num_workers: int = Field(0, ge=0, le=MAX_WORKERS)
+    # Only these classes, relabelled 0..k-1 in the order given (a held-apart subset of the
+    # classes, as a transfer target or its source); applied before the subsets.
+    classes: list[Annotated[int, Field(ge=0, le=MAX_COUNT)]] | None = Field(
+        None, min_length=1, max_length=MAX_ITEMS
+    )
     # A fixed subset of the training set (for quick studies and tests).
     train_subset: Count | None = None
     val_subset: Count | None = None
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+    @field_validator("classes")
+    @classmethod
+    def _distinct_classes(cls, classes: list[int] | None) -> list[int] | None:
+        if classes is not None and len(set(classes)) != len(classes):
+            raise ValueError(f"each class once, got {classes}")
+        return classes
 
 
 class ModelConfig(_Section):
@@ -449,6 +461,16 @@ class Recipe(_Section):
     diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
     multilabel: MultilabelConfig = Field(default_factory=MultilabelConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _classes_need_labels(self) -> Recipe:
+        if self.data.classes is not None and self.task != "classification":
+            raise FieldError(
+                "data.classes",
+                f"picks classes by each item's class index, which a {self.task} dataset does not "
+                "have; remove it (it is for task: classification)",
+            )
+        return self
 
     @model_validator(mode="after")
     def _task_sections(self) -> Recipe:

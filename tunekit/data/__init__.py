@@ -2,6 +2,7 @@
 
 from ._base import DataBundle, check_call, import_builder
 from ._build import DATASETS, build_data, build_loaders, subset_every
+from ._classes import dataset_labels, keep_classes
 
 __all__ = [
     "DATASETS",
@@ -9,6 +10,8 @@ __all__ = [
     "build_data",
     "build_loaders",
     "check_call",
+    "dataset_labels",
     "import_builder",
+    "keep_classes",
     "subset_every",
 ]
