@@ -172,9 +172,10 @@ def build_components(
         if recipe.task == "multilabel":
             from tunekit.tasks import MultilabelTask, multi_hot_dataset
 
-            with in_file(file):  # targets checked (and made multi-hot) as they are read
-                bundle.train = multi_hot_dataset(bundle.train, bundle.num_classes, "training")
-                bundle.val = multi_hot_dataset(bundle.val, bundle.num_classes, "validation")
+            # Targets checked (and made multi-hot) up front where listed, else as they are read.
+            c = bundle.num_classes
+            bundle.train = multi_hot_dataset(bundle.train, c, "training", file=file)
+            bundle.val = multi_hot_dataset(bundle.val, c, "validation", file=file)
             ml = recipe.multilabel
             task = MultilabelTask(
                 bundle.num_classes,

@@ -54,6 +54,19 @@ def test_its_checkpoint_starts_the_classifier_and_the_detector_without_the_head(
     assert torch.equal(own["layer3.conv2.weight"], tags_state["layer3.conv2.weight"])
     assert torch.equal(own["conv1.weight"], tags_state["conv1.weight"])
     assert own["fc.weight"].shape[0] == 3  # a new head for the 3 shape classes
+    # With vocabulary: shape the tag head has the classifier's shape: still not loaded.
+    three = {**tags_state, "fc.weight": torch.full((3, 64), 7.0), "fc.bias": torch.full((3,), 7.0)}
+    torch.save(three, tmp_path / "three_tags.pt")
+    fresh = build_model(
+        ModelConfig(
+            builder="tunekit.detection:tiny_resnet",
+            kwargs={"width": 16, "norm": "gn"},
+            weights=str(tmp_path / "three_tags.pt"),
+        ),
+        3,
+    )
+    assert not bool((fresh.state_dict()["fc.weight"] == 7.0).any())
+    assert torch.equal(fresh.state_dict()["layer1.conv1.weight"], tags_state["layer1.conv1.weight"])
 
     from tunekit.detection import build_detector
 
@@ -96,6 +109,7 @@ def test_tags_out_of_range_are_one_line(tmp_path: Path, capsys: pytest.CaptureFi
     )
     err = _fails_in_one_line(capsys, ["train", "--recipe", path, "--out", str(tmp_path / "r")])
     assert "item 2 of the training set has the tag index 9, outside 0..3" in err
+    assert err.startswith(f"tunekit: error: {path}: field 'data'")
 
 
 def test_an_unknown_loss_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -153,7 +153,9 @@ def _gather_rows(t: torch.Tensor, dist: DistInfo) -> torch.Tensor:
 # -- targets ---------------------------------------------------------------
 
 
-def to_multi_hot(target: Any, num_classes: int, where: str) -> torch.Tensor:
+def to_multi_hot(
+    target: Any, num_classes: int, where: str, *, file: str | None = None
+) -> torch.Tensor:
     """A dataset item's target as a float multi-hot vector of length ``num_classes``.
 
     A float or bool tensor (or array) is taken as multi-hot and must be 0/1 of
@@ -170,6 +172,7 @@ def to_multi_hot(target: Any, num_classes: int, where: str) -> torch.Tensor:
                 f"{where} has a multi-hot target of shape {tuple(target.shape)}; expected "
                 f"({num_classes},), one 0/1 value per class (or give tag indices as integers)",
                 field="data",
+                file=file,
             )
         out = target.float()
         if bool(((out != 0) & (out != 1)).any()):
@@ -177,6 +180,7 @@ def to_multi_hot(target: Any, num_classes: int, where: str) -> torch.Tensor:
             raise DataError(
                 f"{where} has a multi-hot target with the value {bad:g}; each class is 0 or 1",
                 field="data",
+                file=file,
             )
         return out
     if isinstance(target, torch.Tensor):
@@ -190,17 +194,21 @@ def to_multi_hot(target: Any, num_classes: int, where: str) -> torch.Tensor:
             f"{where} has a target of type {type(target).__name__}; a multi-label target is "
             f"a list of tag indices or a 0/1 float vector of length {num_classes}",
             field="data",
+            file=file,
         )
     for i in indices:
         if not isinstance(i, (int, np.integer)) or isinstance(i, bool):
             raise DataError(
-                f"{where} has the tag {i!r}; tags are class indices (whole numbers)", field="data"
+                f"{where} has the tag {i!r}; tags are class indices (whole numbers)",
+                field="data",
+                file=file,
             )
         if not 0 <= i < num_classes:
             raise DataError(
                 f"{where} has the tag index {i}, outside 0..{num_classes - 1}: the dataset "
                 f"declares {num_classes} classes; give tags below num_classes or raise it",
                 field="data",
+                file=file,
             )
     out = torch.zeros(num_classes)
     if indices:
@@ -211,18 +219,24 @@ def to_multi_hot(target: Any, num_classes: int, where: str) -> torch.Tensor:
 class MultiHotTargets(Dataset[tuple[Any, torch.Tensor]]):
     """A dataset whose targets (tag indices or multi-hot) are checked and made multi-hot."""
 
-    def __init__(self, dataset: Dataset[Any], num_classes: int, split: str) -> None:
+    def __init__(
+        self, dataset: Dataset[Any], num_classes: int, split: str, *, file: str | None = None
+    ) -> None:
         self.dataset, self.num_classes, self.split = dataset, num_classes, split
+        self.file = file  # the recipe, named in an error about an item read during training
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, i: int) -> tuple[Any, torch.Tensor]:
         x, y = self.dataset[i]
-        return x, to_multi_hot(y, self.num_classes, f"item {i} of the {self.split} set")
+        where = f"item {i} of the {self.split} set"
+        return x, to_multi_hot(y, self.num_classes, where, file=self.file)
 
 
-def multi_hot_dataset(dataset: Dataset[Any], num_classes: int, split: str) -> Dataset[Any]:
+def multi_hot_dataset(
+    dataset: Dataset[Any], num_classes: int, split: str, *, file: str | None = None
+) -> Dataset[Any]:
     """``dataset`` with its targets checked, up front when it lists them (a ``targets``
     attribute, as torchvision's datasets have), else item by item as they are read."""
     targets = getattr(dataset, "targets", None)
@@ -235,8 +249,8 @@ def multi_hot_dataset(dataset: Dataset[Any], num_classes: int, split: str) -> Da
         return dataset  # already multi-hot and valid (the shapes_tags set)
     if isinstance(targets, (Sequence, torch.Tensor, np.ndarray)) and len(targets) == len(dataset):  # type: ignore[arg-type]
         for i, y in enumerate(targets):
-            to_multi_hot(y, num_classes, f"item {i} of the {split} set")
-    return MultiHotTargets(dataset, num_classes, split)
+            to_multi_hot(y, num_classes, f"item {i} of the {split} set", file=file)
+    return MultiHotTargets(dataset, num_classes, split, file=file)
 
 
 # -- the task --------------------------------------------------------------
