@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -26,18 +26,23 @@ from tunekit.data import DataBundle, build_data, build_loaders
 from tunekit.engine import (
     DistInfo,
     HookBase,
+    Phase,
+    PhaseHook,
+    PhaseSetup,
     Trainer,
     broadcast_object,
     build_optimizer,
     build_scheduler,
     init_distributed,
     load_checkpoint,
+    phase_at,
+    phase_starts,
     resolve_device,
     save_atomic,
     seed_everything,
 )
 from tunekit.engine._builtin_hooks import CheckpointHook, EarlyStopping, MetricsWriter, ProgressHook
-from tunekit.errors import CheckpointError, ConfigError, did_you_mean, in_file
+from tunekit.errors import CheckpointError, ConfigError, TunekitError, did_you_mean, in_file
 
 
 @dataclass
@@ -214,8 +219,10 @@ def check_inputs(recipe: Recipe, *, nproc: int = 1, file: str | None = None) -> 
         # Rank 0 of nproc, on the CPU: the launcher never needs the GPU itself.
         comp = build_components(recipe, DistInfo(world_size=nproc), file=file)
     check_syncbn(comp.model, nproc, resolve_device(recipe.train.device), file=file)
-    optimizer_steps(recipe, len(comp.train_loader), file=file)
+    steps = optimizer_steps(recipe, len(comp.train_loader), file=file)
     recipe_optimizer(comp.model, recipe, file=file)  # param_groups prefixes, layer_decay stages
+    if recipe.phases:
+        check_phases(comp.model, recipe, steps, file=file)
 
 
 def check_syncbn(
@@ -316,6 +323,116 @@ def schedule_length(recipe: Recipe) -> tuple[int, ScheduleConfig]:
     return epochs, schedule
 
 
+def wrap_ddp(model: nn.Module, dist: DistInfo) -> DistributedDataParallel:
+    """``model`` in DDP (which reduces the gradients of the parameters that train now)."""
+    return DistributedDataParallel(
+        model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None
+    )
+
+
+def recipe_phases(recipe: Recipe) -> list[Phase]:
+    """The recipe's ``phases`` for the trainer (empty without them)."""
+    return [
+        Phase(p.name, p.epochs, ", ".join(f"{k}={json.dumps(v)}" for k, v in p.set.items()))
+        for p in recipe.phases
+    ]
+
+
+def set_frozen_stages(model: nn.Module, recipe: Recipe, *, file: str | None = None) -> None:
+    """Freezes ``model``'s stages up to ``recipe.model.freeze_to`` and unfreezes the others.
+
+    Classifiers only: a detector's phases keep the stages it was built with frozen.
+    """
+    if recipe.task == "detection":
+        return
+    from tunekit.models import freeze_to, frozen_modules, unfreeze_module
+
+    for name in frozen_modules(model):
+        unfreeze_module(model.get_submodule(name), mode=model.training)
+    freeze_to(model, recipe.model, file)
+
+
+@contextlib.contextmanager
+def _in_phase(recipe: Recipe, index: int, file: str | None) -> Iterator[None]:
+    """Names the phase in a mistake that its settings make (a stage that is not one, ...)."""
+    phase = recipe.phases[index]
+    try:
+        yield
+    except TunekitError as exc:
+        field = exc.field or ""
+        own = any(field == k or field.startswith(k + ".") for k in phase.set)
+        raise type(exc)(
+            f"{exc.message} (phase {phase.name!r})",
+            file=exc.file or file,
+            field=f"phases.{index}.set.{field}" if own else exc.field,
+        ) from None
+
+
+def enter_phase(
+    model: nn.Module, recipe: Recipe, index: int, steps: int, *, file: str | None = None
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """Puts ``model`` (unwrapped) in phase ``index``'s frozen state and builds its optimizer
+    and its schedule over the phase's epochs (``steps`` optimizer steps an epoch)."""
+    active = recipe.phase_recipe(index)
+    with _in_phase(recipe, index, file):
+        set_frozen_stages(model, active, file=file)
+        optimizer = recipe_optimizer(model, active, file=file)
+        with in_file(file):
+            scheduler = build_scheduler(
+                optimizer, active.schedule, steps, recipe.phases[index].epochs
+            )
+    return optimizer, scheduler
+
+
+def check_phases(model: nn.Module, recipe: Recipe, steps: int, *, file: str | None = None) -> None:
+    """Builds every phase once (stages, optimizer, schedule): a stage name or a parameter-group
+    prefix that a later phase gets wrong is reported before the first step, not at that
+    phase's start. ``model`` is left in the last phase's frozen state."""
+    for i in range(len(recipe.phases)):
+        enter_phase(model, recipe, i, steps, file=file)
+
+
+def phase_task(task: Any, recipe: Recipe, index: int) -> Any:
+    """``task`` with phase ``index``'s regularisation, when the phases change it (classifiers)."""
+    from tunekit.tasks import ClassificationTask
+
+    if type(task) is not ClassificationTask:
+        return task
+    if not any(k.startswith("regularization.") for p in recipe.phases for k in p.set):
+        return task
+    reg = recipe.phase_recipe(index).regularization
+    return ClassificationTask(
+        task.num_classes,
+        label_smoothing=reg.label_smoothing,
+        mixup_alpha=reg.mixup_alpha,
+        cutmix_alpha=reg.cutmix_alpha,
+        channels_last=task.channels_last,
+    )
+
+
+def _phase_builder(
+    recipe: Recipe, comp: Components, dist: DistInfo, steps: int, file: str | None
+) -> Callable[[int], PhaseSetup]:
+    """What the PhaseHook calls to enter phase ``i`` mid-run."""
+
+    def enter(index: int) -> PhaseSetup:
+        module = comp.model
+        trainable = [p.requires_grad for p in module.parameters()]
+        optimizer, scheduler = enter_phase(module, recipe, index, steps, file=file)
+        # DDP reduces the parameters that trained when it was built: a new set needs a new one.
+        changed = trainable != [p.requires_grad for p in module.parameters()]
+        task = phase_task(comp.task, recipe, index)
+        return PhaseSetup(
+            optimizer,
+            scheduler,
+            grad_clip=recipe.phase_recipe(index).optim.grad_clip,
+            model=wrap_ddp(module, dist) if dist.distributed and changed else None,
+            task=task if task is not comp.task else None,
+        )
+
+    return enter
+
+
 def build_trainer(
     recipe: Recipe,
     run_dir: Path,
@@ -324,13 +441,28 @@ def build_trainer(
     hooks: Sequence[HookBase] = (),
     progress: bool = True,
     file: str | None = None,
+    start_epoch: int = 0,
 ) -> tuple[Trainer, Components]:
-    """A ready-to-train Trainer for ``recipe`` writing into ``run_dir``."""
+    """A ready-to-train Trainer for ``recipe`` writing into ``run_dir``.
+
+    With ``phases``, the trainer is built for the phase that ``start_epoch``
+    falls in: pass the epoch of the checkpoint it is to load (its optimizer and
+    schedule are that phase's). Every phase's frozen stages, optimizer and
+    schedule are built once here, so a mistake in a later phase is reported now.
+    """
     check_metric(recipe, file=file)
     dist = dist or DistInfo()
     configure_determinism(recipe, dist.device)
     comp = build_components(recipe, dist, file=file)
     model = comp.model
+    steps = optimizer_steps(recipe, len(comp.train_loader), file=file)
+    phases = recipe_phases(recipe)
+    index = phase_at(phases, start_epoch) if phases else 0
+    active = recipe.phase_recipe(index) if phases else recipe
+    if phases:
+        check_phases(model, recipe, steps, file=file)
+        optimizer, scheduler = enter_phase(model, recipe, index, steps, file=file)
+        comp.task = phase_task(comp.task, recipe, index)
     all_hooks = [*recipe_hooks(recipe, run_dir, progress=progress), *hooks]
     from tunekit.models import WeightsLog, weights_report
 
@@ -344,15 +476,16 @@ def build_trainer(
             setup(model)
     if dist.distributed:
         check_syncbn(model, dist.world_size, dist.device, file=file)
-        model = DistributedDataParallel(
-            model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None
-        )
+        model = wrap_ddp(model, dist)
     t = recipe.train
-    steps = optimizer_steps(recipe, len(comp.train_loader), file=file)
     epochs, schedule = schedule_length(recipe)
-    optimizer = recipe_optimizer(comp.model, recipe, file=file)
-    with in_file(file):
-        scheduler = build_scheduler(optimizer, schedule, steps, epochs)
+    if phases:  # built above: the phase's optimizer, its schedule over its own epochs
+        enter = _phase_builder(recipe, comp, dist, steps, file)
+        all_hooks.append(PhaseHook(phases, enter, index=index))
+    else:
+        optimizer = recipe_optimizer(comp.model, recipe, file=file)
+        with in_file(file):
+            scheduler = build_scheduler(optimizer, schedule, steps, epochs)
     dtype = amp_dtype(recipe, dist.device)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     trainer = Trainer(
@@ -366,7 +499,7 @@ def build_trainer(
         hooks=all_hooks,
         dist=dist,
         seed=recipe.seed,
-        grad_clip=recipe.optim.grad_clip,
+        grad_clip=active.optim.grad_clip,
         amp_dtype=dtype,
         scaler=scaler,
         max_steps_per_epoch=t.max_steps_per_epoch,
@@ -496,7 +629,13 @@ def train(
     start_step = 0
     try:
         trainer, _ = build_trainer(
-            recipe, run_dir, dist=dist, hooks=hooks, progress=progress, file=file
+            recipe,
+            run_dir,
+            dist=dist,
+            hooks=hooks,
+            progress=progress,
+            file=file,
+            start_epoch=int(state["epoch"]) if ckpt is not None else 0,
         )
         if dist.is_main:
             (run_dir / "recipe.yaml").write_text(recipe_to_yaml(recipe))
@@ -575,7 +714,25 @@ def make_summary(trainer: Trainer, recipe: Recipe, run_dir: Path, wall: float) -
         },
         # How model.weights loaded (counts of loaded, missing, unexpected, ... tensors).
         "weights": loaded.as_dict() if loaded is not None else None,
+        "phases": phases_summary(recipe, trainer.epoch),
     }
+
+
+def phases_summary(recipe: Recipe, epochs_run: int) -> list[dict[str, Any]]:
+    """Each phase: its name, epochs, first epoch, the epochs of it that ran, and its settings."""
+    out = []
+    for p, start in zip(recipe.phases, phase_starts(recipe_phases(recipe))):
+        ran = min(max(epochs_run - start, 0), p.epochs)
+        out.append(
+            {
+                "name": p.name,
+                "epochs": p.epochs,
+                "start_epoch": start,
+                "epochs_run": ran,
+                "set": p.set,
+            }
+        )
+    return out
 
 
 def save_model_only(model: nn.Module, path: str | os.PathLike[str]) -> Path:

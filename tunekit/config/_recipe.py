@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
+from tunekit.errors import did_you_mean
+
 from ._base import _BOOL_HINT, FieldError, Section
 
 # Upper bounds: generous for any real setup, and low enough that a typo (an
@@ -444,6 +446,86 @@ class EvalConfig(_Section):
         return views
 
 
+#: What a phase may change: the settings that are not built into the data, the loaders,
+#: the model's layers or the hooks, which exist once for the whole run.
+PHASE_SECTIONS = ("optim", "schedule", "regularization")
+PHASE_FIELDS = ("model.freeze_to",)
+#: ... except these, which apply to the run as a whole.
+NOT_IN_PHASES = ("schedule.length_multiplier",)
+PHASE_RULE = (
+    "a phase may set model.freeze_to, optim.*, schedule.* (but length_multiplier) "
+    "and regularization.*"
+)
+MAX_PHASES = 100
+
+
+def _phase_keys() -> list[str]:
+    """Every ``section.field`` a phase may set (for "did you mean")."""
+    keys = list(PHASE_FIELDS)
+    for section in PHASE_SECTIONS:
+        owner = Recipe.model_fields[section].annotation
+        assert isinstance(owner, type) and issubclass(owner, Section)
+        keys += [f"{section}.{f}" for f in owner.model_fields]
+    return [k for k in keys if k not in NOT_IN_PHASES]
+
+
+def _check_phase_key(key: str) -> None:
+    """A key of a phase's ``set``: a dotted field that may change between phases."""
+    parts = key.split(".")
+    if len(parts) < 2 or not all(parts):
+        section = Recipe.model_fields.get(key)
+        if section is not None and key in PHASE_SECTIONS:
+            raise FieldError(
+                key, f"give the fields of '{key}' one by one ({key}.lr: ...), not the whole section"
+            )
+        if section is None:
+            raise FieldError(key, f"unknown field{did_you_mean(key, _phase_keys())}; {PHASE_RULE}")
+        raise FieldError(key, f"'{key}' cannot change between phases; {PHASE_RULE}")
+    head = ".".join(parts[:2])
+    owner: Any = (
+        Recipe.model_fields[parts[0]].annotation if parts[0] in Recipe.model_fields else None
+    )
+    known = (
+        isinstance(owner, type) and issubclass(owner, Section) and parts[1] in owner.model_fields
+    )
+    changeable = head in PHASE_FIELDS or (parts[0] in PHASE_SECTIONS and head not in NOT_IN_PHASES)
+    if changeable and known:
+        return
+    if not known:
+        raise FieldError(key, f"unknown field{did_you_mean(head, _phase_keys())}; {PHASE_RULE}")
+    raise FieldError(
+        key,
+        f"'{head}' cannot change between phases: it is built once for the whole run "
+        f"(data, loaders, the model's layers, the loop and its hooks); {PHASE_RULE}",
+    )
+
+
+class PhaseConfig(_Section):
+    """One phase of a run (``phases:``): the recipe with ``set`` applied, for ``epochs`` epochs.
+
+    ``set`` maps dotted fields to values, each replacing the recipe's own for
+    this phase only (phases do not inherit from each other). Each phase starts
+    its own schedule (warmup included) over its own epochs, with an optimizer
+    built for the parameters it trains.
+    """
+
+    name: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="the phase's name (e.g. name: probe)",
+    )
+    epochs: int = Field(gt=0, le=MAX_EPOCHS, description="the phase's epochs (e.g. epochs: 5)")
+    set: dict[str, Any] = Field(default_factory=dict, max_length=MAX_ITEMS)
+
+    @field_validator("set")
+    @classmethod
+    def _changeable(cls, values: dict[str, Any]) -> dict[str, Any]:
+        for key in values:
+            _check_phase_key(key)
+        return values
+
+
 class Recipe(_Section):
     """A whole training setup. See ``recipes/digits.yaml`` for an example."""
 
@@ -461,6 +543,8 @@ class Recipe(_Section):
     diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
     multilabel: MultilabelConfig = Field(default_factory=MultilabelConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    # Phases of the run (a linear probe, then fine-tuning): see PhaseConfig and docs/transfer.md.
+    phases: list[PhaseConfig] = Field(default_factory=list, max_length=MAX_PHASES)
 
     @model_validator(mode="after")
     def _classes_need_labels(self) -> Recipe:
@@ -471,6 +555,98 @@ class Recipe(_Section):
                 "have; remove it (it is for task: classification)",
             )
         return self
+
+    @model_validator(mode="after")
+    def _phases_fit(self) -> Recipe:
+        if not self.phases:
+            return self
+        total = sum(p.epochs for p in self.phases)
+        parts = " + ".join(f"{p.name} {p.epochs}" for p in self.phases)
+        if "epochs" not in self.train.model_fields_set:
+            if total > MAX_EPOCHS:
+                raise FieldError("phases", f"{parts} = {total} epochs; at most {MAX_EPOCHS}")
+            self.train.epochs = total  # left out: the sum of the phases
+        elif self.train.epochs != total:
+            raise FieldError(
+                "phases",
+                f"phases whose epochs do not add up: {parts} = {total}, but train.epochs is "
+                f"{self.train.epochs}; set train.epochs: {total}, or leave it out (it is then "
+                "the sum of the phases)",
+            )
+        names = [p.name for p in self.phases]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise FieldError(f"phases.{i}.name", f"{name!r} names two phases; name each once")
+        if self.schedule.length_multiplier != 1.0:
+            raise FieldError(
+                "schedule.length_multiplier",
+                "does not apply to a recipe with phases: each phase has its own schedule over "
+                "its own epochs; lengthen the phases instead",
+            )
+        avg = self.averaging
+        if avg.snapshots is not None:
+            raise FieldError(
+                "averaging.snapshots",
+                "snapshots follow one SGDR schedule over the whole run, and phases restart the "
+                "schedule at each phase; remove averaging.snapshots or the phases",
+            )
+        last_start = total - self.phases[-1].epochs
+        if avg.swa is not None and avg.swa.start_epoch < last_start:
+            raise FieldError(
+                "averaging.swa.start_epoch",
+                f"value {avg.swa.start_epoch} is not allowed: SWA holds the LR of the last "
+                f"phase ({self.phases[-1].name!r}, from epoch {last_start}); start it there or later",
+            )
+        for i in range(len(self.phases)):
+            self.phase_recipe(i)  # every phase's settings validate as a recipe
+        return self
+
+    def phase_recipe(self, index: int) -> Recipe:
+        """The recipe phase ``index`` trains with: this one with the phase's ``set`` applied,
+        ``train.epochs`` the phase's, and no phases of its own.
+
+        Example:
+            >>> recipe.phase_recipe(1).optim.lr  # doctest: +SKIP
+            0.01
+        """
+        from pydantic import ValidationError
+
+        from ._errors import format_validation_error
+
+        phase = self.phases[index]
+        data = self.model_dump(exclude={"phases"})
+        for key, value in phase.set.items():
+            node = data
+            *path, leaf = key.split(".")
+            for part in path:
+                if not isinstance(node.get(part), dict):
+                    node[part] = {}
+                node = node[part]
+            node[leaf] = value
+        data["train"]["epochs"] = phase.epochs
+        if self.task == "detection" and data["model"]["freeze_to"] != self.model.freeze_to:
+            raise FieldError(
+                f"phases.{index}.set.model.freeze_to",
+                "phases change the frozen stages of classifiers only; a detector's phases may "
+                f"set optim.*, schedule.* and regularization.* (phase {phase.name!r})",
+            )
+        try:
+            return Recipe.model_validate(data)
+        except ValidationError as exc:
+            err = format_validation_error(exc, Recipe, file=None)
+            field = err.field or ""
+            if any(field == k or field.startswith(k + ".") for k in phase.set):
+                raise FieldError(
+                    f"phases.{index}.set.{field}", f"{err.message} (phase {phase.name!r})"
+                ) from None
+            head = ".".join(field.split(".")[:2])
+            fix = ""
+            if head in _phase_keys():  # a value of the recipe's that the phase's settings exclude
+                fix = f"; the phase can set {head} too (null drops the recipe's value)"
+            raise FieldError(
+                f"phases.{index}.set",
+                f"phase {phase.name!r} on top of the recipe: {field}: {err.message}{fix}",
+            ) from None
 
     @model_validator(mode="after")
     def _task_sections(self) -> Recipe:

@@ -67,13 +67,21 @@ class Guards(DiagnosticHook):
     @never_fails
     def before_train(self) -> None:
         t = self.trainer
+        self._watch_trainable()
+        rec = t.get_hook(StepRecorder)
+        self._recorder = rec if isinstance(rec, StepRecorder) else None
+
+    @never_fails
+    def after_phase_switch(self) -> None:
+        self._watch_trainable()  # a new phase trains other parameters
+
+    def _watch_trainable(self) -> None:
+        t = self.trainer
         self._params = [(n, p) for n, p in t.module.named_parameters() if p.requires_grad]
         # All float32 on the loss's device: the norms stack with the loss as they are.
         self._uniform = all(
             p.dtype == torch.float32 and p.device == t.device for _, p in self._params
         )
-        rec = t.get_hook(StepRecorder)
-        self._recorder = rec if isinstance(rec, StepRecorder) else None
 
     @never_fails
     def after_backward(self) -> None:

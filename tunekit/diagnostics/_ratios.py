@@ -94,6 +94,15 @@ class UpdateRatioMonitor(DiagnosticHook):
         self._recorder = rec if isinstance(rec, StepRecorder) else None
 
     @never_fails
+    def after_phase_switch(self) -> None:
+        # Another phase trains other parameters (the head alone, then the whole model), and
+        # its schedule starts again: the watched layers and the peak LR start again too.
+        self._layout = ParamLayout.of(self.trainer.module)
+        self._peak_lr = 0.0
+        self._out_of_bounds.clear()
+        self._warned.clear()
+
+    @never_fails
     def before_step(self) -> None:
         # Last step's update tensors are a copy of the weights: free them.
         self.updates, self.updates_step = {}, None

@@ -14,6 +14,7 @@ from ._distributed import (
 )
 from ._hooks import HookBase
 from ._optim import build_optimizer, effective_lr, param_groups
+from ._phases import Phase, PhaseHook, PhaseSetup, phase_at, phase_starts
 from ._schedules import SCHEDULES, build_scheduler, make_lr_factor
 from ._trainer import Task, Trainer
 
@@ -21,6 +22,9 @@ __all__ = [
     "SCHEDULES",
     "DistInfo",
     "HookBase",
+    "Phase",
+    "PhaseHook",
+    "PhaseSetup",
     "Task",
     "Trainer",
     "all_reduce_sum",
@@ -35,6 +39,8 @@ __all__ = [
     "load_checkpoint",
     "make_lr_factor",
     "param_groups",
+    "phase_at",
+    "phase_starts",
     "resolve_device",
     "rng_state",
     "save_atomic",

@@ -13,6 +13,7 @@ Lifecycle, in the order a trainer calls it::
             after_step()
         (evaluation, when due: trainer.last_eval is filled)
         after_epoch()
+          after_phase_switch()    # phases: an epoch that ends a phase, before its checkpoint
     after_train()                 # also runs when training raised
 
 A hook holds a weak reference to its trainer (``self.trainer``), never owns it,
@@ -66,6 +67,11 @@ class HookBase:
     def after_backward(self) -> None: ...
 
     def after_step(self) -> None: ...
+
+    def after_phase_switch(self) -> None:
+        """The trainer entered a new phase (``phases:`` in a recipe): its optimizer, scheduler
+        and trainable parameters are new (and, under DDP, its model wrapper). A hook that
+        keeps any of them refreshes here."""
 
     def state_dict(self) -> dict[str, Any]:
         return {}
