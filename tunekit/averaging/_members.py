@@ -108,7 +108,11 @@ def checkpoint_member(ctx: RunContext, which: str = "best", name: str | None = N
     """The run's ``best`` or ``last`` checkpoint as a member."""
     summary = _summary(ctx)
     path_text = (summary.get("checkpoints") or {}).get(which)
-    path = Path(path_text) if isinstance(path_text, str) and path_text else ctx.run_dir / "checkpoints" / f"{which}.pt"
+    path = (
+        Path(path_text)
+        if isinstance(path_text, str) and path_text
+        else ctx.run_dir / "checkpoints" / f"{which}.pt"
+    )
     if not path.is_absolute() and not path.exists():
         path = ctx.run_dir / "checkpoints" / f"{which}.pt"
     if not path.is_file():
