@@ -273,13 +273,13 @@ def recipe_hooks(recipe: Recipe, run_dir: Path, *, progress: bool = True) -> lis
     return hooks
 
 
-def model_stages(recipe: Recipe) -> dict[str, tuple[str, ...]]:
+def model_stages(recipe: Recipe, model: nn.Module | None = None) -> dict[str, tuple[str, ...]]:
     """The model's stages from the input on (for ``optim.layer_decay``); empty when unknown."""
-    if recipe.task == "detection" or recipe.model.builder:
+    if recipe.task == "detection":
         return {}
     from tunekit.models import stage_modules
 
-    return stage_modules(recipe.model)
+    return stage_modules(recipe.model, model)
 
 
 def recipe_optimizer(
@@ -289,7 +289,10 @@ def recipe_optimizer(
     t = recipe.train
     with in_file(file):
         return build_optimizer(
-            model, recipe.optim, t.batch_size * t.accumulate_steps, stages=model_stages(recipe)
+            model,
+            recipe.optim,
+            t.batch_size * t.accumulate_steps,
+            stages=model_stages(recipe, model),
         )
 
 

@@ -129,3 +129,37 @@ def test_a_detector_backbone_stage_is_frozen_in_eval_mode() -> None:
     body = model.backbone.body
     assert not body.bn1.training and not body.layer1.bn1.training
     assert body.layer2.bn1.training and model.training
+
+
+def test_a_builder_model_that_declares_its_stages_is_probed_and_layer_decayed(
+    tmp_path: Path,
+) -> None:
+    recipe = Recipe.model_validate(
+        {
+            "name": "tiny-probe",
+            "output_dir": str(tmp_path / "runs"),
+            "data": {"name": "digits", "image_size": 16, "train_subset": 64, "val_subset": 32},
+            "model": {
+                "builder": "tunekit.detection:tiny_resnet",
+                "kwargs": {"width": 8, "norm": "gn", "in_channels": 1},
+                "freeze_to": "layer2",
+            },
+            "optim": {"name": "sgd", "lr": 0.1, "layer_decay": 0.5},
+            "train": {"epochs": 1, "batch_size": 32, "device": "cpu"},
+            "diagnostics": {"enabled": False},
+        }
+    )
+    trainer, _ = build_trainer(recipe, tmp_path / "run", progress=False)
+    model = trainer.module
+    assert frozen_modules(model) == ["conv1", "bn1", "layer1", "layer2"]
+    before = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("layer3")}
+    lrs = {id(p): g["lr"] for g in trainer.optimizer.param_groups for p in g["params"]}
+    # layer3 trains at half the head's LR; nothing frozen is in the optimizer.
+    assert {lrs[id(p)] for p in model.fc.parameters()} == {0.1}
+    assert {lrs[id(p)] for p in model.layer3.parameters()} == {0.05}
+    assert len(lrs) == len(list(model.fc.parameters())) + len(list(model.layer3.parameters()))
+    trainer.train()
+    after = model.state_dict()
+    for k, v in before.items():
+        if not k.startswith("fc"):
+            assert torch.equal(after[k], v), k

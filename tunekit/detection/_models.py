@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torchvision.models as tvm
@@ -72,6 +72,14 @@ class TinyResNet(nn.Module):
     """
 
     stages = ("stem", "layer1", "layer2", "layer3")
+    # What model.freeze_to and optim.layer_decay act on when it is a recipe's classifier.
+    stage_paths: ClassVar[dict[str, tuple[str, ...]]] = {
+        "stem": ("conv1", "bn1"),
+        "layer1": ("layer1",),
+        "layer2": ("layer2",),
+        "layer3": ("layer3",),
+    }
+    head_name: ClassVar[str] = "fc"
 
     def __init__(
         self, num_classes: int = 1000, width: int = 16, norm: str = "gn", in_channels: int = 3

@@ -101,8 +101,8 @@ def lr_multipliers(
         if not stages:
             raise ConfigError(
                 "this model has no named stages to decay the LR over (stages are known for "
-                "small_cnn and the torchvision classifiers); give LR multipliers by module name "
-                "in optim.param_groups instead",
+                "small_cnn, the torchvision classifiers and builder models that declare "
+                "stage_paths); give LR multipliers by module name in optim.param_groups instead",
                 field="optim.layer_decay",
             )
         ordered = list(stages.values())

@@ -86,8 +86,15 @@ def head_path(model: nn.Module, cfg: ModelConfig) -> str | None:
     return spec.head if spec else getattr(model, "head_name", None)
 
 
-def stage_modules(cfg: ModelConfig) -> dict[str, tuple[str, ...]]:
-    """Stage name -> module paths, in order from the input, for freezing."""
+def stage_modules(cfg: ModelConfig, model: nn.Module | None = None) -> dict[str, tuple[str, ...]]:
+    """Stage name -> module paths, in order from the input, for freezing and layer decay.
+
+    A ``model.builder`` model names its own stages with a ``stage_paths`` mapping
+    (see :class:`~tunekit.detection.TinyResNet`); without one it has none.
+    """
+    if cfg.builder:
+        declared = getattr(model, "stage_paths", None)
+        return {str(k): tuple(v) for k, v in declared.items()} if isinstance(declared, dict) else {}
     if cfg.name == "small_cnn":
         return {s: (s,) for s in SmallCNN.stages}
     spec = TORCHVISION.get(cfg.name)
@@ -176,7 +183,7 @@ def freeze_to(model: nn.Module, cfg: ModelConfig, file: str | None = None) -> li
     """
     if not cfg.freeze_to:
         return []
-    stages = stage_modules(cfg)
+    stages = stage_modules(cfg, model)
     if cfg.freeze_to not in stages:
         raise unknown_choice(
             "stage",

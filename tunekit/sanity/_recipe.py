@@ -228,5 +228,5 @@ def _optimizer(model: nn.Module, recipe: Recipe, file: str | None) -> torch.opti
 
     # The probes step on one batch at a time, so the LR rule scales by batch_size alone.
     return build_optimizer(
-        model, recipe.optim, recipe.train.batch_size, stages=model_stages(recipe)
+        model, recipe.optim, recipe.train.batch_size, stages=model_stages(recipe, model)
     )
