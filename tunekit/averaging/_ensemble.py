@@ -14,6 +14,8 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import batched_nms, box_iou
 
+from tunekit.errors import TunekitError
+
 EnsembleKind = Literal["classification", "detection"]
 Merge = Literal["nms", "wbf"]
 
@@ -174,4 +176,10 @@ def ensemble_for_task(
     """The ensemble module for a recipe's task (``log_probs`` for evaluation with a classification task)."""
     if kind == "detection":
         return DetectorEnsemble(members, merge=merge)
+    if kind != "classification":
+        # Averaging softmax probabilities is wrong for per-tag sigmoids; refused, not guessed.
+        raise TunekitError(
+            f"ensembles of {kind} models are not supported: members are averaged as softmax "
+            "classifiers, which is wrong for per-tag sigmoids",
+        )
     return ClassifierEnsemble(members, log_probs=log_probs)

@@ -23,6 +23,13 @@ def averaging_hooks(recipe: Recipe, run_dir: Path, *, file: str | None = None) -
             file=file,
             field="averaging",
         )
+    if cfg.snapshots is not None and recipe.task == "multilabel":
+        raise ConfigError(
+            "snapshot ensembles average softmax probabilities, which is wrong for a multilabel "
+            "model's tags; use averaging.ema or averaging.swa (one averaged model) instead",
+            file=file,
+            field="averaging.snapshots",
+        )
     hooks: list[HookBase] = []
     if cfg.ema is not None:
         hooks.append(EmaHook.from_config(cfg.ema))

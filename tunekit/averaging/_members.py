@@ -66,6 +66,14 @@ def open_run(run_dir: str | os.PathLike[str], device: str = "cpu") -> RunContext
             field="--run",
         )
     recipe = load_recipe(recipe_file)
+    if recipe.task == "multilabel":
+        raise TunekitError(
+            "ensembles and exports of multilabel runs are not supported (members are averaged "
+            "as softmax classifiers, wrong for per-tag sigmoids); its checkpoints/best.pt holds "
+            "the model's weights under 'model' (torch.load(..., weights_only=True))",
+            file=str(run_dir),
+            field="--run",
+        )
     # The checkpoints hold every weight: starting weights and frozen stages do not matter here.
     recipe = recipe.model_copy(
         update={
