@@ -38,3 +38,10 @@ def test_an_output_under_a_file_is_one_line_and_creates_nothing(
     assert "field '--out'" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
     assert blocker.read_text() == "keep me"
+
+
+def test_a_study_report_reads_its_study_directory_from_out(tmp_path, capsys):
+    # `report --study NAME --out STUDY_DIR` names where the study is, as `search --out` did.
+    rc = main(["report", "--study", "digits", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "is a directory" not in err, err

@@ -66,7 +66,8 @@ def add_diagnose_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    if args.out is not None:
+    # With --study, --out may also name the study directory to read (as search's --out did).
+    if args.out is not None and (args.study is None or args.out.endswith(".html")):
         from tunekit.outputs import check_output_file
 
         check_output_file(args.out)
