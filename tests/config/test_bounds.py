@@ -129,9 +129,14 @@ def test_width_names_the_memory_of_the_weights() -> None:
     ],
 )
 def test_booleans_are_not_numbers(override: str, field: str) -> None:
-    # Before, `epochs: yes` trained one epoch.
+    # Before, `epochs: yes` trained one epoch. YAML 1.2 reads yes/on as text, true as a boolean.
     line = _error(override)
-    assert f"field '{field}': expected a number, got" in line and "as booleans" in line
+    value = override.split("=", 1)[1].strip("[]").split(", ")[-1]
+    if value in ("true", "false"):
+        assert f"field '{field}': expected a number, got" in line and "as booleans" in line
+    else:
+        assert f"field '{field}': expected a" in line and f"got '{value}'" in line
+        assert "write the number out in full" not in line
 
 
 def test_booleans_still_set_boolean_fields() -> None:
@@ -191,3 +196,15 @@ def test_unknown_keys_at_the_top_list_the_sections() -> None:
 def test_every_shipped_recipe_still_loads() -> None:
     for path in sorted(DIGITS.parent.glob("*.yaml")):
         load_recipe(path)
+
+
+def test_yaml_1_1_words_are_text_so_on_off_choices_work_and_bool_fields_still_read_them(tmp_path):
+    from tunekit.config import load_recipe
+
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "train: {amp: off, channels_last: on, deterministic: yes}\ndiagnostics: {enabled: no}\n"
+    )
+    recipe = load_recipe(path, ["train.amp=off"])
+    assert (recipe.train.amp, recipe.train.channels_last) == ("off", "on")
+    assert recipe.train.deterministic is True and recipe.diagnostics.enabled is False

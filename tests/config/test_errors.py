@@ -85,7 +85,7 @@ CASES = [
     ),
     (
         "boolean-epochs",
-        "train: {epochs: yes}\n",
+        "train: {epochs: true}\n",
         [],
         ["train.epochs", "expected a number, got true", "as booleans"],
     ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 import types
 from typing import Annotated, Any, Union, get_args, get_origin
 
@@ -124,7 +125,11 @@ def _got(err: dict[str, Any]) -> str:
         return f"{got}; put it in quotes to make it text"
     if kind in ("finite_number", "float_type") and isinstance(value, (str, int)):
         return f"{got}, which is too large for a 64-bit float"
-    if kind in ("int_parsing", "float_parsing") and isinstance(value, str) and "e" in value.lower():
+    if (
+        kind in ("int_parsing", "float_parsing")
+        and isinstance(value, str)
+        and re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+", value.strip())
+    ):
         return f"{got}; write the number out in full"
     return got
 

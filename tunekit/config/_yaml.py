@@ -13,6 +13,7 @@ keys) before any Python object is constructed.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -66,6 +67,20 @@ class _LimitedLoader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+
+# YAML 1.2's booleans: true and false only. YAML 1.1 (PyYAML's default) also reads on/off/yes/no
+# as booleans, which turns `amp: off` or `--set train.channels_last=on` into a bool that the
+# field's choices do not hold; pydantic's bool fields still take those words as text.
+_LimitedLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_LimitedLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
 
 
 class _Walk:
