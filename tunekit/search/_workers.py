@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -45,38 +45,6 @@ from ._space import Space, check_points, space_from_specs
 from ._stages import Stage, StagedSearch, count_trials, summary_data
 from ._storage import journal_path, masked, open_storage
 from ._study import Study, load_study, resolve_recipe_path
-
-
-@dataclass
-class SearchContext:
-    """Everything a worker needs: the study, its recipe, its directory and its storage."""
-
-    study: Study
-    study_file: Path
-    overrides: list[str]
-    recipe_path: Path
-    recipe_data: dict[str, Any]
-    study_dir: Path
-    storage_url: str | None
-    search: StagedSearch
-    from_sanity: str | None = None
-
-    @property
-    def storage_desc(self) -> str:
-        return (
-            masked(self.storage_url) if self.storage_url else str(self.study_dir / "study.journal")
-        )
-
-    def worker_args(self) -> list[str]:
-        """The ``tunekit search`` arguments that reopen this same study (for child processes)."""
-        args = ["search", "--study", str(self.study_file), "--out", str(self.study_dir)]
-        if self.storage_url:
-            args += ["--storage", self.storage_url]
-        for o in self.overrides:
-            args += ["--set", o]
-        if self.from_sanity:
-            args += ["--from-sanity", self.from_sanity]
-        return args
 
 
 @dataclass
@@ -112,17 +80,8 @@ class SearchPlan:
                 f"storage {masked(self.storage_url or '')} holds no study "
                 f"{search.stages[0].study_name!r}"
             )
-        return SearchContext(
-            self.study,
-            self.study_file,
-            list(self.overrides),
-            self.recipe_path,
-            self.recipe_data,
-            self.study_dir,
-            self.storage_url,
-            search,
-            self.from_sanity,
-        )
+        plan = {f.name: getattr(self, f.name) for f in fields(SearchPlan)}
+        return SearchContext(**{**plan, "overrides": list(self.overrides)}, search=search)
 
     def _check_exists(self) -> None:
         path = journal_path(self.storage_url, self.study_dir)
@@ -135,6 +94,30 @@ class SearchPlan:
             f"`tunekit search --study {self.study_file}` first, or give its --out or --storage",
             field="--study",
         )
+
+
+@dataclass
+class SearchContext(SearchPlan):
+    """A plan whose storage is open: everything a worker needs, and the staged search on it."""
+
+    search: StagedSearch = field(kw_only=True)
+
+    @property
+    def storage_desc(self) -> str:
+        return (
+            masked(self.storage_url) if self.storage_url else str(self.study_dir / "study.journal")
+        )
+
+    def worker_args(self) -> list[str]:
+        """The ``tunekit search`` arguments that reopen this same study (for child processes)."""
+        args = ["search", "--study", str(self.study_file), "--out", str(self.study_dir)]
+        if self.storage_url:
+            args += ["--storage", self.storage_url]
+        for o in self.overrides:
+            args += ["--set", o]
+        if self.from_sanity:
+            args += ["--from-sanity", self.from_sanity]
+        return args
 
 
 def prepare_search(
