@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from tunekit.config import Recipe, ScheduleConfig, recipe_to_yaml
+from tunekit.config import Recipe, RegularizationConfig, ScheduleConfig, recipe_to_yaml
 from tunekit.data import DataBundle, build_data, build_loaders
 from tunekit.engine import (
     DistInfo,
@@ -169,7 +169,6 @@ def build_components(
         bundle, model, task = build_detection(recipe, dist, file=file)
     else:
         from tunekit.models import build_model
-        from tunekit.tasks import ClassificationTask
 
         bundle = build_data(recipe.data, file=file)
         model = build_model(recipe.model, bundle.num_classes, bundle.in_channels, file=file)
@@ -189,13 +188,7 @@ def build_components(
                 channels_last=channels_last,
             )
         else:
-            task = ClassificationTask(
-                bundle.num_classes,
-                label_smoothing=reg.label_smoothing,
-                mixup_alpha=reg.mixup_alpha,
-                cutmix_alpha=reg.cutmix_alpha,
-                channels_last=channels_last,
-            )
+            task = classification_task(bundle.num_classes, reg, channels_last=channels_last)
     model.to(dist.device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -404,12 +397,19 @@ def phase_task(task: Any, recipe: Recipe, index: int) -> Any:
     if not any(k.startswith("regularization.") for p in recipe.phases for k in p.set):
         return task
     reg = recipe.phase_recipe(index).regularization
+    return classification_task(task.num_classes, reg, channels_last=task.channels_last)
+
+
+def classification_task(num_classes: int, reg: RegularizationConfig, *, channels_last: bool) -> Any:
+    """The classification task with a recipe's (or a phase's) loss-side regularisation."""
+    from tunekit.tasks import ClassificationTask
+
     return ClassificationTask(
-        task.num_classes,
+        num_classes,
         label_smoothing=reg.label_smoothing,
         mixup_alpha=reg.mixup_alpha,
         cutmix_alpha=reg.cutmix_alpha,
-        channels_last=task.channels_last,
+        channels_last=channels_last,
     )
 
 
