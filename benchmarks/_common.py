@@ -42,3 +42,13 @@ def write_section(title: str, body: str) -> None:
         else text.rstrip() + "\n\n" + section
     )
     RESULTS.write_text(text.rstrip() + "\n")
+
+
+def write_seeds_section(
+    title: str, script: str, seeds: list[int], default: list[int], body: str
+) -> None:
+    """Writes ``body`` under ``title``, headed by the command that reproduces it over ``seeds``."""
+    cmd = f"python benchmarks/{script}"
+    if seeds != default:
+        cmd += " --seeds " + " ".join(map(str, seeds))
+    write_section(title, f"`{cmd}`\n\n{body}")

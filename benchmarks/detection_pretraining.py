@@ -31,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import machine, write_section
+from _common import machine, write_seeds_section
 
 from tunekit.config import load_recipe
 from tunekit.run import train
@@ -129,10 +129,7 @@ def main() -> None:
     body = render(rows)
     print(body)
     if not args.no_write:
-        cmd = "python benchmarks/detection_pretraining.py" + (
-            "" if args.seeds == list(range(6)) else " --seeds " + " ".join(map(str, args.seeds))
-        )
-        write_section(TITLE, f"`{cmd}`\n\n{body}")
+        write_seeds_section(TITLE, "detection_pretraining.py", args.seeds, list(range(6)), body)
 
 
 if __name__ == "__main__":

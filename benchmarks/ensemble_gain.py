@@ -34,7 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import machine, write_section
+from _common import machine, write_seeds_section
 
 from tunekit.config import Recipe, validate
 from tunekit.run import train
@@ -144,10 +144,7 @@ def main() -> None:
     body = render(rows)
     print(body)
     if not args.no_write:
-        cmd = "python benchmarks/ensemble_gain.py" + (
-            "" if args.seeds == list(range(10)) else " --seeds " + " ".join(map(str, args.seeds))
-        )
-        write_section(TITLE, f"`{cmd}`\n\n{body}")
+        write_seeds_section(TITLE, "ensemble_gain.py", args.seeds, list(range(10)), body)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import machine, write_section
+from _common import machine, write_seeds_section
 
 from tunekit.config import load_recipe
 from tunekit.run import train
@@ -108,10 +108,7 @@ def main() -> None:
     body = render(rows)
     print(body)
     if not args.no_write:
-        cmd = "python benchmarks/shapes_fcos_curve.py" + (
-            "" if args.seeds == [0, 1, 2] else " --seeds " + " ".join(map(str, args.seeds))
-        )
-        write_section(TITLE, f"`{cmd}`\n\n{body}")
+        write_seeds_section(TITLE, "shapes_fcos_curve.py", args.seeds, [0, 1, 2], body)
 
 
 if __name__ == "__main__":
