@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -63,3 +64,15 @@ def wait_for_running(
             pass  # storage not created yet
         time.sleep(0.2)
     raise TimeoutError("no trial started")
+
+
+def one_line_error(capsys: Any, *argv: str) -> str:
+    """Runs ``tunekit ARGV`` in-process; asserts exit 2 and a single ``tunekit: error:`` line."""
+    from tunekit.cli import main
+
+    rc = main(list(argv))
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tunekit: error: "), err
+    return lines[0]

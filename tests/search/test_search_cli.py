@@ -17,7 +17,14 @@ from typing import Any
 
 import pytest
 from optuna.trial import TrialState
-from search_helpers import REPO, _default_sigint, all_trials, start_cli, wait_for_running
+from search_helpers import (
+    REPO,
+    _default_sigint,
+    all_trials,
+    one_line_error,
+    start_cli,
+    wait_for_running,
+)
 
 SHAPES_AT_A_TINY_BUDGET = [
     "gpus_per_trial=1",
@@ -127,17 +134,6 @@ def _get(url: str, timeout: float = 90, alive: subprocess.Popen[str] | None = No
             time.sleep(0.3)
 
 
-def _validation_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
-    from tunekit.cli import main
-
-    rc = main(list(argv))
-    err = capsys.readouterr().err.strip()
-    assert rc == 2, err
-    lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("tunekit: error: "), err
-    return lines[0]
-
-
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
@@ -167,7 +163,7 @@ def test_a_search_that_fails_validation_leaves_no_files(
 ) -> None:
     study_file = write_study("v.yaml", name="v")
     out = tmp_path / "v"
-    line = _validation_error(
+    line = one_line_error(
         capsys, "search", "--study", str(study_file), "--out", str(out), "--no-progress", *extra
     )
     assert expected in line, line
@@ -317,7 +313,7 @@ def test_a_study_never_searched_is_one_line_and_no_files(
 ) -> None:
     study_file = write_study("never.yaml", name="never")
     out = tmp_path / "never"
-    line = _validation_error(capsys, command, "--study", str(study_file), "--out", str(out))
+    line = one_line_error(capsys, command, "--study", str(study_file), "--out", str(out))
     assert "study 'never' has not been searched yet" in line
     assert f"no journal file {out / 'study.journal'}" in line
     assert not out.exists()
@@ -330,7 +326,7 @@ def test_a_study_directory_with_a_malformed_summary_is_one_line(
     study_dir = tmp_path / "s"
     study_dir.mkdir()
     (study_dir / "summary.json").write_text(text)
-    line = _validation_error(capsys, "report", "--study", str(study_dir))
+    line = one_line_error(capsys, "report", "--study", str(study_dir))
     assert f"{study_dir / 'summary.json'}: cannot tell which study this directory holds" in line
 
 
@@ -369,7 +365,7 @@ def test_a_dashboard_port_in_use_is_one_line(
         busy = taken.getsockname()[1]
         ports = {"--port": str(_free_port()), "--tb-port": str(_free_port()), which: str(busy)}
         argv = ["dashboard", "--study", str(study_file), "--out", str(out)]
-        line = _validation_error(capsys, *argv, *(a for kv in ports.items() for a in kv))
+        line = one_line_error(capsys, *argv, *(a for kv in ports.items() for a in kv))
     assert (
         f"field '{which}': value {busy} is not allowed: port {busy} on 127.0.0.1 is in use" in line
     )
@@ -386,7 +382,7 @@ def test_a_damaged_journal_line_is_one_line_naming_it(
     good = '{"op_code":0,"worker_id":"w","study_name":"s.coarse","directions":[2]}\n'
     journal.write_text(good + '{"op_code": 5, "trial_id": \n' + good)
     before = journal.read_bytes()
-    line = _validation_error(capsys, "search", "--study", str(write_study()), "--out", str(out))
+    line = one_line_error(capsys, "search", "--study", str(write_study()), "--out", str(out))
     assert "line 2 of 3 is damaged" in line and "delete that line" in line, line
     assert journal.read_bytes() == before
     # A last line cut by a kill is what Optuna skips itself: not an error.

@@ -8,19 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tunekit.cli import main
+from search_helpers import one_line_error
 
 SPACE = {"optim.lr": {"type": "log_uniform", "low": 0.01, "high": 0.5}}
-
-
-def _error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
-    rc = main(list(argv))
-    err = capsys.readouterr().err.strip()
-    assert rc == 2, err
-    lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("tunekit: error: "), err
-    return lines[0]
 
 
 CASES: list[tuple[str, dict[str, Any], list[str]]] = [
@@ -206,7 +196,7 @@ def test_bad_study_file(
     tmp_path: Path,
 ) -> None:
     path = write_study("bad.yaml", **fields)
-    line = _error(
+    line = one_line_error(
         capsys, "search", "--study", str(path), "--out", str(tmp_path / "o"), "--no-progress"
     )
     assert str(path) in line
@@ -220,7 +210,7 @@ def test_unreachable_storage_url(
 ) -> None:
     path = write_study()
     url = "postgresql+psycopg2://tunekit:secret@127.0.0.1:1/nowhere"
-    line = _error(
+    line = one_line_error(
         capsys, "search", "--study", str(path), "--storage", url, "--out", str(tmp_path / "o")
     )
     assert "field '--storage'" in line and "cannot open storage" in line
@@ -231,9 +221,9 @@ def test_unreachable_storage_url(
 def test_unknown_study_name_and_bad_overrides(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    line = _error(capsys, "search", "--study", "digitz")
+    line = one_line_error(capsys, "search", "--study", "digitz")
     assert "no study named 'digitz' (did you mean 'digits'?)" in line and "known studies:" in line
-    line = _error(
+    line = one_line_error(
         capsys,
         "search",
         "--study",
@@ -247,7 +237,7 @@ def test_unknown_study_name_and_bad_overrides(
         "field 'stages.coarse.trials'" in line
         and "value 0 is not allowed: it must be greater than 0" in line
     )
-    line = _error(
+    line = one_line_error(
         capsys,
         "search",
         "--study",
@@ -259,11 +249,13 @@ def test_unknown_study_name_and_bad_overrides(
     )
     # Before, an unknown stage name added a stage with no name.
     assert "field '--set'" in line and "no stage named 'coarze' (did you mean 'coarse'?)" in line
-    line = _error(
+    line = one_line_error(
         capsys, "search", "--study", "digits", "--set", "seed=.nan", "--out", str(tmp_path)
     )
     assert "field 'seed'" in line and "expected a finite number, got nan" in line
-    line = _error(capsys, "search", "--study", "digits", "--workers", "0", "--out", str(tmp_path))
+    line = one_line_error(
+        capsys, "search", "--study", "digits", "--workers", "0", "--out", str(tmp_path)
+    )
     assert "--workers" in line
 
 
@@ -288,7 +280,7 @@ def test_from_sanity_sets_the_coarse_ranges(
     )
     assert ctx.search.base_space["optim.weight_decay"].high == 1e-3
     sanity.write_text(json.dumps({"search_space": {"weight_decay": [0.0, 1e-3]}}))
-    line = _error(
+    line = one_line_error(
         capsys,
         "search",
         "--study",
@@ -336,7 +328,7 @@ def test_bad_study_yaml(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, expected: list[str]
 ) -> None:
     path = _study_file(tmp_path, text)
-    line = _error(capsys, "search", "--study", str(path), "--out", str(tmp_path / "o"))
+    line = one_line_error(capsys, "search", "--study", str(path), "--out", str(tmp_path / "o"))
     assert str(path) in line
     for part in expected:
         assert part in line, line
@@ -345,7 +337,7 @@ def test_bad_study_yaml(
 
 def test_a_directory_as_the_study(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     (tmp_path / "studies").mkdir()
-    line = _error(capsys, "search", "--study", str(tmp_path / "studies") + "/")
+    line = one_line_error(capsys, "search", "--study", str(tmp_path / "studies") + "/")
     assert "is a directory, not a YAML file" in line
 
 
