@@ -33,8 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, write_section
 
 from tunekit.config import DiagnosticsConfig, ModelConfig, ScheduleConfig
+from tunekit.core import DistInfo
 from tunekit.diagnostics import LiveView, diagnostic_hooks
-from tunekit.engine import DistInfo, HookBase, Trainer, build_scheduler
+from tunekit.engine import HookBase, Trainer, build_scheduler
 from tunekit.engine._builtin_hooks import MetricsWriter, ProgressHook
 from tunekit.models import build_model
 from tunekit.tasks import ClassificationTask

@@ -71,7 +71,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"value {args.nproc} is not allowed: use 1 or more processes", field="--nproc"
         )
     # torch comes in here, after the recipe and the flags are known to be good.
-    from tunekit.engine import launch
+    from tunekit.core import launch
     from tunekit.run import check_inputs, resolve_run_dir, train
 
     under_torchrun = "RANK" in os.environ
@@ -81,7 +81,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         run_dir, ckpt = resolve_run_dir(recipe, args.out, args.resume)
         check_inputs(recipe, nproc=args.nproc, file=args.recipe)
         if ckpt is not None:
-            from tunekit.engine import load_checkpoint
+            from tunekit.core import load_checkpoint
 
             load_checkpoint(ckpt)  # a bad file is reported here, once, not by every worker
         argv = ["train", "--recipe", args.recipe, "--out", str(run_dir), "--no-progress"]
@@ -104,7 +104,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             return rc if rc != 0 else 1
         summary = json.loads((run_dir / "summary.json").read_text())
     else:
-        from tunekit.engine import shutdown_distributed
+        from tunekit.core import shutdown_distributed
 
         summary = train(
             recipe,

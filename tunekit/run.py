@@ -22,24 +22,26 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from tunekit.config import Recipe, RegularizationConfig, ScheduleConfig, recipe_to_yaml
+from tunekit.core import (
+    DistInfo,
+    broadcast_object,
+    init_distributed,
+    load_checkpoint,
+    resolve_device,
+    save_atomic,
+    seed_everything,
+)
 from tunekit.data import DataBundle, build_data, build_loaders
 from tunekit.engine import (
-    DistInfo,
     HookBase,
     Phase,
     PhaseHook,
     PhaseSetup,
     Trainer,
-    broadcast_object,
     build_optimizer,
     build_scheduler,
-    init_distributed,
-    load_checkpoint,
     phase_at,
     phase_starts,
-    resolve_device,
-    save_atomic,
-    seed_everything,
 )
 from tunekit.engine._builtin_hooks import CheckpointHook, EarlyStopping, MetricsWriter, ProgressHook
 from tunekit.errors import CheckpointError, ConfigError, TunekitError, did_you_mean, in_file

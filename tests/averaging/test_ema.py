@@ -10,7 +10,7 @@ from averaging_data import tiny_recipe
 from torch import nn
 
 from tunekit.averaging import EmaHook, ModelEma, recalibrate_bn
-from tunekit.engine import load_checkpoint
+from tunekit.core import load_checkpoint
 from tunekit.run import train
 from tunekit.testing import TinyMLP
 

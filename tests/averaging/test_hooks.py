@@ -9,7 +9,8 @@ import torch
 from averaging_data import tiny_recipe
 
 from tunekit.averaging import load_snapshot
-from tunekit.engine import HookBase, load_checkpoint
+from tunekit.core import load_checkpoint
+from tunekit.engine import HookBase
 from tunekit.errors import ConfigError
 from tunekit.run import build_trainer, train
 

@@ -12,8 +12,9 @@ import torch
 
 from tunekit.cli import main
 from tunekit.config import load_recipe
+from tunekit.core import load_checkpoint
 from tunekit.detection import DetectionTask, build_detection
-from tunekit.engine import HookBase, load_checkpoint
+from tunekit.engine import HookBase
 from tunekit.run import build_components, train
 
 REPO = Path(__file__).resolve().parents[2]

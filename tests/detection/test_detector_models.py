@@ -10,8 +10,8 @@ from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
 from tunekit.config import ModelConfig
+from tunekit.core import save_atomic
 from tunekit.detection import DETECTOR_NAMES, TinyResNet, build_detector, load_backbone_weights
-from tunekit.engine import save_atomic
 from tunekit.errors import ConfigError
 
 

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from tunekit.config import load_recipe
-from tunekit.engine import HookBase, Trainer, load_checkpoint
+from tunekit.core import load_checkpoint
+from tunekit.engine import HookBase, Trainer
 from tunekit.run import train
 from tunekit.testing import TinyCNN, loader, random_classification
 

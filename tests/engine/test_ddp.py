@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tunekit.config import load_recipe
-from tunekit.engine import load_checkpoint
+from tunekit.core import load_checkpoint
 from tunekit.run import train
 
 COMMON = {

@@ -16,7 +16,8 @@ import yaml
 
 from tunekit.cli import main
 from tunekit.config import Recipe, load_recipe
-from tunekit.engine import HookBase, load_checkpoint, make_lr_factor
+from tunekit.core import load_checkpoint
+from tunekit.engine import HookBase, make_lr_factor
 from tunekit.models import frozen_modules
 from tunekit.run import build_trainer, train
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tunekit.engine import load_checkpoint
+from tunekit.core import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from tunekit import load_recipe, train
-from tunekit.engine import HookBase, load_checkpoint, save_atomic
+from tunekit.core import load_checkpoint, save_atomic
+from tunekit.engine import HookBase
 from tunekit.errors import CheckpointError, TunekitError
 from tunekit.outputs import RunDirBusyError, RunDirLock, check_output_dir, check_output_file
 from tunekit.run import resolve_run_dir

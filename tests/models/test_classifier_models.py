@@ -8,7 +8,7 @@ from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
 from tunekit.config import ModelConfig
-from tunekit.engine import save_atomic
+from tunekit.core import save_atomic
 from tunekit.errors import ConfigError
 from tunekit.models import build_model, convert_norm, gn_groups
 

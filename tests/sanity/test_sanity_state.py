@@ -13,7 +13,7 @@ import torch
 from sanity_helpers import BNNet, shuffled_loader
 from torch import nn
 
-from tunekit.engine import rng_state
+from tunekit.core import rng_state
 from tunekit.sanity import (
     check_initial_loss,
     check_learning_rate,

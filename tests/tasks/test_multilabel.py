@@ -12,7 +12,8 @@ from sklearn.metrics import average_precision_score, precision_score
 from tasks_helpers import tiny_net, tiny_tags
 from torch.utils.data import DataLoader
 
-from tunekit.engine import DistInfo, Trainer
+from tunekit.core import DistInfo
+from tunekit.engine import Trainer
 from tunekit.errors import DataError
 from tunekit.tasks import (
     MultilabelSoftmaxLoss,

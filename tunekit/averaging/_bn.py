@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from tunekit.engine import DistInfo, all_reduce_sum, rng_state, set_rng_state
+from tunekit.core import DistInfo, all_reduce_sum, rng_state, set_rng_state
 
 if TYPE_CHECKING:
     from tunekit.engine import Trainer

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tunekit.engine import DistInfo
+from tunekit.core import DistInfo
 
 from ._ensemble import Merge, ensemble_for_task
 from ._members import Member, RunContext, averaged_member, checkpoint_member, run_members

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from tunekit.config import Recipe, load_recipe
-from tunekit.engine import DistInfo, load_checkpoint
+from tunekit.core import DistInfo, load_checkpoint
 from tunekit.errors import CheckpointError, ConfigError, TunekitError
 
 from ._snapshots import INDEX, load_snapshot

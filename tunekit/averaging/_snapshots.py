@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from tunekit.config import Recipe
-from tunekit.engine import HookBase, barrier, load_checkpoint, save_atomic
+from tunekit.core import barrier, load_checkpoint, save_atomic
+from tunekit.engine import HookBase
 from tunekit.engine._schedules import sgdr_cycle
 from tunekit.errors import CheckpointError, ConfigError
 

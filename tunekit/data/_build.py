@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, Subset
 
 from tunekit.config import DataConfig
-from tunekit.engine import DistInfo
+from tunekit.core import DistInfo
 from tunekit.errors import ConfigError, in_file, unknown_choice
 
 from ._base import DataBundle, check_call, import_builder

@@ -7,8 +7,9 @@ from pathlib import Path
 from torch import nn
 
 from tunekit.config import Recipe
+from tunekit.core import DistInfo
 from tunekit.data import DataBundle
-from tunekit.engine import DistInfo, HookBase
+from tunekit.engine import HookBase
 
 from ._data import build_detection_data, train_max_size
 from ._models import build_detector

@@ -15,8 +15,8 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from tunekit.config import DataConfig
+from tunekit.core import DistInfo, broadcast_object
 from tunekit.data import DataBundle, subset_every
-from tunekit.engine import DistInfo, broadcast_object
 from tunekit.errors import ConfigError, DataError, unknown_choice
 
 from ._coco import CocoDetection, collate, detection_transforms

@@ -24,7 +24,7 @@ from pycocotools.cocoeval import COCOeval
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
-from tunekit.engine import DistInfo, broadcast_object
+from tunekit.core import DistInfo, broadcast_object
 
 from ._coco import CocoDetection
 

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tunekit.engine import rng_state, set_rng_state
+from tunekit.core import rng_state, set_rng_state
 
 from ._base import DiagnosticHook, log, never_fails
 from ._errors import NonFiniteError

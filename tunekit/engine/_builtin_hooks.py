@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._checkpoint import save_atomic
+from tunekit.core import save_atomic
+
 from ._hooks import HookBase
 
 if TYPE_CHECKING:

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ._checkpoint import FORMAT, rng_state, set_rng_state
-from ._distributed import DistInfo, all_reduce_sum, any_rank
+from tunekit.core import FORMAT, DistInfo, all_reduce_sum, any_rank, rng_state, set_rng_state
+
 from ._hooks import HookBase
 from ._optim import base_lr
 

@@ -32,7 +32,8 @@ from torch import nn
 from torchvision.models import WeightsEnum
 from torchvision.ops import FrozenBatchNorm2d
 
-from tunekit.engine import HookBase, load_checkpoint
+from tunekit.core import load_checkpoint
+from tunekit.engine import HookBase
 from tunekit.errors import CheckpointError, ConfigError
 
 log = logging.getLogger("tunekit.models")

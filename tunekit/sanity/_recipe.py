@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from tunekit.config import Recipe
+from tunekit.core import DistInfo, resolve_device
 from tunekit.engine import build_optimizer, effective_lr
-from tunekit.engine._distributed import DistInfo, resolve_device
 
 from ._base import Objective, SanityError, Status, Verdict, worst
 from ._initial_loss import InitialLossResult, check_initial_loss

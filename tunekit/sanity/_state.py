@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torchvision.ops import StochasticDepth
 
-from tunekit.engine import rng_state, set_rng_state
+from tunekit.core import rng_state, set_rng_state
 
 _DROPOUT_TYPES: tuple[type[nn.Module], ...] = (nn.modules.dropout._DropoutNd, StochasticDepth)
 

@@ -34,7 +34,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from tunekit.config import Recipe
-from tunekit.engine import broadcast_object, init_distributed, launch, shutdown_distributed
+from tunekit.core import broadcast_object, init_distributed, launch, shutdown_distributed
 from tunekit.errors import ConfigError, TunekitError, did_you_mean
 from tunekit.outputs import check_output_dir
 

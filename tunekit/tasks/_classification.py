@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms import v2
 
-from tunekit.engine import DistInfo, all_reduce_sum
+from tunekit.core import DistInfo, all_reduce_sum
 
 
 class ClassificationTask:

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from tunekit.engine import DistInfo
+from tunekit.core import DistInfo
 from tunekit.errors import DataError, unknown_choice
 
 

@@ -1,0 +1,41 @@
+"""The floor every other package stands on: distributed setup and reductions, RNG state,
+and atomic checkpoint files. It imports nothing from tunekit but ``errors``, so data,
+models and the engine can all use it."""
+
+from ._checkpoint import (
+    FORMAT,
+    load_checkpoint,
+    rng_state,
+    save_atomic,
+    seed_everything,
+    set_rng_state,
+)
+from ._distributed import (
+    DistInfo,
+    all_reduce_sum,
+    any_rank,
+    barrier,
+    broadcast_object,
+    init_distributed,
+    launch,
+    resolve_device,
+    shutdown_distributed,
+)
+
+__all__ = [
+    "FORMAT",
+    "DistInfo",
+    "all_reduce_sum",
+    "any_rank",
+    "barrier",
+    "broadcast_object",
+    "init_distributed",
+    "launch",
+    "load_checkpoint",
+    "resolve_device",
+    "rng_state",
+    "save_atomic",
+    "seed_everything",
+    "set_rng_state",
+    "shutdown_distributed",
+]
