@@ -21,9 +21,13 @@ from ._distributed import (
     resolve_device,
     shutdown_distributed,
 )
+from ._kinds import BATCH_NORMS, DROPOUTS, NORMS
 
 __all__ = [
+    "BATCH_NORMS",
+    "DROPOUTS",
     "FORMAT",
+    "NORMS",
     "DistInfo",
     "all_reduce_sum",
     "any_rank",

@@ -15,9 +15,8 @@ import torch
 from torch import nn
 
 from tunekit.config import OptimConfig
+from tunekit.core import NORMS
 from tunekit.errors import ConfigError, did_you_mean
-
-_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 OptimizerBuilder = Callable[[list[dict[str, Any]], float, dict[str, Any]], torch.optim.Optimizer]
 
@@ -54,7 +53,7 @@ def param_groups(
             if not p.requires_grad or id(p) in seen:
                 continue
             seen.add(id(p))
-            exempt = isinstance(module, _NORM_TYPES) or name == "bias" or p.ndim <= 1
+            exempt = isinstance(module, NORMS) or name == "bias" or p.ndim <= 1
             decayed = decay_norm_and_bias or not exempt
             full = f"{module_name}.{name}" if module_name else name
             groups.setdefault((lr_mults.get(full, 1.0), decayed), []).append(p)

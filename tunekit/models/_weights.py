@@ -32,7 +32,7 @@ from torch import nn
 from torchvision.models import WeightsEnum
 from torchvision.ops import FrozenBatchNorm2d
 
-from tunekit.core import load_checkpoint
+from tunekit.core import NORMS, load_checkpoint
 from tunekit.engine import HookBase
 from tunekit.errors import CheckpointError, ConfigError
 
@@ -256,7 +256,7 @@ class WeightsReport:
         return {**asdict(self), "skipped": self.skipped}
 
 
-_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, FrozenBatchNorm2d)
+_NORMS = (*NORMS, FrozenBatchNorm2d)
 
 
 def _has_statistics(module: nn.Module) -> bool:

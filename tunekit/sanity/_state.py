@@ -19,9 +19,9 @@ import torch
 from torch import nn
 from torchvision.ops import StochasticDepth
 
-from tunekit.core import rng_state, set_rng_state
+from tunekit.core import DROPOUTS, rng_state, set_rng_state
 
-_DROPOUT_TYPES: tuple[type[nn.Module], ...] = (nn.modules.dropout._DropoutNd, StochasticDepth)
+_DROPOUT_TYPES: tuple[type[nn.Module], ...] = (*DROPOUTS, StochasticDepth)
 
 
 @dataclass
