@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tunekit.detection import ShapesSpec, generate_shapes
+from tunekit.shapes import ShapesSpec, generate_shapes
 
 SMALL = ShapesSpec(train=40, val=12, size=48, seed=3)
 

@@ -13,13 +13,8 @@ from PIL import Image
 from pycocotools.coco import COCO
 from torchvision.ops import box_iou
 
-from tunekit.detection import (
-    CocoDetection,
-    ShapesSpec,
-    detection_transforms,
-    ensure_shapes,
-    generate_shapes,
-)
+from tunekit.detection import CocoDetection, detection_transforms
+from tunekit.shapes import ShapesSpec, ensure_shapes, generate_shapes
 
 
 def _digest(root: Path) -> str:

@@ -89,7 +89,7 @@ def tag_names(vocabulary: str) -> list[str]:
 
 def annotation_tag(ann: dict[str, Any], vocabulary: str) -> int:
     """The tag index of one shapes annotation (its category, and its colour for shape_color)."""
-    from tunekit.detection._shapes import PALETTE
+    from tunekit.shapes import PALETTE
 
     shape = int(ann["category_id"]) - 1
     if vocabulary == "shape":
@@ -300,7 +300,7 @@ def _options(cfg: DataConfig) -> dict[str, Any]:
 
 
 def _pool_spec(o: dict[str, Any]) -> Any:
-    from tunekit.detection._spec import ShapesSpec
+    from tunekit.shapes import ShapesSpec
 
     factor = o["pool_factor"] if o["zipf"] > 0 else 1.0
     values = {k: o[k] for k in ("train", "val", "size", "seed", "min_frac", "max_frac")}
@@ -327,7 +327,7 @@ def _read_images(folder: Path, names: list[str]) -> torch.Tensor:
 
 def shapes_tags(cfg: DataConfig) -> DataBundle:
     """The weakly labelled shapes set (see the module's docstring), generated on first use."""
-    from tunekit.detection._shapes import ensure_shapes
+    from tunekit.shapes import ensure_shapes
 
     o = _options(cfg)
     spec = _pool_spec(o)

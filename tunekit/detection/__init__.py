@@ -1,4 +1,4 @@
-"""Detection: COCO-format data, the shapes generator, torchvision detectors and COCO mAP.
+"""Detection: COCO-format data, torchvision detectors and COCO mAP.
 
 Example:
     >>> from tunekit.config import load_recipe
@@ -38,8 +38,6 @@ if TYPE_CHECKING:
         load_backbone_weights,
         tiny_resnet,
     )
-    from ._shapes import CATEGORIES, default_cache_dir, ensure_shapes, generate_shapes
-    from ._spec import ShapesSpec
     from ._task import COCO_METRICS, DetectionTask, coco_metrics, to_coco_results, write_results
 
 # Imported on first use (see tunekit._lazy): torchvision and pycocotools only when needed.
@@ -70,13 +68,6 @@ _SOURCES = {
         "load_backbone_weights",
         "tiny_resnet",
     ),
-    "._shapes": (
-        "CATEGORIES",
-        "ShapesSpec",
-        "default_cache_dir",
-        "ensure_shapes",
-        "generate_shapes",
-    ),
     "._task": ("COCO_METRICS", "DetectionTask", "coco_metrics", "to_coco_results", "write_results"),
 }
 if not TYPE_CHECKING:
@@ -84,7 +75,6 @@ if not TYPE_CHECKING:
 
 __all__ = [
     "BACKBONES",
-    "CATEGORIES",
     "COCO_METRICS",
     "DETECTION_DATASETS",
     "DETECTOR_NAMES",
@@ -94,7 +84,6 @@ __all__ = [
     "DataWarning",
     "DetectionTask",
     "ShapeCrops",
-    "ShapesSpec",
     "TinyResNet",
     "build_detection",
     "build_detection_data",
@@ -102,11 +91,8 @@ __all__ = [
     "check_annotations",
     "coco_metrics",
     "collate",
-    "default_cache_dir",
     "detection_transforms",
-    "ensure_shapes",
     "freeze_backbone",
-    "generate_shapes",
     "load_backbone_weights",
     "load_coco",
     "shapes_crops",

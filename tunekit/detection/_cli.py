@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._spec import ShapesSpec
+from tunekit.shapes import ShapesSpec
 
 
 def add_data_command(sub: argparse._SubParsersAction) -> None:
@@ -39,8 +39,7 @@ def add_data_command(sub: argparse._SubParsersAction) -> None:
 def cmd_shapes(args: argparse.Namespace) -> int:
     from tunekit.errors import TunekitError
     from tunekit.outputs import check_output_dir
-
-    from ._shapes import generate_shapes
+    from tunekit.shapes import generate_shapes
 
     check_output_dir(args.out)
     spec = ShapesSpec(train=args.train, val=args.val, size=args.size, seed=args.seed)

@@ -18,10 +18,10 @@ from tunekit.config import DataConfig
 from tunekit.core import DistInfo, broadcast_object
 from tunekit.data import DataBundle, subset_every
 from tunekit.errors import ConfigError, DataError, unknown_choice
+from tunekit.shapes import ShapesSpec, ensure_shapes
 
 from ._coco import CocoDetection, collate, detection_transforms
 from ._models import IMAGENET_MEAN, IMAGENET_STD
-from ._shapes import ShapesSpec, ensure_shapes
 
 _SHAPES_KEYS = tuple(f.name for f in fields(ShapesSpec))
 _COCO_KEYS = ("train_images", "val_images", "train_annotations", "val_annotations")
