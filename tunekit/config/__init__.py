@@ -6,6 +6,7 @@ from ._loading import (
     parse_override,
     read_yaml,
     recipe_to_yaml,
+    set_path,
     validate,
 )
 from ._recipe import (
@@ -51,5 +52,6 @@ __all__ = [
     "parse_override",
     "read_yaml",
     "recipe_to_yaml",
+    "set_path",
     "validate",
 ]

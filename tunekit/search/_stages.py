@@ -23,10 +23,9 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from tunekit.errors import ConfigError
-
+from ._builders import build_pruner, build_sampler
 from ._space import EdgeFlag, Space, refine_space, space_from_json, space_from_specs, space_to_json
-from ._study import PrunerSpec, StageSpec, Study
+from ._study import StageSpec, Study
 
 SPACE_ATTR = "tunekit:space"
 FLAGS_ATTR = "tunekit:flags"
@@ -61,48 +60,6 @@ def _default_refine() -> Any:
     from ._study import RefineSpec
 
     return RefineSpec()
-
-
-def build_pruner(spec: PrunerSpec, epochs: int) -> optuna.pruners.BasePruner:
-    """Optuna's pruner for a stage: median, successive halving (ASHA) or Hyperband."""
-    if spec.name == "median":
-        return optuna.pruners.MedianPruner(
-            n_startup_trials=spec.n_startup_trials, n_warmup_steps=spec.n_warmup_steps
-        )
-    if spec.name == "asha":
-        return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=spec.min_resource, reduction_factor=spec.reduction_factor
-        )
-    if spec.name == "hyperband":
-        return optuna.pruners.HyperbandPruner(
-            min_resource=spec.min_resource,
-            max_resource=spec.max_resource or epochs,
-            reduction_factor=spec.reduction_factor,
-        )
-    return optuna.pruners.NopPruner()
-
-
-def build_sampler(name: str, seed: int, n_startup: int) -> optuna.samplers.BaseSampler:
-    """Quasi-random (Sobol) or random to explore; TPE to exploit."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if name == "qmc":
-            # scramble: unscrambled Sobol starts at the centre and corners, which wastes trials.
-            return optuna.samplers.QMCSampler(
-                scramble=True,
-                seed=seed,
-                warn_independent_sampling=False,
-                warn_asynchronous_seeding=False,
-            )
-        if name == "tpe":
-            return optuna.samplers.TPESampler(
-                seed=seed, n_startup_trials=n_startup, multivariate=True
-            )
-        return optuna.samplers.RandomSampler(seed=seed)
-
-
-def is_finished_state(state: TrialState) -> bool:
-    return state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 @dataclass(frozen=True)
@@ -226,6 +183,7 @@ class StagedSearch:
         self.stages = plan_stages(study)
         self.base_space = base_space if base_space is not None else space_from_specs(study.space)
         self._studies: dict[int, optuna.Study] = {}
+        self._study_ids: dict[int, int] = {}
 
     # -- the Optuna study of each stage -------------------------------------
 
@@ -248,11 +206,21 @@ class StagedSearch:
 
     def existing(self, stage: Stage) -> optuna.Study | None:
         """The stage's study if some worker has created it (without creating it)."""
-        names = {
-            s.study_name
-            for s in optuna.get_all_study_summaries(self.storage, include_best_trial=False)
-        }
-        return self.optuna_study(stage) if stage.study_name in names else None
+        if stage.index not in self._studies:
+            try:
+                # A study once created stays: only the first sighting asks the storage.
+                self.storage.get_study_id_from_name(stage.study_name)
+            except KeyError:
+                return None
+        return self.optuna_study(stage)
+
+    def trial_id(self, stage: Stage, number: int) -> int:
+        """The storage's id of the stage's trial ``number`` (what heartbeats and retries use)."""
+        if stage.index not in self._study_ids:
+            self._study_ids[stage.index] = self.storage.get_study_id_from_name(stage.study_name)
+        return self.storage.get_trial_id_from_study_id_trial_number(
+            self._study_ids[stage.index], number
+        )
 
     def trials(self, stage: Stage) -> list[FrozenTrial]:
         s = self.existing(stage)
@@ -432,12 +400,3 @@ def _trial_dict(t: FrozenTrial) -> dict[str, Any]:
         "run_dir": t.user_attrs.get("run_dir"),
         "epochs_run": t.user_attrs.get("epochs_run"),
     }
-
-
-def check_names(study: Study, space: Space, file: str) -> None:
-    """Fails early when --from-sanity or the stored ranges name parameters the study lacks."""
-    unknown = sorted(set(space) - set(study.space))
-    if unknown:
-        raise ConfigError(
-            f"parameters {unknown} are not in the study's space", file=file, field="space"
-        )

@@ -38,6 +38,8 @@ class _Section(Section):
 
 
 Role = Literal["scientific", "nuisance", "fixed"]
+#: The samplers of tunekit.search._builders.SAMPLERS.
+SamplerName = Literal["qmc", "random", "tpe"]
 
 
 class ParamSpec(_Section):
@@ -168,7 +170,7 @@ class StageSpec(_Section):
         description="every stage needs a name, which --set stages.NAME.field=... uses "
         "(e.g. name: coarse)",
     )
-    sampler: Literal["qmc", "random", "tpe"] = "random"
+    sampler: SamplerName = "random"
     trials: int = Field(default=10, gt=0, le=MAX_TRIALS)
     epochs: int = Field(default=2, gt=0, le=MAX_EPOCHS)
     pruner: PrunerSpec = Field(default_factory=lambda: PrunerSpec(name="none"))
