@@ -119,11 +119,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
-    """Sets ``data["a"]["b"] = value`` for ``"a.b"``, creating sections (or filling empty ones).
-
-    Raises:
-        ConfigError: a part on the way holds a value, not a section.
-    """
+    """Sets ``data["a"]["b"] = value`` for ``"a.b"``, creating sections (or filling empty ones)."""
     *parents, last = dotted.split(".")
     node = data
     for part in parents:

@@ -13,7 +13,6 @@ if TYPE_CHECKING:
     from ._builders import build_pruner, build_sampler
     from ._liveness import Heartbeat, reap_stale
     from ._objective import PruningHook, trial_recipe
-    from ._plan import SearchContext, open_search
     from ._report import study_report, study_report_data, write_hparams
     from ._space import EdgeFlag, Range, refine_space
     from ._stages import StagedSearch, count_trials, plan_stages
@@ -27,6 +26,7 @@ if TYPE_CHECKING:
         Study,
         load_study,
     )
+    from ._validate import SearchContext, open_search
     from ._worker import run_worker, write_summary
 
 # Imported on first use (see tunekit._lazy): optuna and torch only when a study runs.
@@ -47,7 +47,7 @@ _SOURCES = {
         "Study",
         "load_study",
     ),
-    "._plan": ("SearchContext", "open_search"),
+    "._validate": ("SearchContext", "open_search"),
     "._worker": ("run_worker", "write_summary"),
 }
 if not TYPE_CHECKING:

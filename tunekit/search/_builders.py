@@ -1,8 +1,7 @@
 """Optuna's samplers and pruners, built from the names (and settings) a study file gives.
 
-Each table maps a name of the study schema (``StageSpec.sampler``,
-``PrunerSpec.name``) to its builder; the schema's ``Literal`` refuses any other
-name, listing these.
+Each table maps a name the study schema allows (``StageSpec.sampler``,
+``PrunerSpec.name``) to its builder; the schema refuses any other name.
 """
 
 from __future__ import annotations
@@ -14,62 +13,34 @@ import optuna
 from optuna.pruners import BasePruner
 from optuna.samplers import BaseSampler
 
-from ._study import PrunerSpec, SamplerName
+from ._study import PrunerName, PrunerSpec, SamplerName
 
-
-def _qmc(seed: int, n_startup: int) -> BaseSampler:
-    # scramble: unscrambled Sobol starts at the centre and corners, which wastes trials.
-    return optuna.samplers.QMCSampler(
-        scramble=True, seed=seed, warn_independent_sampling=False, warn_asynchronous_seeding=False
-    )
-
-
-def _tpe(seed: int, n_startup: int) -> BaseSampler:
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup, multivariate=True)
-
-
-def _random(seed: int, n_startup: int) -> BaseSampler:
-    return optuna.samplers.RandomSampler(seed=seed)
-
-
-#: Quasi-random (Sobol) or random to explore; TPE to exploit. Builders take (seed, n_startup).
+#: Quasi-random (Sobol) or random to explore, TPE to exploit; built from (seed, n_startup).
 SAMPLERS: dict[SamplerName, Callable[[int, int], BaseSampler]] = {
-    "qmc": _qmc,
-    "random": _random,
-    "tpe": _tpe,
+    # scramble: unscrambled Sobol starts at the centre and corners, which wastes trials.
+    "qmc": lambda seed, _: optuna.samplers.QMCSampler(
+        scramble=True, seed=seed, warn_independent_sampling=False, warn_asynchronous_seeding=False
+    ),
+    "random": lambda seed, _: optuna.samplers.RandomSampler(seed=seed),
+    "tpe": lambda seed, n_startup: optuna.samplers.TPESampler(
+        seed=seed, n_startup_trials=n_startup, multivariate=True
+    ),
 }
 
-
-def _median(spec: PrunerSpec, epochs: int) -> BasePruner:
-    return optuna.pruners.MedianPruner(
+#: Median, successive halving (ASHA), Hyperband or none; built from (spec, the stage's epochs).
+PRUNERS: dict[PrunerName, Callable[[PrunerSpec, int], BasePruner]] = {
+    "none": lambda spec, epochs: optuna.pruners.NopPruner(),
+    "median": lambda spec, epochs: optuna.pruners.MedianPruner(
         n_startup_trials=spec.n_startup_trials, n_warmup_steps=spec.n_warmup_steps
-    )
-
-
-def _asha(spec: PrunerSpec, epochs: int) -> BasePruner:
-    return optuna.pruners.SuccessiveHalvingPruner(
+    ),
+    "asha": lambda spec, epochs: optuna.pruners.SuccessiveHalvingPruner(
         min_resource=spec.min_resource, reduction_factor=spec.reduction_factor
-    )
-
-
-def _hyperband(spec: PrunerSpec, epochs: int) -> BasePruner:
-    return optuna.pruners.HyperbandPruner(
+    ),
+    "hyperband": lambda spec, epochs: optuna.pruners.HyperbandPruner(
         min_resource=spec.min_resource,
         max_resource=spec.max_resource or epochs,
         reduction_factor=spec.reduction_factor,
-    )
-
-
-def _none(spec: PrunerSpec, epochs: int) -> BasePruner:
-    return optuna.pruners.NopPruner()
-
-
-#: Median, successive halving (ASHA), Hyperband or none. Builders take (spec, stage epochs).
-PRUNERS: dict[str, Callable[[PrunerSpec, int], BasePruner]] = {
-    "none": _none,
-    "median": _median,
-    "asha": _asha,
-    "hyperband": _hyperband,
+    ),
 }
 
 

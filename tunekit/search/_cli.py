@@ -84,11 +84,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     load_study(args.study, args.overrides)  # a bad study file fails here, before torch and optuna
     import optuna
 
-    from ._plan import prepare_search
     from ._signals import Stopped, exit_code, stop_on_signals
     from ._spawn import spawn_workers, wait_workers, worker_exits
     from ._trial import run_trial_ddp
-    from ._validate import check_workers
+    from ._validate import check_workers, prepare_search
     from ._worker import run_worker
 
     plan = prepare_search(

@@ -15,7 +15,6 @@ import copy
 import threading
 import time
 import warnings
-from collections.abc import Callable
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
@@ -27,19 +26,14 @@ from ._study import LivenessSpec
 HEARTBEAT_ATTR = "tunekit:heartbeat"
 
 
-def _retry_callback(max_retry: int) -> Callable[[optuna.Study, FrozenTrial], None]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
-
-
 def retry_trial(study: optuna.Study, trial: FrozenTrial, max_retry: int) -> None:
     """Enqueues ``trial``'s parameters again unless it was retried ``max_retry`` times."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         # A copy: Optuna's callback appends to the trial's own ``retry_history`` list, and
         # storages hand out their cached trial, so this process's view of it would change.
-        _retry_callback(max_retry)(study, copy.deepcopy(trial))
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+        retry(study, copy.deepcopy(trial))
 
 
 def has_optuna_heartbeat(storage: BaseStorage) -> bool:
@@ -49,7 +43,7 @@ def has_optuna_heartbeat(storage: BaseStorage) -> bool:
 
 def beat(storage: BaseStorage, trial_id: int) -> None:
     """Records that ``trial_id``'s worker is alive."""
-    if isinstance(storage, RDBStorage) and has_optuna_heartbeat(storage):
+    if isinstance(storage, RDBStorage) and storage.get_heartbeat_interval() is not None:
         storage.record_heartbeat(trial_id)
     else:
         storage.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
@@ -73,18 +67,18 @@ def reap_stale(
     reaped = []
     study_id: int | None = None
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        last = t.system_attrs.get(HEARTBEAT_ATTR)
-        if last is None:
-            # Killed before its first heartbeat: its start time is the last sign of life.
-            last = t.datetime_start.timestamp() if t.datetime_start else now
-        if now - float(last) <= spec.grace_s:
+        start = t.datetime_start.timestamp() if t.datetime_start else now
+        # Its start is a sign of life too: the first beat comes heartbeat_s later, and a
+        # retry starts with the beats of the trial it retries.
+        last = max(float(t.system_attrs.get(HEARTBEAT_ATTR, 0.0)), start)
+        if now - last <= spec.grace_s:
             continue
         if study_id is None:
             study_id = storage.get_study_id_from_name(study.study_name)
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
         try:
             storage.set_trial_user_attr(
-                trial_id, "failure_reason", f"worker silent for {now - float(last):.1f}s (killed?)"
+                trial_id, "failure_reason", f"worker silent for {now - last:.1f}s (killed?)"
             )
             storage.set_trial_state_values(trial_id, TrialState.FAIL)
         except UpdateFinishedTrialError:
@@ -112,7 +106,9 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._run, name="tunekit-heartbeat", daemon=True)
 
     def __enter__(self) -> Heartbeat:
-        beat(self.storage, self.trial_id)
+        if has_optuna_heartbeat(self.storage):
+            # Optuna finds a silent trial by its last beat; tunekit's own also by its start.
+            beat(self.storage, self.trial_id)
         self._thread.start()
         return self
 

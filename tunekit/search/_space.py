@@ -46,13 +46,8 @@ class Range:
     when: Conditions | None = None
 
     @classmethod
-    def from_spec(cls, name: str, spec: ParamSpec) -> Range:
-        dist = distribution(spec.type, spec.low, spec.high, spec.step, spec.choices)
-        return cls(name, dist, spec.role, spec.min, spec.max, _conditions(spec.when))
-
-    @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Range:
-        """A range as :meth:`to_dict` stored it (one stored before conditions existed has none)."""
+        """A range as :meth:`to_dict` stored it, or a study file's parameter (``ParamSpec``)."""
         dist = distribution(d["type"], d.get("low"), d.get("high"), d.get("step"), d.get("choices"))
         return cls(
             d["name"], dist, d["role"], d.get("min"), d.get("max"), _conditions(d.get("when"))
@@ -61,24 +56,15 @@ class Range:
     def to_dict(self) -> dict[str, Any]:
         """The form stored in the study and shown in summary.json (the study file's words)."""
         d = self.dist
-        low = high = step = choices = None
+        none: dict[str, Any] = {"low": None, "high": None, "step": None, "choices": None}
         if isinstance(d, CategoricalDistribution):
-            choices = list(d.choices)
-        else:
-            low, high = d.low, d.high
-            step = d.step if isinstance(d, FloatDistribution) or d.step != 1 else None
-        return {
-            "name": self.name,
-            "type": kind(d),
-            "role": self.role,
-            "low": low,
-            "high": high,
-            "step": step,
-            "choices": choices,
-            "min": self.min,
-            "max": self.max,
-            "when": {k: list(v) for k, v in self.when} if self.when is not None else None,
-        }
+            values = {**none, "choices": list(d.choices)}
+        else:  # an int range's step 1 was not given: stored as none, as the study file has it
+            step = None if isinstance(d, IntDistribution) and d.step == 1 else d.step
+            values = {**none, "low": d.low, "high": d.high, "step": step}
+        when = {k: list(v) for k, v in self.when} if self.when is not None else None
+        head = {"name": self.name, "type": kind(d), "role": self.role}
+        return {**head, **values, "min": self.min, "max": self.max, "when": when}
 
     def active(self, values: Mapping[str, Any]) -> bool:
         """Whether this parameter is sampled in a trial whose other values are ``values``."""
@@ -197,15 +183,11 @@ def check_points(space: Space) -> list[dict[str, Any]]:
 
 def space_from_specs(specs: dict[str, ParamSpec]) -> Space:
     """The sampled part of a study's space (fixed parameters become recipe overrides)."""
-    return {name: Range.from_spec(name, s) for name, s in specs.items() if s.role != "fixed"}
-
-
-def space_to_json(space: Space) -> dict[str, dict[str, Any]]:
-    return {name: r.to_dict() for name, r in space.items()}
-
-
-def space_from_json(data: dict[str, dict[str, Any]]) -> Space:
-    return {name: Range.from_dict(d) for name, d in data.items()}
+    return {
+        name: Range.from_dict({**s.model_dump(), "name": name})
+        for name, s in specs.items()
+        if s.role != "fixed"
+    }
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from tunekit.errors import ConfigError
 from ._signals import die_with_parent
 
 if TYPE_CHECKING:
-    from ._plan import SearchContext
+    from ._validate import SearchContext
 
 
 def gpu_groups(workers: int, per_trial: int) -> list[str | None]:

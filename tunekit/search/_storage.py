@@ -98,14 +98,10 @@ def open_storage(
 ) -> BaseStorage:
     """Opens a study's storage, raising a one-line :class:`StorageError` when it can't.
 
-    ``url`` None means the journal file ``<study_dir>/study.journal``; a path,
-    ``journal:PATH`` or ``file://PATH`` means that journal file; anything else with
-    ``://`` is an RDB URL (``sqlite:///...``, ``postgresql://...``). ``liveness``
-    sets the heartbeat and the journal lock's grace (defaults: ``LivenessSpec()``).
-    With ``create`` False a journal file must exist already (to read a finished search).
-
-    Example:
-        >>> storage = open_storage("runs/search/digits/study.journal", create=False)  # doctest: +SKIP
+    ``url`` None means ``<study_dir>/study.journal``; a path, ``journal:PATH`` or
+    ``file://PATH`` means that journal file (which must exist unless ``create``);
+    anything else with ``://`` is an RDB URL. ``liveness`` sets the heartbeat and the
+    journal lock's grace (default ``LivenessSpec()``).
     """
     liveness = liveness or LivenessSpec()
     if url is None and study_dir is None:

@@ -20,10 +20,10 @@ from tunekit.errors import ConfigError, TunekitError
 
 from ._liveness import Heartbeat, retry_trial
 from ._objective import PruningHook, trial_recipe
-from ._plan import SearchContext
 from ._signals import Stopped
 from ._space import sample
 from ._stages import Stage
+from ._validate import SearchContext
 
 
 def execute_trial(

@@ -17,9 +17,9 @@ from typing import Any
 from tunekit.errors import TunekitError
 
 from ._liveness import reap_stale
-from ._plan import SearchContext
 from ._stages import StagedSearch, count_trials, summary_data
 from ._trial import run_trial_here, run_trial_torchrun
+from ._validate import SearchContext
 
 
 def run_worker(
