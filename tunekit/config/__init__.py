@@ -1,5 +1,6 @@
 """Recipe schema, YAML loading, ``a.b=1`` overrides and one-line errors."""
 
+from ._base import FieldError, Section
 from ._loading import (
     apply_overrides,
     load_recipe,
@@ -10,6 +11,8 @@ from ._loading import (
     validate,
 )
 from ._recipe import (
+    MAX_EPOCHS,
+    OPTIMIZER_SETTINGS,
     AugmentConfig,
     AveragingConfig,
     DataConfig,
@@ -30,6 +33,8 @@ from ._recipe import (
 from ._yaml import load_yaml
 
 __all__ = [
+    "MAX_EPOCHS",
+    "OPTIMIZER_SETTINGS",
     "AugmentConfig",
     "AveragingConfig",
     "DataConfig",
@@ -37,12 +42,14 @@ __all__ = [
     "EarlyStoppingConfig",
     "EmaConfig",
     "EvalConfig",
+    "FieldError",
     "ModelConfig",
     "MultilabelConfig",
     "OptimConfig",
     "Recipe",
     "RegularizationConfig",
     "ScheduleConfig",
+    "Section",
     "SnapshotConfig",
     "SwaConfig",
     "TrainConfig",

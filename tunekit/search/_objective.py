@@ -15,7 +15,15 @@ from typing import Any
 
 import optuna
 
-from tunekit.config import Recipe, apply_overrides, read_yaml, set_path, validate
+from tunekit.config import (
+    OPTIMIZER_SETTINGS,
+    OptimConfig,
+    Recipe,
+    apply_overrides,
+    read_yaml,
+    set_path,
+    validate,
+)
 from tunekit.engine import HookBase
 from tunekit.errors import ConfigError
 
@@ -113,8 +121,6 @@ def trial_recipe(
 
 def drop_optimizer_settings(data: dict[str, Any], name: Any) -> None:
     """Removes a recipe's optimizer settings (momentum, betas, ...) when ``name`` is another optimizer."""
-    from tunekit.config._recipe import OPTIMIZER_SETTINGS, OptimConfig
-
     optim = data.get("optim")
     if not isinstance(optim, dict) or optim.get("name", OptimConfig().name) == name:
         return

@@ -15,9 +15,15 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from tunekit.config import apply_overrides, parse_override, read_yaml, validate
-from tunekit.config._base import FieldError, Section
-from tunekit.config._recipe import MAX_EPOCHS
+from tunekit.config import (
+    MAX_EPOCHS,
+    FieldError,
+    Section,
+    apply_overrides,
+    parse_override,
+    read_yaml,
+    validate,
+)
 from tunekit.errors import ConfigError, did_you_mean
 
 # Upper bounds, generous for any real study (see tunekit/config/_recipe.py for the recipe's).

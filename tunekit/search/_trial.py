@@ -35,11 +35,8 @@ def execute_trial(
     """
     from tunekit.run import train
 
-    ss = ctx.search
     if trial is not None:
-        space = ss.space(stage)
-        params = sample(trial, space)
-        number = trial.number
+        params, number = sample(trial, ctx.search.space(stage)), trial.number
     else:
         params, number = {}, -1
     params, number = broadcast_object((params, number))
@@ -64,13 +61,8 @@ def execute_trial(
     except KeyboardInterrupt as exc:
         if trial is not None:
             how = exc.args[0] if isinstance(exc, Stopped) else "Ctrl-C"
-            _tell(
-                ctx,
-                stage,
-                trial,
-                TrialState.FAIL,
-                reason=f"interrupted ({how}); will run again on resume",
-            )
+            reason = f"interrupted ({how}); will run again on resume"
+            _tell(ctx, stage, trial, TrialState.FAIL, reason=reason)
             _retry(ctx, stage, trial)
         raise
     except TunekitError as exc:
