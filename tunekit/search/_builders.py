@@ -1,8 +1,4 @@
-"""Optuna's samplers and pruners, built from the names (and settings) a study file gives.
-
-Each table maps a name the study schema allows (``StageSpec.sampler``,
-``PrunerSpec.name``) to its builder; the schema refuses any other name.
-"""
+"""Optuna's samplers and pruners: a table of builders for the names the study schema allows."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""Many workers on one machine: one process each, with its own GPUs on a GPU machine.
-
-``--workers N`` starts N worker processes; on a GPU machine each gets its own
-``gpus_per_trial`` GPUs (CUDA_VISIBLE_DEVICES).
-"""
+"""``--workers N``: N worker processes on this machine, each with its own GPUs on a GPU machine."""
 
 from __future__ import annotations
 
