@@ -336,7 +336,7 @@ def retrain(params: dict[str, Any], seed: int, device: str, design: Design, work
 def tuner_cost_ms(n: int = 200) -> tuple[float, float]:
     """(tunekit per-trial overhead on the journal file, bare Optuna in-memory ask/tell), in ms."""
     from tunekit.search import Heartbeat, LivenessSpec, StagedSearch, load_study, open_storage
-    from tunekit.search._objective import sample_params
+    from tunekit.search._space import sample
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "cost.yaml"
@@ -352,8 +352,8 @@ def tuner_cost_ms(n: int = 200) -> tuple[float, float]:
         started = time.perf_counter()
         for i in range(n):
             trial = s.ask()
-            with Heartbeat(s, trial._trial_id, spec):
-                sample_params(trial, space)
+            with Heartbeat(s, search.storage, search.trial_id(stage, trial.number), spec):
+                sample(trial, space)
                 trial.set_user_attr("run_dir", f"trial-{i}")
                 trial.report(0.5, 1)
                 trial.should_prune()

@@ -45,14 +45,16 @@ def test_digits_recipe_passes_all_checks_and_writes_json_and_html(
     assert (out / "recipe.yaml").is_file()
 
     # The contract with the search part: `tunekit search --from-sanity` takes these ranges as they are.
+    from optuna.distributions import FloatDistribution
+
     from tunekit.search import Range
-    from tunekit.search._workers import ranges_from_sanity
+    from tunekit.search._validate import ranges_from_sanity
 
     space = {
-        "optim.lr": Range("optim.lr", "log_uniform", "nuisance", 1e-4, 1.0),
-        "optim.weight_decay": Range("optim.weight_decay", "log_uniform", "nuisance", 1e-6, 1e-2),
+        "optim.lr": Range("optim.lr", FloatDistribution(1e-4, 1.0, log=True)),
+        "optim.weight_decay": Range("optim.weight_decay", FloatDistribution(1e-6, 1e-2, log=True)),
     }
-    started = ranges_from_sanity(space, str(out / "sanity.json"))
+    started = {k: r.dist for k, r in ranges_from_sanity(space, str(out / "sanity.json")).items()}
     assert [started["optim.lr"].low, started["optim.lr"].high] == data["search_space"]["lr"]
     assert [started["optim.weight_decay"].low, started["optim.weight_decay"].high] == [1e-6, 1e-3]
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import optuna
 import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from tunekit.cli import main
 from tunekit.search import Range
@@ -95,10 +96,10 @@ def test_trial_recipes_leave_out_the_other_optimizers_settings(write_study):
 
 def test_check_points_reach_every_choice_with_its_conditions_met():
     space = {
-        "optim.name": Range("optim.name", "categorical", "nuisance", choices=("sgd", "rmsprop")),
-        "optim.lr": Range("optim.lr", "log_uniform", "nuisance", low=1e-3, high=1.0),
+        "optim.name": Range("optim.name", CategoricalDistribution(("sgd", "rmsprop"))),
+        "optim.lr": Range("optim.lr", FloatDistribution(1e-3, 1.0, log=True)),
         "optim.alpha": Range(
-            "optim.alpha", "uniform", "nuisance", 0.9, 0.99, when=(("optim.name", ("rmsprop",)),)
+            "optim.alpha", FloatDistribution(0.9, 0.99), when=(("optim.name", ("rmsprop",)),)
         ),
     }
     points = check_points(space)

@@ -274,11 +274,14 @@ def test_from_sanity_sets_the_coarse_ranges(
         )
     )
     ctx = open_search("digits", out=tmp_path / "s", from_sanity=str(sanity))
-    assert (ctx.search.base_space["optim.lr"].low, ctx.search.base_space["optim.lr"].high) == (
+    assert (
+        ctx.search.base_space["optim.lr"].dist.low,
+        ctx.search.base_space["optim.lr"].dist.high,
+    ) == (
         0.01,
         1.0,
     )
-    assert ctx.search.base_space["optim.weight_decay"].high == 1e-3
+    assert ctx.search.base_space["optim.weight_decay"].dist.high == 1e-3
     sanity.write_text(json.dumps({"search_space": {"weight_decay": [0.0, 1e-3]}}))
     line = one_line_error(
         capsys,

@@ -4,24 +4,26 @@ from __future__ import annotations
 
 import math
 
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
 from tunekit.search import Range, RefineSpec, refine_space
 
 
 def _lr(low: float = 1e-3, high: float = 1.0, **kw: object) -> Range:
-    return Range(name="optim.lr", type="log_uniform", role="nuisance", low=low, high=high, **kw)  # type: ignore[arg-type]
+    return Range("optim.lr", FloatDistribution(low, high, log=True), **kw)
 
 
 def test_refined_range_lies_inside_and_contains_the_top_trials() -> None:
     space = {"optim.lr": _lr()}
     top = [{"optim.lr": 0.05}, {"optim.lr": 0.02}, {"optim.lr": 0.1}]
     new, flags = refine_space(space, top, RefineSpec(top_k=3, margin=0.25))
-    r = new["optim.lr"]
+    r = new["optim.lr"].dist
     assert flags == []
-    assert 1e-3 < r.low < 0.02 and 0.1 < r.high < 1.0  # type: ignore[operator]
+    assert 1e-3 < r.low < 0.02 and 0.1 < r.high < 1.0
     # Padding is a quarter of the top-k spread in log space on each side.
     spread = math.log(0.1) - math.log(0.02)
-    assert math.isclose(math.log(r.low), math.log(0.02) - 0.25 * spread)  # type: ignore[arg-type]
-    assert math.isclose(math.log(r.high), math.log(0.1) + 0.25 * spread)  # type: ignore[arg-type]
+    assert math.isclose(math.log(r.low), math.log(0.02) - 0.25 * spread)
+    assert math.isclose(math.log(r.high), math.log(0.1) + 0.25 * spread)
 
 
 def test_best_at_the_edge_is_flagged_and_the_range_widened_past_it() -> None:
@@ -29,43 +31,39 @@ def test_best_at_the_edge_is_flagged_and_the_range_widened_past_it() -> None:
     new, flags = refine_space(space, [{"optim.lr": 0.9}, {"optim.lr": 0.5}], RefineSpec(widen=0.5))
     assert len(flags) == 1 and flags[0].side == "high" and flags[0].param == "optim.lr"
     # half the old log width (3 decades) past the old high: 10^1.5
-    assert math.isclose(new["optim.lr"].high, 10**1.5, rel_tol=1e-9)  # type: ignore[arg-type]
-    assert new["optim.lr"].low < 0.5  # type: ignore[operator]
+    assert math.isclose(new["optim.lr"].dist.high, 10**1.5, rel_tol=1e-9)
+    assert new["optim.lr"].dist.low < 0.5
     assert "high edge" in flags[0].message()
 
 
 def test_widening_stops_at_the_hard_limit() -> None:
-    r = Range(name="optim.momentum", type="uniform", role="nuisance", low=0.5, high=0.95, max=0.99)
+    r = Range("optim.momentum", FloatDistribution(0.5, 0.95), max=0.99)
     new, flags = refine_space({r.name: r}, [{r.name: 0.94}], RefineSpec())
-    assert flags and new[r.name].high == 0.99
-    r2 = Range(name="optim.momentum", type="uniform", role="nuisance", low=0.5, high=0.99, max=0.99)
+    assert flags and new[r.name].dist.high == 0.99
+    r2 = Range("optim.momentum", FloatDistribution(0.5, 0.99), max=0.99)
     new2, flags2 = refine_space({r2.name: r2}, [{r2.name: 0.985}], RefineSpec())
-    assert flags2 == [] and new2[r2.name].high == 0.99  # nothing left to widen into
+    assert flags2 == [] and new2[r2.name].dist.high == 0.99  # nothing left to widen into
 
 
 def test_int_categorical_and_scientific_parameters() -> None:
     space = {
-        "model.width": Range(name="model.width", type="int", role="nuisance", low=4, high=64),
-        "model.norm": Range(
-            name="model.norm", type="categorical", role="nuisance", choices=("bn", "gn", "none")
-        ),
-        "train.epochs": Range(
-            name="train.epochs", type="categorical", role="scientific", choices=(1, 2, 3)
-        ),
+        "model.width": Range("model.width", IntDistribution(4, 64)),
+        "model.norm": Range("model.norm", CategoricalDistribution(("bn", "gn", "none"))),
+        "train.epochs": Range("train.epochs", CategoricalDistribution((1, 2, 3)), "scientific"),
     }
     top = [
         {"model.width": 16, "model.norm": "gn", "train.epochs": 3},
         {"model.width": 16, "model.norm": "bn", "train.epochs": 3},
     ]
     new, _ = refine_space(space, top, RefineSpec())
-    w = new["model.width"]
+    w = new["model.width"].dist
     assert isinstance(w.low, int) and isinstance(w.high, int) and w.low < 16 < w.high
-    assert new["model.norm"].choices == ("bn", "gn")  # order of the old choices kept
+    assert new["model.norm"].dist.choices == ("bn", "gn")  # order of the old choices kept
     assert new["train.epochs"] == space["train.epochs"]  # scientific: compared, never narrowed
 
 
 def test_range_round_trips_through_json() -> None:
-    r = Range(name="model.norm", type="categorical", role="nuisance", choices=("bn", "gn"))
+    r = Range("model.norm", CategoricalDistribution(("bn", "gn")))
     assert Range.from_dict(r.to_dict()) == r
 
 

@@ -207,7 +207,7 @@ def test_further_rounds_stop_at_the_trial_budget(
     # Each further round is refined from the one before it.
     fine = ctx.search.space(ctx.search.stages[1])["optim.lr"]
     fine2 = ctx.search.space(ctx.search.stages[2])["optim.lr"]
-    assert fine.low <= fine2.low < fine2.high <= fine.high  # type: ignore[operator]
+    assert fine.dist.low <= fine2.dist.low < fine2.dist.high <= fine.dist.high
     # `fine` trains longer than `coarse`, so it starts from coarse's best; `fine2` trains as
     # `fine` did, where that would repeat fine's best run, so it samples its own.
     coarse_best = max(ctx.search.trials(ctx.search.stages[0]), key=lambda t: t.value or 0.0)
@@ -339,7 +339,7 @@ def test_sigterm_and_sighup_stop_as_ctrl_c_does_and_only_once() -> None:
 def test_worker_exits_in_words() -> None:
     from types import SimpleNamespace
 
-    from tunekit.search._workers import worker_exits
+    from tunekit.search._spawn import worker_exits
 
     procs = [SimpleNamespace(returncode=c, pid=100 + i) for i, c in enumerate((0, -9, 2, 143, 1))]
     assert worker_exits(procs) == [  # type: ignore[arg-type]
@@ -354,7 +354,7 @@ def test_retries_are_chained_and_what_is_left_is_said(
     write_study: Callable[..., Path], tmp_path: Path
 ) -> None:
     from tunekit.search._liveness import retry_trial
-    from tunekit.search._workers import retries, unfinished
+    from tunekit.search._worker import retries, unfinished
 
     ctx = open_search(str(write_study()), out=tmp_path / "r")
     stage = ctx.search.stages[0]

@@ -1,14 +1,18 @@
 """Recipe schema, YAML loading, ``a.b=1`` overrides and one-line errors."""
 
+from ._base import FieldError, Section
 from ._loading import (
     apply_overrides,
     load_recipe,
     parse_override,
     read_yaml,
     recipe_to_yaml,
+    set_path,
     validate,
 )
 from ._recipe import (
+    MAX_EPOCHS,
+    OPTIMIZER_SETTINGS,
     AugmentConfig,
     AveragingConfig,
     DataConfig,
@@ -29,6 +33,8 @@ from ._recipe import (
 from ._yaml import load_yaml
 
 __all__ = [
+    "MAX_EPOCHS",
+    "OPTIMIZER_SETTINGS",
     "AugmentConfig",
     "AveragingConfig",
     "DataConfig",
@@ -36,12 +42,14 @@ __all__ = [
     "EarlyStoppingConfig",
     "EmaConfig",
     "EvalConfig",
+    "FieldError",
     "ModelConfig",
     "MultilabelConfig",
     "OptimConfig",
     "Recipe",
     "RegularizationConfig",
     "ScheduleConfig",
+    "Section",
     "SnapshotConfig",
     "SwaConfig",
     "TrainConfig",
@@ -51,5 +59,6 @@ __all__ = [
     "parse_override",
     "read_yaml",
     "recipe_to_yaml",
+    "set_path",
     "validate",
 ]

@@ -111,18 +111,25 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     out = copy.deepcopy(data)
     for text in overrides:
         path, value = parse_override(text)
-        node = out
-        for part in path[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                raise ConfigError(
-                    f"override {text!r}: '{part}' is a value, not a section", field=".".join(path)
-                )
-            node = child
-        node[path[-1]] = value
+        try:
+            set_path(out, ".".join(path), value)
+        except ConfigError as exc:
+            raise ConfigError(f"override {text!r}: {exc.message}", field=exc.field) from None
     return out
+
+
+def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Sets ``data["a"]["b"] = value`` for ``"a.b"``, creating sections (or filling empty ones)."""
+    *parents, last = dotted.split(".")
+    node = data
+    for part in parents:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"'{part}' is a value, not a section", field=dotted)
+        node = child
+    node[last] = value
 
 
 def validate(model: type[M], data: dict[str, Any], *, file: str | None = None) -> M:

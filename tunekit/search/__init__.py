@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING
 from tunekit._lazy import attach
 
 if TYPE_CHECKING:
+    from ._builders import build_pruner, build_sampler
     from ._liveness import Heartbeat, reap_stale
     from ._objective import PruningHook, trial_recipe
     from ._report import study_report, study_report_data, write_hparams
     from ._space import EdgeFlag, Range, refine_space
-    from ._stages import StagedSearch, build_pruner, build_sampler, count_trials, plan_stages
+    from ._stages import StagedSearch, count_trials, plan_stages
     from ._storage import StorageError, open_storage
     from ._study import (
         LivenessSpec,
@@ -25,7 +26,8 @@ if TYPE_CHECKING:
         Study,
         load_study,
     )
-    from ._workers import SearchContext, open_search, run_worker, write_summary
+    from ._validate import SearchContext, open_search
+    from ._worker import run_worker, write_summary
 
 # Imported on first use (see tunekit._lazy): optuna and torch only when a study runs.
 _SOURCES = {
@@ -33,7 +35,8 @@ _SOURCES = {
     "._objective": ("PruningHook", "trial_recipe"),
     "._report": ("study_report", "study_report_data", "write_hparams"),
     "._space": ("EdgeFlag", "Range", "refine_space"),
-    "._stages": ("StagedSearch", "build_pruner", "build_sampler", "count_trials", "plan_stages"),
+    "._builders": ("build_pruner", "build_sampler"),
+    "._stages": ("StagedSearch", "count_trials", "plan_stages"),
     "._storage": ("StorageError", "open_storage"),
     "._study": (
         "LivenessSpec",
@@ -44,7 +47,8 @@ _SOURCES = {
         "Study",
         "load_study",
     ),
-    "._workers": ("SearchContext", "open_search", "run_worker", "write_summary"),
+    "._validate": ("SearchContext", "open_search"),
+    "._worker": ("run_worker", "write_summary"),
 }
 if not TYPE_CHECKING:
     __getattr__, __dir__ = attach(__name__, _SOURCES)

@@ -85,15 +85,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     import optuna
 
     from ._signals import Stopped, exit_code, stop_on_signals
-    from ._workers import (
-        check_workers,
-        prepare_search,
-        run_trial_ddp,
-        run_worker,
-        spawn_workers,
-        wait_workers,
-        worker_exits,
-    )
+    from ._spawn import spawn_workers, wait_workers, worker_exits
+    from ._trial import run_trial_ddp
+    from ._validate import check_workers, prepare_search
+    from ._worker import run_worker
 
     plan = prepare_search(
         args.study,
@@ -202,7 +197,7 @@ class _live:
 
 def _finish(ctx: Any, wall: float) -> dict[str, Any]:
     from ._report import write_hparams
-    from ._workers import write_summary
+    from ._worker import write_summary
 
     summary = write_summary(ctx)
     summary["wall_time_s"] = wall

@@ -32,7 +32,7 @@ def serve(
         raise TunekitError(
             "optuna-dashboard is not installed; pip install 'tunekit[dashboard]'", field="dashboard"
         ) from None
-    from ._workers import open_search
+    from ._validate import open_search
 
     ctx = open_search(study, out=out, storage=storage, create=False)
     check_port(host, port, "--port")

@@ -15,26 +15,15 @@ import copy
 import threading
 import time
 import warnings
-from collections.abc import Callable
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import BaseStorage
-
-# Optuna wraps an RDBStorage in its cache layer, which carries the heartbeat; the
-# class that says "this storage has Optuna's heartbeat" lives in a private module.
-from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from ._study import LivenessSpec
 
 HEARTBEAT_ATTR = "tunekit:heartbeat"
-
-
-def _retry_callback(max_retry: int) -> Callable[[optuna.Study, FrozenTrial], None]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
 
 
 def retry_trial(study: optuna.Study, trial: FrozenTrial, max_retry: int) -> None:
@@ -43,27 +32,30 @@ def retry_trial(study: optuna.Study, trial: FrozenTrial, max_retry: int) -> None
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         # A copy: Optuna's callback appends to the trial's own ``retry_history`` list, and
         # storages hand out their cached trial, so this process's view of it would change.
-        _retry_callback(max_retry)(study, copy.deepcopy(trial))
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+        retry(study, copy.deepcopy(trial))
 
 
 def has_optuna_heartbeat(storage: BaseStorage) -> bool:
     """True for RDB storages opened with a heartbeat interval (see :func:`open_storage`)."""
-    return isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval() is not None
+    return isinstance(storage, RDBStorage) and storage.get_heartbeat_interval() is not None
 
 
-def beat(study: optuna.Study, trial_id: int) -> None:
+def beat(storage: BaseStorage, trial_id: int) -> None:
     """Records that ``trial_id``'s worker is alive."""
-    storage = study._storage
-    if has_optuna_heartbeat(storage):
-        assert isinstance(storage, BaseHeartbeat)
+    if isinstance(storage, RDBStorage) and storage.get_heartbeat_interval() is not None:
         storage.record_heartbeat(trial_id)
     else:
         storage.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
 
 
-def reap_stale(study: optuna.Study, spec: LivenessSpec, now: float | None = None) -> list[int]:
-    """Fails the trials whose workers went silent and enqueues retries; returns their numbers."""
-    storage = study._storage
+def reap_stale(
+    study: optuna.Study, storage: BaseStorage, spec: LivenessSpec, now: float | None = None
+) -> list[int]:
+    """Fails the trials whose workers went silent and enqueues retries; returns their numbers.
+
+    ``storage`` is the one ``study`` was created on.
+    """
     if has_optuna_heartbeat(storage):
         before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
         with warnings.catch_warnings():
@@ -73,23 +65,25 @@ def reap_stale(study: optuna.Study, spec: LivenessSpec, now: float | None = None
         return sorted(after - before)
     now = time.time() if now is None else now
     reaped = []
+    study_id: int | None = None
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        last = t.system_attrs.get(HEARTBEAT_ATTR)
-        if last is None:
-            # Killed before its first heartbeat: its start time is the last sign of life.
-            last = t.datetime_start.timestamp() if t.datetime_start else now
-        if now - float(last) <= spec.grace_s:
+        start = t.datetime_start.timestamp() if t.datetime_start else now
+        # Its start is a sign of life too: the first beat comes heartbeat_s later, and a
+        # retry starts with the beats of the trial it retries.
+        last = max(float(t.system_attrs.get(HEARTBEAT_ATTR, 0.0)), start)
+        if now - last <= spec.grace_s:
             continue
+        if study_id is None:
+            study_id = storage.get_study_id_from_name(study.study_name)
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
         try:
             storage.set_trial_user_attr(
-                t._trial_id,
-                "failure_reason",
-                f"worker silent for {now - float(last):.1f}s (killed?)",
+                trial_id, "failure_reason", f"worker silent for {now - last:.1f}s (killed?)"
             )
-            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            storage.set_trial_state_values(trial_id, TrialState.FAIL)
         except UpdateFinishedTrialError:
             continue  # it finished, or another worker failed it first
-        frozen = storage.get_trial(t._trial_id)
+        frozen = storage.get_trial(trial_id)
         if frozen.state != TrialState.FAIL:
             continue
         retry_trial(study, frozen, spec.max_retry)
@@ -100,16 +94,21 @@ def reap_stale(study: optuna.Study, spec: LivenessSpec, now: float | None = None
 class Heartbeat:
     """A thread that beats for one running trial and reaps other workers' dead trials.
 
-    Use as a context manager around the trial.
+    Use as a context manager around the trial. ``storage`` is the one ``study`` was
+    created on, and ``trial_id`` the trial's id in it (see ``StagedSearch.trial_id``).
     """
 
-    def __init__(self, study: optuna.Study, trial_id: int, spec: LivenessSpec) -> None:
-        self.study, self.trial_id, self.spec = study, trial_id, spec
+    def __init__(
+        self, study: optuna.Study, storage: BaseStorage, trial_id: int, spec: LivenessSpec
+    ) -> None:
+        self.study, self.storage, self.trial_id, self.spec = study, storage, trial_id, spec
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tunekit-heartbeat", daemon=True)
 
     def __enter__(self) -> Heartbeat:
-        beat(self.study, self.trial_id)
+        if has_optuna_heartbeat(self.storage):
+            # Optuna finds a silent trial by its last beat; tunekit's own also by its start.
+            beat(self.storage, self.trial_id)
         self._thread.start()
         return self
 
@@ -120,8 +119,8 @@ class Heartbeat:
     def _run(self) -> None:
         while not self._stop.wait(self.spec.heartbeat_s):
             try:
-                beat(self.study, self.trial_id)
-                reap_stale(self.study, self.spec)
+                beat(self.storage, self.trial_id)
+                reap_stale(self.study, self.storage, self.spec)
             except UpdateFinishedTrialError:
                 return  # our trial was finished (or failed by another worker): nothing to keep alive
             except Exception:  # a storage hiccup must not kill the trial; the next beat retries

@@ -10,17 +10,23 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
 
-from tunekit.config import Recipe, apply_overrides, read_yaml, validate
+from tunekit.config import (
+    OPTIMIZER_SETTINGS,
+    OptimConfig,
+    Recipe,
+    apply_overrides,
+    read_yaml,
+    set_path,
+    validate,
+)
 from tunekit.engine import HookBase
 from tunekit.errors import ConfigError
 
-from ._space import Space, sample
 from ._study import StageSpec, Study
 
 
@@ -80,29 +86,6 @@ class PruningHook(HookBase):
             t.request_stop(f"pruned at epoch {t.epoch} ({self.prune_metric} {seen:.4g})")
 
 
-def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
-    """Sets ``data["a"]["b"] = value`` for ``"a.b"``, creating sections on the way."""
-    *parents, last = dotted.split(".")
-    node = data
-    for part in parents:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"'{part}' is a value, not a section", field=dotted)
-        node = child
-    node[last] = value
-
-
-@dataclass
-class TrialPlan:
-    """What a trial will train: its recipe and the values that were sampled for it."""
-
-    recipe: Recipe
-    params: dict[str, Any]
-    stage: str
-    run_dir: Path
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
 def trial_recipe(
     study: Study,
     recipe_data: dict[str, Any],
@@ -138,19 +121,12 @@ def trial_recipe(
 
 def drop_optimizer_settings(data: dict[str, Any], name: Any) -> None:
     """Removes a recipe's optimizer settings (momentum, betas, ...) when ``name`` is another optimizer."""
-    from tunekit.config._recipe import OPTIMIZER_SETTINGS, OptimConfig
-
     optim = data.get("optim")
     if not isinstance(optim, dict) or optim.get("name", OptimConfig().name) == name:
         return
     for settings in OPTIMIZER_SETTINGS.values():
         for key in settings:
             optim.pop(key, None)
-
-
-def sample_params(trial: optuna.Trial, space: Space) -> dict[str, Any]:
-    """Draws the parameters of ``space`` active in ``trial`` (a retried trial gets its old values)."""
-    return sample(trial, space)
 
 
 def load_recipe_data(path: Path) -> dict[str, Any]:

@@ -282,7 +282,7 @@ def render_report(
 
 
 def _open(study: str, out: str | None, storage: str | None) -> tuple[StagedSearch, Path]:
-    from ._workers import open_search
+    from ._validate import open_search
 
     study_dir = out
     if out is not None and out.endswith(".html"):

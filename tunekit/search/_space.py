@@ -1,7 +1,8 @@
 """Search spaces: ranges that a trial samples from, and their refinement between stages.
 
-A :class:`Range` is a plain value (it round-trips through JSON, so a stage's
-ranges are stored in the study and every worker reads the same ones).
+A :class:`Range` is Optuna's distribution with the role, hard limits and
+condition of the study file; it round-trips through JSON, so a stage's ranges
+are stored in the study and every worker reads the same ones.
 Refinement is a pure function of the previous ranges and the best trials.
 
 A range with a condition (``when``) is sampled only in trials where the
@@ -14,59 +15,56 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import optuna
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from ._study import ParamSpec, RefineSpec
+
+#: Optuna's distributions that a study's ranges use.
+Distribution = FloatDistribution | IntDistribution | CategoricalDistribution
+#: (parameter, values it must take) pairs that all hold where a range is sampled.
+Conditions = tuple[tuple[str, tuple[Any, ...]], ...]
 
 
 @dataclass(frozen=True)
 class Range:
-    """Where one recipe field's values come from in one stage."""
+    """One recipe field's values in one stage: Optuna's distribution, and what Optuna lacks.
+
+    ``role`` (scientific or nuisance) decides whether refinement narrows it,
+    ``min`` and ``max`` are hard limits that widening never passes, and ``when``
+    says in which trials it is sampled at all.
+    """
 
     name: str
-    type: str  # log_uniform | uniform | int | categorical
-    role: str  # scientific | nuisance
-    low: float | None = None
-    high: float | None = None
-    step: float | None = None
-    choices: tuple[Any, ...] | None = None
+    dist: Distribution
+    role: str = "nuisance"
     min: float | None = None
     max: float | None = None
-    # (parameter, values it must take) pairs that all hold where this range is sampled.
-    when: tuple[tuple[str, tuple[Any, ...]], ...] | None = None
-
-    @classmethod
-    def from_spec(cls, name: str, spec: ParamSpec) -> Range:
-        return cls(
-            name=name,
-            type=spec.type,
-            role=spec.role,
-            low=spec.low,
-            high=spec.high,
-            step=spec.step,
-            choices=tuple(spec.choices) if spec.choices is not None else None,
-            min=spec.min,
-            max=spec.max,
-            when=_conditions(spec.when),
-        )
+    when: Conditions | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Range:
-        d = dict(d)
-        if d.get("choices") is not None:
-            d["choices"] = tuple(d["choices"])
-        d["when"] = _conditions(d.get("when"))  # stored before conditions existed: none
-        return cls(**d)
+        """A range as :meth:`to_dict` stored it, or a study file's parameter (``ParamSpec``)."""
+        dist = distribution(d["type"], d.get("low"), d.get("high"), d.get("step"), d.get("choices"))
+        return cls(
+            d["name"], dist, d["role"], d.get("min"), d.get("max"), _conditions(d.get("when"))
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        if self.choices is not None:
-            d["choices"] = list(self.choices)
-        d["when"] = {k: list(v) for k, v in self.when} if self.when is not None else None
-        return d
+        """The form stored in the study and shown in summary.json (the study file's words)."""
+        d = self.dist
+        none: dict[str, Any] = {"low": None, "high": None, "step": None, "choices": None}
+        if isinstance(d, CategoricalDistribution):
+            values = {**none, "choices": list(d.choices)}
+        else:  # an int range's step 1 was not given: stored as none, as the study file has it
+            step = None if isinstance(d, IntDistribution) and d.step == 1 else d.step
+            values = {**none, "low": d.low, "high": d.high, "step": step}
+        when = {k: list(v) for k, v in self.when} if self.when is not None else None
+        head = {"name": self.name, "type": kind(d), "role": self.role}
+        return {**head, **values, "min": self.min, "max": self.max, "when": when}
 
     def active(self, values: Mapping[str, Any]) -> bool:
         """Whether this parameter is sampled in a trial whose other values are ``values``."""
@@ -74,40 +72,55 @@ class Range:
 
     def suggest(self, trial: optuna.Trial) -> Any:
         """The value of this parameter for ``trial`` (Optuna's distributions do the sampling)."""
-        if self.type == "categorical":
-            assert self.choices is not None
-            return trial.suggest_categorical(self.name, list(self.choices))
-        assert self.low is not None and self.high is not None
-        if self.type == "int":
-            return trial.suggest_int(
-                self.name, int(self.low), int(self.high), step=int(self.step or 1)
-            )
-        if self.type == "log_uniform":
-            return trial.suggest_float(self.name, self.low, self.high, log=True)
-        return trial.suggest_float(self.name, self.low, self.high, step=self.step)
+        d = self.dist
+        if isinstance(d, CategoricalDistribution):
+            return trial.suggest_categorical(self.name, d.choices)
+        if isinstance(d, IntDistribution):
+            return trial.suggest_int(self.name, d.low, d.high, step=d.step, log=d.log)
+        return trial.suggest_float(self.name, d.low, d.high, step=d.step, log=d.log)
 
     def contains(self, value: Any) -> bool:
-        if self.type == "categorical":
-            assert self.choices is not None
-            return value in self.choices
-        assert self.low is not None and self.high is not None
-        return self.low <= value <= self.high
+        d = self.dist
+        if isinstance(d, CategoricalDistribution):
+            return value in d.choices
+        return bool(d.low <= value <= d.high)
 
-    def describe(self) -> str:
-        if self.type == "categorical":
-            text = "{" + ", ".join(str(c) for c in self.choices or ()) + "}"
-        else:
-            kind = "log " if self.type == "log_uniform" else ""
-            text = f"{kind}[{self.low:.4g}, {self.high:.4g}]"
-        for key, allowed in self.when or ():
-            text += f" when {key} in {{{', '.join(str(v) for v in allowed)}}}"
-        return text
+    def with_bounds(self, low: float, high: float) -> Range:
+        """This numeric range between ``low`` and ``high`` (an int range rounds them)."""
+        d = self.dist
+        assert not isinstance(d, CategoricalDistribution)
+        if isinstance(d, IntDistribution):
+            return replace(self, dist=IntDistribution(int(low), int(high), step=d.step))
+        return replace(self, dist=FloatDistribution(low, high, log=d.log, step=d.step))
 
 
 Space = dict[str, Range]
 
 
-def _conditions(when: Mapping[str, Any] | None) -> tuple[tuple[str, tuple[Any, ...]], ...] | None:
+def distribution(
+    type: str, low: float | None, high: float | None, step: float | None, choices: Any
+) -> Distribution:
+    """Optuna's distribution for a range in the study file's words (a log range takes no step)."""
+    if type == "categorical":
+        return CategoricalDistribution(tuple(choices))
+    assert low is not None and high is not None
+    if type == "int":
+        return IntDistribution(int(low), int(high), step=int(step or 1))
+    if type == "log_uniform":
+        return FloatDistribution(low, high, log=True)
+    return FloatDistribution(low, high, step=step)
+
+
+def kind(dist: Distribution) -> str:
+    """The study file's word for ``dist``: log_uniform, uniform, int or categorical."""
+    if isinstance(dist, CategoricalDistribution):
+        return "categorical"
+    if isinstance(dist, IntDistribution):
+        return "int"
+    return "log_uniform" if dist.log else "uniform"
+
+
+def _conditions(when: Mapping[str, Any] | None) -> Conditions | None:
     if not when:
         return None
     return tuple((k, tuple(v) if isinstance(v, (list, tuple)) else (v,)) for k, v in when.items())
@@ -140,12 +153,15 @@ def check_points(space: Space) -> list[dict[str, Any]]:
 
     The first point is the plainest trial (first choices, low ends).
     """
-    categorical = {n: r for n, r in space.items() if r.type == "categorical" and r.choices}
-    base0 = {n: r.choices[0] for n, r in categorical.items() if r.choices}
+    categorical = {
+        n: (r, r.dist.choices)
+        for n, r in space.items()
+        if isinstance(r.dist, CategoricalDistribution)
+    }
+    base0 = {n: choices[0] for n, (_, choices) in categorical.items()}
     bases = [base0]
-    for name, r in categorical.items():
-        assert r.choices is not None
-        for choice in r.choices:
+    for name, (r, choices) in categorical.items():
+        for choice in choices:
             base = {**base0, **{k: allowed[0] for k, allowed in r.when or ()}, name: choice}
             bases.append(base)
     points: list[dict[str, Any]] = []
@@ -154,9 +170,8 @@ def check_points(space: Space) -> list[dict[str, Any]]:
         for end in ("low", "high"):
             point: dict[str, Any] = dict(base)
             for name, r in space.items():
-                if r.type != "categorical":
-                    value = r.low if end == "low" else r.high
-                    point[name] = int(value or 0) if r.type == "int" else value
+                if not isinstance(r.dist, CategoricalDistribution):
+                    point[name] = r.dist.low if end == "low" else r.dist.high
             point = {n: point[n] for n in space if n in point}
             point = only_active(space, point)
             key = repr(sorted(point.items(), key=lambda kv: kv[0]))
@@ -168,15 +183,11 @@ def check_points(space: Space) -> list[dict[str, Any]]:
 
 def space_from_specs(specs: dict[str, ParamSpec]) -> Space:
     """The sampled part of a study's space (fixed parameters become recipe overrides)."""
-    return {name: Range.from_spec(name, s) for name, s in specs.items() if s.role != "fixed"}
-
-
-def space_to_json(space: Space) -> dict[str, dict[str, Any]]:
-    return {name: r.to_dict() for name, r in space.items()}
-
-
-def space_from_json(data: dict[str, dict[str, Any]]) -> Space:
-    return {name: Range.from_dict(d) for name, d in data.items()}
+    return {
+        name: Range.from_dict({**s.model_dump(), "name": name})
+        for name, s in specs.items()
+        if s.role != "fixed"
+    }
 
 
 @dataclass(frozen=True)
@@ -216,10 +227,9 @@ def refine_space(
         values = [t[name] for t in top if name in t]
         if r.role == "scientific" or not values:
             new[name] = r
-        elif r.type == "categorical":
-            assert r.choices is not None
-            kept = tuple(c for c in r.choices if c in values)
-            new[name] = replace(r, choices=kept or r.choices)
+        elif isinstance(r.dist, CategoricalDistribution):
+            kept = tuple(c for c in r.dist.choices if c in values)
+            new[name] = replace(r, dist=CategoricalDistribution(kept or r.dist.choices))
         else:
             refined, flag = _refine_numeric(r, [float(v) for v in values], spec)
             new[name] = refined
@@ -231,11 +241,12 @@ def refine_space(
 def _refine_numeric(
     r: Range, values: list[float], spec: RefineSpec
 ) -> tuple[Range, EdgeFlag | None]:
-    assert r.low is not None and r.high is not None
-    log = r.type == "log_uniform"
+    d = r.dist
+    assert not isinstance(d, CategoricalDistribution)
+    log = d.log
     fwd = math.log if log else (lambda x: x)
     inv = math.exp if log else (lambda x: x)
-    lo, hi = fwd(r.low), fwd(r.high)
+    lo, hi = fwd(d.low), fwd(d.high)
     width = hi - lo
     tv = [fwd(v) for v in values]
     best = tv[0]
@@ -251,16 +262,16 @@ def _refine_numeric(
     elif hi - best <= spec.edge * width and hi < hard_hi:
         new_hi, side = min(hard_hi, hi + spec.widen * width), "high"
     low, high = inv(new_lo), inv(new_hi)
-    if r.type == "int":
+    if isinstance(d, IntDistribution):
         low, high = math.floor(low + 1e-9), math.ceil(high - 1e-9)
         if low == high:
             # Optuna needs low < high; take one more step on whichever side the old range allows.
-            if low - 1 >= r.low:
+            if low - 1 >= d.low:
                 low -= 1
-            elif high + 1 <= r.high:
+            elif high + 1 <= d.high:
                 high += 1
             else:
                 return r, None
     if side is not None:
-        flag = EdgeFlag(r.name, side, inv(best), (r.low, r.high), (low, high))
-    return replace(r, low=low, high=high), flag
+        flag = EdgeFlag(r.name, side, inv(best), (d.low, d.high), (low, high))
+    return r.with_bounds(low, high), flag

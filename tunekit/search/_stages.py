@@ -15,7 +15,7 @@ import math
 import re
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +23,9 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from tunekit.errors import ConfigError
-
-from ._space import EdgeFlag, Space, refine_space, space_from_json, space_from_specs, space_to_json
-from ._study import PrunerSpec, StageSpec, Study
+from ._builders import build_pruner, build_sampler
+from ._space import EdgeFlag, Range, Space, refine_space, space_from_specs
+from ._study import RefineSpec, StageSpec, Study
 
 SPACE_ATTR = "tunekit:space"
 FLAGS_ATTR = "tunekit:flags"
@@ -52,57 +51,9 @@ def plan_stages(study: Study) -> list[Stage]:
     specs = list(study.stages)
     last = specs[-1]
     for k in range(study.rounds.extra):
-        refine = last.refine or _default_refine()
+        refine = last.refine or RefineSpec()
         specs.append(last.model_copy(update={"name": f"{last.name}{k + 2}", "refine": refine}))
     return [Stage(i, s, f"{study.name}.{s.name}") for i, s in enumerate(specs)]
-
-
-def _default_refine() -> Any:
-    from ._study import RefineSpec
-
-    return RefineSpec()
-
-
-def build_pruner(spec: PrunerSpec, epochs: int) -> optuna.pruners.BasePruner:
-    """Optuna's pruner for a stage: median, successive halving (ASHA) or Hyperband."""
-    if spec.name == "median":
-        return optuna.pruners.MedianPruner(
-            n_startup_trials=spec.n_startup_trials, n_warmup_steps=spec.n_warmup_steps
-        )
-    if spec.name == "asha":
-        return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=spec.min_resource, reduction_factor=spec.reduction_factor
-        )
-    if spec.name == "hyperband":
-        return optuna.pruners.HyperbandPruner(
-            min_resource=spec.min_resource,
-            max_resource=spec.max_resource or epochs,
-            reduction_factor=spec.reduction_factor,
-        )
-    return optuna.pruners.NopPruner()
-
-
-def build_sampler(name: str, seed: int, n_startup: int) -> optuna.samplers.BaseSampler:
-    """Quasi-random (Sobol) or random to explore; TPE to exploit."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if name == "qmc":
-            # scramble: unscrambled Sobol starts at the centre and corners, which wastes trials.
-            return optuna.samplers.QMCSampler(
-                scramble=True,
-                seed=seed,
-                warn_independent_sampling=False,
-                warn_asynchronous_seeding=False,
-            )
-        if name == "tpe":
-            return optuna.samplers.TPESampler(
-                seed=seed, n_startup_trials=n_startup, multivariate=True
-            )
-        return optuna.samplers.RandomSampler(seed=seed)
-
-
-def is_finished_state(state: TrialState) -> bool:
-    return state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 @dataclass(frozen=True)
@@ -121,16 +72,6 @@ class StageCounts:
         return (
             self.complete + self.pruned + self.running + self.waiting + self.failed - self.retried
         )
-
-    def as_dict(self) -> dict[str, int]:
-        return {
-            "complete": self.complete,
-            "pruned": self.pruned,
-            "failed": self.failed,
-            "running": self.running,
-            "waiting": self.waiting,
-            "retried": self.retried,
-        }
 
 
 def count_trials(trials: list[FrozenTrial]) -> StageCounts:
@@ -226,6 +167,10 @@ class StagedSearch:
         self.stages = plan_stages(study)
         self.base_space = base_space if base_space is not None else space_from_specs(study.space)
         self._studies: dict[int, optuna.Study] = {}
+        self._study_ids: dict[int, int] = {}
+        # What never changes once stored: read once per worker, not once per trial.
+        self._spaces: dict[int, Space] = {}
+        self._started_at: float | None = None
 
     # -- the Optuna study of each stage -------------------------------------
 
@@ -248,11 +193,21 @@ class StagedSearch:
 
     def existing(self, stage: Stage) -> optuna.Study | None:
         """The stage's study if some worker has created it (without creating it)."""
-        names = {
-            s.study_name
-            for s in optuna.get_all_study_summaries(self.storage, include_best_trial=False)
-        }
-        return self.optuna_study(stage) if stage.study_name in names else None
+        if stage.index not in self._studies:
+            try:
+                # A study once created stays: only the first sighting asks the storage.
+                self.storage.get_study_id_from_name(stage.study_name)
+            except KeyError:
+                return None
+        return self.optuna_study(stage)
+
+    def trial_id(self, stage: Stage, number: int) -> int:
+        """The storage's id of the stage's trial ``number`` (what heartbeats and retries use)."""
+        if stage.index not in self._study_ids:
+            self._study_ids[stage.index] = self.storage.get_study_id_from_name(stage.study_name)
+        return self.storage.get_trial_id_from_study_id_trial_number(
+            self._study_ids[stage.index], number
+        )
 
     def trials(self, stage: Stage) -> list[FrozenTrial]:
         s = self.existing(stage)
@@ -261,19 +216,18 @@ class StagedSearch:
     def counts(self, stage: Stage) -> StageCounts:
         return count_trials(self.trials(stage))
 
-    def stage_done(self, stage: Stage) -> bool:
-        c = self.counts(stage)
-        return c.accounted >= stage.spec.trials and c.running == 0 and c.waiting == 0
-
     # -- ranges -------------------------------------------------------------
 
     def space(self, stage: Stage) -> Space:
         """The stage's ranges: stored, or computed now from the previous stage and stored."""
+        if stage.index in self._spaces:
+            return self._spaces[stage.index]
         s = self.optuna_study(stage)
         flags: list[EdgeFlag]
         stored = s.user_attrs.get(SPACE_ATTR)
         if stored is not None:
-            return space_from_json(stored)
+            self._spaces[stage.index] = {n: Range.from_dict(d) for n, d in stored.items()}
+            return self._spaces[stage.index]
         if stage.index == 0:
             space, flags = self.base_space, []
             if STARTED_ATTR not in s.user_attrs:
@@ -289,7 +243,7 @@ class StagedSearch:
                 space, flags = refine_space(prev_space, [t.params for t in top], stage.spec.refine)
         # Every worker computes the same ranges from the same finished trials, so a race
         # between two writers stores the same value.
-        s.set_user_attr(SPACE_ATTR, space_to_json(space))
+        s.set_user_attr(SPACE_ATTR, {name: r.to_dict() for name, r in space.items()})
         s.set_user_attr(
             FLAGS_ATTR, [f.__dict__ | {"old": list(f.old), "new": list(f.new)} for f in flags]
         )
@@ -331,8 +285,10 @@ class StagedSearch:
     # -- budget -------------------------------------------------------------
 
     def started_at(self) -> float | None:
-        s = self.existing(self.stages[0])
-        return s.user_attrs.get(STARTED_ATTR) if s is not None else None
+        if self._started_at is None:
+            s = self.existing(self.stages[0])
+            self._started_at = s.user_attrs.get(STARTED_ATTR) if s is not None else None
+        return self._started_at
 
     def total_trials(self) -> int:
         return sum(self.counts(st).accounted for st in self.stages)
@@ -376,7 +332,7 @@ def stage_data(search: StagedSearch, st: Stage, trials: list[FrozenTrial]) -> di
         "trials_planned": st.spec.trials,
         "ranges": dict(stored or {}),
         "edge_flags": [f.message() for f in search.flags(st)],
-        "counts": count_trials(trials).as_dict(),
+        "counts": asdict(count_trials(trials)),
         "noise": within_noise(trials, search.study.metric, search.study.direction),
     }
 
@@ -432,12 +388,3 @@ def _trial_dict(t: FrozenTrial) -> dict[str, Any]:
         "run_dir": t.user_attrs.get("run_dir"),
         "epochs_run": t.user_attrs.get("epochs_run"),
     }
-
-
-def check_names(study: Study, space: Space, file: str) -> None:
-    """Fails early when --from-sanity or the stored ranges name parameters the study lacks."""
-    unknown = sorted(set(space) - set(study.space))
-    if unknown:
-        raise ConfigError(
-            f"parameters {unknown} are not in the study's space", file=file, field="space"
-        )

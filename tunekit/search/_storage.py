@@ -89,14 +89,30 @@ def check_journal(path: Path) -> None:
             )
 
 
-def open_storage(url: str | None, study_dir: Path, liveness: LivenessSpec) -> BaseStorage:
-    """Opens the study's storage, raising a one-line :class:`StorageError` when it can't.
+def open_storage(
+    url: str | None,
+    study_dir: Path | None = None,
+    liveness: LivenessSpec | None = None,
+    *,
+    create: bool = True,
+) -> BaseStorage:
+    """Opens a study's storage, raising a one-line :class:`StorageError` when it can't.
 
-    ``url`` None means the journal file ``<study_dir>/study.journal``; a path or
-    ``journal:PATH`` means that journal file; anything with ``://`` is an RDB URL.
+    ``url`` None means ``<study_dir>/study.journal``; a path, ``journal:PATH`` or
+    ``file://PATH`` means that journal file (which must exist unless ``create``);
+    anything else with ``://`` is an RDB URL. ``liveness`` sets the heartbeat and the
+    journal lock's grace (default ``LivenessSpec()``).
     """
-    path = journal_path(url, study_dir)
+    liveness = liveness or LivenessSpec()
+    if url is None and study_dir is None:
+        raise ValueError("open_storage needs a storage URL or the study directory")
+    path = journal_path(url, study_dir or Path())
     if path is not None:
+        if not create and not path.is_file():
+            raise StorageError(
+                f"no such journal file {str(path)!r} (pass an Optuna storage URL or a journal file)",
+                field="--storage",
+            )
         check_journal(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

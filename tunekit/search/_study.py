@@ -15,9 +15,15 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from tunekit.config import apply_overrides, parse_override, read_yaml, validate
-from tunekit.config._base import FieldError, Section
-from tunekit.config._recipe import MAX_EPOCHS
+from tunekit.config import (
+    MAX_EPOCHS,
+    FieldError,
+    Section,
+    apply_overrides,
+    parse_override,
+    read_yaml,
+    validate,
+)
 from tunekit.errors import ConfigError, did_you_mean
 
 # Upper bounds, generous for any real study (see tunekit/config/_recipe.py for the recipe's).
@@ -33,14 +39,14 @@ MAX_SEED = 4_000_000
 _DAY = 86_400.0
 
 
-class _Section(Section):
-    pass
-
-
 Role = Literal["scientific", "nuisance", "fixed"]
+#: The samplers of tunekit.search._builders.SAMPLERS.
+SamplerName = Literal["qmc", "random", "tpe"]
+#: The pruners of tunekit.search._builders.PRUNERS.
+PrunerName = Literal["none", "median", "asha", "hyperband"]
 
 
-class ParamSpec(_Section):
+class ParamSpec(Section):
     """One hyperparameter: a recipe field (``optim.lr``) and where its values come from.
 
     Roles follow the tuning playbook: ``scientific`` parameters are what the
@@ -113,10 +119,10 @@ class ParamSpec(_Section):
         return self
 
 
-class PrunerSpec(_Section):
+class PrunerSpec(Section):
     """A pruner for one stage: Optuna's median, successive halving (ASHA) or Hyperband."""
 
-    name: Literal["none", "median", "asha", "hyperband"] = "median"
+    name: PrunerName = "median"
     # What the pruner compares (the study's metric unless given). With a schedule that
     # decays over the trial, a high LR looks worst until the LR comes down, so early
     # rungs prune the configurations that end best; "ema/val/top1" (with averaging.ema
@@ -147,7 +153,7 @@ class PrunerSpec(_Section):
         return self
 
 
-class RefineSpec(_Section):
+class RefineSpec(Section):
     """How a stage narrows the previous stage's ranges around its best trials."""
 
     top_k: int = Field(default=3, gt=0, le=1000)
@@ -159,7 +165,7 @@ class RefineSpec(_Section):
     widen: float = Field(default=0.5, gt=0.0, le=100.0)
 
 
-class StageSpec(_Section):
+class StageSpec(Section):
     """One round of the search: a sampler, a number of trials of a fixed length, a pruner."""
 
     name: str = Field(
@@ -168,7 +174,7 @@ class StageSpec(_Section):
         description="every stage needs a name, which --set stages.NAME.field=... uses "
         "(e.g. name: coarse)",
     )
-    sampler: Literal["qmc", "random", "tpe"] = "random"
+    sampler: SamplerName = "random"
     trials: int = Field(default=10, gt=0, le=MAX_TRIALS)
     epochs: int = Field(default=2, gt=0, le=MAX_EPOCHS)
     pruner: PrunerSpec = Field(default_factory=lambda: PrunerSpec(name="none"))
@@ -186,7 +192,7 @@ class StageSpec(_Section):
         return _check_overrides(overrides)
 
 
-class RoundsSpec(_Section):
+class RoundsSpec(Section):
     """Further rounds after the listed stages: the last stage again, refined each time."""
 
     extra: int = Field(default=0, ge=0, le=1000)
@@ -195,7 +201,7 @@ class RoundsSpec(_Section):
     time_budget_s: float | None = Field(default=None, gt=0, le=3650 * _DAY)
 
 
-class LivenessSpec(_Section):
+class LivenessSpec(Section):
     """How soon a killed worker's trial is failed and retried."""
 
     heartbeat_s: float = Field(default=2.0, gt=0, le=_DAY)
@@ -213,7 +219,7 @@ class LivenessSpec(_Section):
         return self
 
 
-class Study(_Section):
+class Study(Section):
     """A whole search. See ``studies/digits.yaml`` for an example."""
 
     name: str = Field(

@@ -19,7 +19,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 
@@ -120,14 +119,3 @@ class PostgresServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def wait_for_port(port: int, timeout: float = 30) -> None:
-    """Waits until something listens on 127.0.0.1:port."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")

@@ -1,0 +1,163 @@
+"""One trial: ask the stage's study, train the trial's recipe, tell the result.
+
+A trial over several processes runs under torchrun: rank 0 owns the Optuna
+trial and broadcasts its parameters to the other ranks.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import warnings
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import TrialState
+
+from tunekit.core import broadcast_object, init_distributed, launch, shutdown_distributed
+from tunekit.errors import ConfigError, TunekitError
+
+from ._liveness import Heartbeat, retry_trial
+from ._objective import PruningHook, trial_recipe
+from ._signals import Stopped
+from ._space import sample
+from ._stages import Stage
+from ._validate import SearchContext
+
+
+def execute_trial(
+    ctx: SearchContext, stage: Stage, trial: optuna.Trial | None
+) -> TrialState | None:
+    """Trains one trial (on every rank under DDP; ``trial`` is None except on rank 0).
+
+    Returns the state the trial was told (rank 0), or None on other ranks.
+    """
+    from tunekit.run import train
+
+    if trial is not None:
+        params, number = sample(trial, ctx.search.space(stage)), trial.number
+    else:
+        params, number = {}, -1
+    params, number = broadcast_object((params, number))
+    run_dir = ctx.study_dir / "trials" / stage.name / f"trial-{number:04d}"
+    recipe = trial_recipe(ctx.study, ctx.recipe_data, stage.spec, params, file=str(ctx.recipe_path))
+    hook = PruningHook(trial, ctx.study.metric, stage.spec.pruner.metric)
+    if trial is not None:
+        trial.set_user_attr("run_dir", str(run_dir))
+        trial.set_user_attr("stage", stage.name)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        if trial.user_attrs.get("failure_reason"):
+            # A retry inherits the failed trial's attributes; the reason was that trial's.
+            trial.set_user_attr("failure_reason", None)
+    try:
+        summary = train(
+            recipe, out=run_dir, hooks=[hook], progress=False, file=str(ctx.recipe_path)
+        )
+    except FloatingPointError as exc:
+        # diagnostics' guard: the loss went non-finite. The parameters are bad, not the worker:
+        # prune (the sampler learns this region is poor) and record why.
+        return _tell(ctx, stage, trial, TrialState.PRUNED, reason=f"non-finite loss: {exc}")
+    except KeyboardInterrupt as exc:
+        if trial is not None:
+            how = exc.args[0] if isinstance(exc, Stopped) else "Ctrl-C"
+            reason = f"interrupted ({how}); will run again on resume"
+            _tell(ctx, stage, trial, TrialState.FAIL, reason=reason)
+            _retry(ctx, stage, trial)
+        raise
+    except TunekitError as exc:
+        _tell(ctx, stage, trial, TrialState.FAIL, reason=str(exc))
+        raise
+    except Exception as exc:  # a crash in one trial must not end the study: fail it, retry it
+        if trial is None:
+            raise
+        _tell(ctx, stage, trial, TrialState.FAIL, reason=f"{type(exc).__name__}: {exc}")
+        _retry(ctx, stage, trial)
+        return TrialState.FAIL
+    if trial is None:
+        return None
+    trial.set_user_attr("epochs_run", summary["epochs_run"])
+    trial.set_user_attr("stop_reason", summary["stop_reason"])
+    trial.set_user_attr("wall_time_s", summary["wall_time_s"])
+    trial.set_user_attr("val_size", summary.get("val_size"))
+    if hook.reason is not None:
+        return _tell(ctx, stage, trial, TrialState.PRUNED, reason=hook.reason)
+    if hook.pruned_at is not None:
+        return _tell(ctx, stage, trial, TrialState.PRUNED)
+    value = summary["best"]["value"]
+    if value is None or not math.isfinite(value):
+        return _tell(
+            ctx, stage, trial, TrialState.FAIL, reason=f"no finite {ctx.study.metric} was measured"
+        )
+    return _tell(ctx, stage, trial, TrialState.COMPLETE, value=float(value))
+
+
+def _tell(
+    ctx: SearchContext,
+    stage: Stage,
+    trial: optuna.Trial | None,
+    state: TrialState,
+    *,
+    value: float | None = None,
+    reason: str | None = None,
+) -> TrialState | None:
+    if trial is None:
+        return None
+    study = ctx.search.optuna_study(stage)
+    try:
+        if reason is not None:
+            trial.set_user_attr("failure_reason", reason)
+        study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+    except UpdateFinishedTrialError:
+        # Another worker declared this trial dead (it missed its heartbeats) and retried it.
+        return None
+    return state
+
+
+def _retry(ctx: SearchContext, stage: Stage, trial: optuna.Trial) -> None:
+    search = ctx.search
+    frozen = search.storage.get_trial(search.trial_id(stage, trial.number))
+    if frozen.state == TrialState.FAIL:
+        retry_trial(search.optuna_study(stage), frozen, ctx.study.liveness.max_retry)
+
+
+def _ask(study: optuna.Study) -> optuna.Trial:
+    with warnings.catch_warnings():
+        # Optuna warns that its RDB heartbeat expects Study.optimize; tunekit beats itself
+        # (see _liveness.Heartbeat), so ask/tell is covered.
+        warnings.filterwarnings("ignore", message="Heartbeat of storage")
+        return study.ask()
+
+
+def run_trial_here(ctx: SearchContext, stage: Stage) -> TrialState | None:
+    """Asks the stage's study for a trial and trains it in this process."""
+    search = ctx.search
+    study = search.optuna_study(stage)
+    trial = _ask(study)
+    trial_id = search.trial_id(stage, trial.number)
+    with Heartbeat(study, search.storage, trial_id, ctx.study.liveness):
+        return execute_trial(ctx, stage, trial)
+
+
+def run_trial_ddp(ctx: SearchContext, stage_name: str) -> None:
+    """The body of one torchrun job: rank 0 asks and tells, every rank trains."""
+    stage = next((s for s in ctx.search.stages if s.name == stage_name), None)
+    if stage is None:
+        raise ConfigError(f"unknown stage {stage_name!r}", field="--trial-stage")
+    dist = init_distributed(str(ctx.recipe_data.get("train", {}).get("device", "auto")))
+    try:
+        if dist.is_main:
+            run_trial_here(ctx, stage)
+        else:
+            execute_trial(ctx, stage, None)
+    finally:
+        shutdown_distributed()
+
+
+def run_trial_torchrun(ctx: SearchContext, stage: Stage) -> int:
+    """Launches one DDP trial over ``gpus_per_trial`` processes and waits for it."""
+    nproc = ctx.study.gpus_per_trial
+    env = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    return launch(
+        nproc, [*ctx.worker_args(), "--trial-stage", stage.name, "--no-progress"], env=env
+    )
