@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from ._report import study_report, study_report_data, write_hparams
     from ._space import EdgeFlag, Range, refine_space
     from ._stages import StagedSearch, build_pruner, build_sampler, count_trials, plan_stages
-    from ._storage import StorageError, open_storage
+    from ._storage import StorageError, journal_path, open_storage
     from ._study import (
         LivenessSpec,
         ParamSpec,
@@ -34,7 +34,7 @@ _SOURCES = {
     "._report": ("study_report", "study_report_data", "write_hparams"),
     "._space": ("EdgeFlag", "Range", "refine_space"),
     "._stages": ("StagedSearch", "build_pruner", "build_sampler", "count_trials", "plan_stages"),
-    "._storage": ("StorageError", "open_storage"),
+    "._storage": ("StorageError", "journal_path", "open_storage"),
     "._study": (
         "LivenessSpec",
         "ParamSpec",
@@ -66,6 +66,7 @@ __all__ = [
     "build_pruner",
     "build_sampler",
     "count_trials",
+    "journal_path",
     "load_study",
     "open_search",
     "open_storage",

@@ -17,11 +17,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from tunekit.averaging import INDEX, load_snapshot
 from tunekit.config import Recipe, load_recipe
 from tunekit.core import DistInfo, load_checkpoint
 from tunekit.errors import CheckpointError, ConfigError, TunekitError
-
-from ._snapshots import INDEX, load_snapshot
+from tunekit.run import Components, build_components
 
 
 @dataclass
@@ -40,7 +40,7 @@ class RunContext:
 
     run_dir: Path
     recipe: Recipe
-    components: Any  # tunekit.run.Components
+    components: Components
 
     @property
     def num_classes(self) -> int:
@@ -53,8 +53,6 @@ class RunContext:
 
 def open_run(run_dir: str | os.PathLike[str], device: str = "cpu") -> RunContext:
     """Rebuilds a run from ``RUN_DIR/recipe.yaml`` (no weights loaded, nothing downloaded)."""
-    from tunekit.run import build_components
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise TunekitError("no such run directory", file=str(run_dir), field="--run")

@@ -17,6 +17,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from tunekit.errors import TunekitError, did_you_mean
+from tunekit.search import LivenessSpec, journal_path, open_storage
 
 from ._members import Member, RunContext, check_compatible, checkpoint_member, open_run
 
@@ -31,23 +32,19 @@ class RankedTrial:
     run_dir: Path
 
 
-def open_storage(storage: str) -> BaseStorage | str:
-    """An Optuna storage: a URL with ``://`` or a journal file path (``journal:PATH`` too)."""
-    if "://" in storage:
-        return storage
-    path = Path(storage.removeprefix("journal:"))
-    if not path.is_file():
+def _open_storage(storage: str) -> BaseStorage:
+    """The study storage for reading: an RDB URL, or a journal file that must exist."""
+    # A missing journal file is a typo here, not a study to start: opening it would create it.
+    path = journal_path(storage, Path.cwd())
+    if path is not None and not path.is_file():
         raise TunekitError(
             f"no such journal file {str(path)!r} (pass an Optuna storage URL or a journal file)",
             field="--storage",
         )
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    return JournalStorage(JournalFileBackend(str(path)))
+    return open_storage(storage, Path.cwd(), LivenessSpec())
 
 
-def _matching_studies(storage: BaseStorage | str, name: str) -> list[optuna.study.StudySummary]:
+def _matching_studies(storage: BaseStorage, name: str) -> list[optuna.study.StudySummary]:
     try:
         summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
     except Exception as exc:  # sqlalchemy/journal errors vary; all mean "cannot read it"
@@ -70,7 +67,7 @@ def _matching_studies(storage: BaseStorage | str, name: str) -> list[optuna.stud
 
 def rank_trials(storage: str, study: str) -> list[RankedTrial]:
     """Every finished trial of ``study`` (and its stages) that has a run directory, best first."""
-    store = open_storage(storage)
+    store = _open_storage(storage)
     summaries = _matching_studies(store, study)
     directions = {s.direction for s in summaries}
     if len(directions) > 1:

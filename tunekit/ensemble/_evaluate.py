@@ -12,10 +12,18 @@ from typing import Any
 import torch
 from torch import nn
 
+from tunekit.averaging import Merge, ensemble_for_task
 from tunekit.core import DistInfo
 
-from ._ensemble import Merge, ensemble_for_task
-from ._members import Member, RunContext, averaged_member, checkpoint_member, run_members
+from ._export import describe_preprocessing
+from ._members import (
+    Member,
+    RunContext,
+    averaged_member,
+    checkpoint_member,
+    open_run,
+    run_members,
+)
 
 
 @dataclass
@@ -49,8 +57,6 @@ def select_from_run(
     run_dir: str, kind: str = "snapshots", last: int | None = None, device: str = "cpu"
 ) -> Selection:
     """Members from one run: its snapshots (default), EMA/SWA model or a checkpoint."""
-    from ._members import open_run
-
     ctx = open_run(run_dir, device)
     members = run_members(ctx, kind, last)
     refs: list[Member] = []
@@ -117,8 +123,6 @@ def example_input(ctx: RunContext, n: int = 8) -> Any:
 
 def export_metadata(selection: Selection, rows: list[Row] | None = None) -> dict[str, Any]:
     """The record stored inside an exported file: members, their metrics, preprocessing, classes."""
-    from ._export import describe_preprocessing
-
     ctx = selection.context
     comp = ctx.components
     x = example_input(ctx, 1)
