@@ -1,8 +1,6 @@
-"""Averaging during training: Polyak/EMA, SWA, snapshot ensembles, BN recalibration.
+"""Averaging during training (EMA, SWA, snapshot ensembles, BN recalibration) and ensemble modules.
 
-The hooks here are built from a recipe's ``averaging:`` section and sit below
-the run builder; the ensemble modules they evaluate are here too. Ensembles of
-finished runs (members, top-k trials, export) are :mod:`tunekit.ensemble`.
+Below the run builder; ensembles of finished runs are :mod:`tunekit.ensemble`.
 """
 
 from typing import TYPE_CHECKING

@@ -85,7 +85,7 @@ def build_ensemble(
     """The deployable ensemble module of a selection (probabilities, or merged boxes)."""
     return ensemble_for_task(
         [m.model for m in selection.members],
-        selection.context.task_kind,
+        selection.context.recipe.task,
         log_probs=log_probs,
         merge=merge,
     ).eval()
@@ -129,10 +129,10 @@ def export_metadata(selection: Selection, rows: list[Row] | None = None) -> dict
     shape = list(x.shape[1:]) if isinstance(x, torch.Tensor) else None
     by_name = {r.name: r.metrics for r in rows or []}
     out: dict[str, Any] = {
-        "task": ctx.task_kind,
+        "task": ctx.recipe.task,
         "origin": selection.origin,
         "combine": "mean of softmax probabilities"
-        if ctx.task_kind == "classification"
+        if ctx.recipe.task == "classification"
         else "pooled boxes, merged",
         "members": [
             {"name": m.name, "source": m.source, "metrics": by_name.get(m.name, m.metrics)}

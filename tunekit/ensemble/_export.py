@@ -109,8 +109,8 @@ def _torchscript(module: nn.Module) -> torch.jit.ScriptModule:
             ) from None
 
 
-def _batch_dim(example: torch.Tensor) -> Any:
-    return {"x": {0: torch.export.Dim("batch", min=1, max=4096)}}
+#: The batch dimension of the classifier ensemble's input ``x`` stays free in the file.
+_BATCH_DIM = {"x": {0: torch.export.Dim("batch", min=1, max=4096)}}
 
 
 def export_ensemble(
@@ -163,7 +163,7 @@ def export_ensemble(
 
 def _torch_export(module: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
     try:
-        return torch.export.export(module, (example,), dynamic_shapes=_batch_dim(example))
+        return torch.export.export(module, (example,), dynamic_shapes=_BATCH_DIM)
     except Exception as exc:  # export reports unsupported code with many exception types
         raise TunekitError(
             f"torch.export cannot capture the ensemble ({_first_line(exc)}); try .pt (TorchScript)",
@@ -183,7 +183,7 @@ def _onnx(module: nn.Module, example: torch.Tensor, f: str, text: str) -> None:
                 f,
                 input_names=["images"],
                 output_names=["probs"],
-                dynamic_shapes=_batch_dim(example),
+                dynamic_shapes=_BATCH_DIM,
                 dynamo=True,
                 external_data=False,
                 verbose=False,

@@ -32,18 +32,6 @@ class RankedTrial:
     run_dir: Path
 
 
-def _open_storage(storage: str) -> BaseStorage:
-    """The study storage for reading: an RDB URL, or a journal file that must exist."""
-    # A missing journal file is a typo here, not a study to start: opening it would create it.
-    path = journal_path(storage, Path.cwd())
-    if path is not None and not path.is_file():
-        raise TunekitError(
-            f"no such journal file {str(path)!r} (pass an Optuna storage URL or a journal file)",
-            field="--storage",
-        )
-    return open_storage(storage, Path.cwd(), LivenessSpec())
-
-
 def _matching_studies(storage: BaseStorage, name: str) -> list[optuna.study.StudySummary]:
     try:
         summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
@@ -67,7 +55,14 @@ def _matching_studies(storage: BaseStorage, name: str) -> list[optuna.study.Stud
 
 def rank_trials(storage: str, study: str) -> list[RankedTrial]:
     """Every finished trial of ``study`` (and its stages) that has a run directory, best first."""
-    store = _open_storage(storage)
+    # A missing journal file is a typo here, not a study to start: opening it would create it.
+    path = journal_path(storage, Path.cwd())
+    if path is not None and not path.is_file():
+        raise TunekitError(
+            f"no such journal file {str(path)!r} (pass an Optuna storage URL or a journal file)",
+            field="--storage",
+        )
+    store = open_storage(storage, Path.cwd(), LivenessSpec())
     summaries = _matching_studies(store, study)
     directions = {s.direction for s in summaries}
     if len(directions) > 1:
