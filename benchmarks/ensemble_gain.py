@@ -1,6 +1,6 @@
 """Does a snapshot ensemble beat its best member? Measured over seeds, not asserted in a test.
 
-The setting of ``tests/averaging/test_digits_snapshots.py``: digits at their native 8x8 with
+The setting of ``tests/ensemble/test_digits_snapshots.py``: digits at their native 8x8 with
 half the images held out (899 validation images), SmallCNN width 8 with BN, SGD with Nesterov
 momentum, an SGDR schedule of 5 cycles of 2 epochs with a snapshot at the end of each, the
 last 3 averaged (probabilities), EMA beside them. Each seed is one full run; the seed changes
@@ -116,7 +116,7 @@ def render(rows: list[dict[str, float]], n_val: int = 899) -> str:
         f"Median wall time per run: {statistics.median(r['wall_s'] for r in rows):.1f} s.",
         "",
         "Reading: beating the best member is a tendency of this setting, not a law; "
-        "tests/averaging/test_digits_snapshots.py asserts only what averaging probabilities "
+        "tests/ensemble/test_digits_snapshots.py asserts only what averaging probabilities "
         "guarantees (NLL at most the members' mean, top-1 at least the share of images every "
         "member gets right) and checks the average by hand.",
     ]

@@ -26,6 +26,7 @@ LAZY_PACKAGES = (
     "tunekit",
     "tunekit.averaging",
     "tunekit.detection",
+    "tunekit.ensemble",
     "tunekit.report",
     "tunekit.sanity",
     "tunekit.search",

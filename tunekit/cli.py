@@ -172,7 +172,7 @@ REGISTRARS.append(_add_report)
 
 
 def _add_ensemble(sub: argparse._SubParsersAction) -> None:
-    from tunekit.averaging._cli import add_ensemble_parser
+    from tunekit.ensemble import add_ensemble_parser
 
     add_ensemble_parser(sub)
 

@@ -16,7 +16,6 @@ from torchvision.ops import batched_nms, box_iou
 
 from tunekit.errors import TunekitError
 
-EnsembleKind = Literal["classification", "detection"]
 Merge = Literal["nms", "wbf"]
 
 

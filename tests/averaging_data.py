@@ -1,4 +1,4 @@
-"""Tiny datasets for the averaging tests (a recipe's ``data.builder`` points here)."""
+"""Tiny datasets for the averaging and ensemble tests (a recipe's ``data.builder`` points here)."""
 
 from __future__ import annotations
 

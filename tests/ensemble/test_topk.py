@@ -10,8 +10,7 @@ import pytest
 import torch
 from averaging_data import tiny_recipe
 
-from tunekit.averaging._evaluate import comparison, select_from_study
-from tunekit.averaging._topk import rank_trials, topk_members
+from tunekit.ensemble import comparison, rank_trials, select_from_study, topk_members
 from tunekit.errors import CheckpointError, ConfigError, TunekitError
 from tunekit.run import train
 
@@ -124,7 +123,7 @@ def test_a_missing_checkpoint_is_one_clear_line(study, tmp_path) -> None:
     shutil.copytree(ranked[0].run_dir, broken)
     (broken / "checkpoints" / "best.pt").unlink()
     (broken / "summary.json").unlink()
-    from tunekit.averaging._members import checkpoint_member, open_run
+    from tunekit.ensemble import checkpoint_member, open_run
 
     with pytest.raises(
         CheckpointError, match=r"best\.pt: no best checkpoint in run .*broken"
@@ -136,8 +135,8 @@ def test_a_missing_checkpoint_is_one_clear_line(study, tmp_path) -> None:
 def test_asking_for_more_members_than_trials_warns_and_the_file_records_it(
     study, tmp_path, capsys
 ) -> None:
-    from tunekit.averaging._export import read_metadata
     from tunekit.cli import main
+    from tunekit.ensemble import read_metadata
 
     journal, _ = study
     out = tmp_path / "all.pt"

@@ -12,10 +12,18 @@ from typing import Any
 import torch
 from torch import nn
 
+from tunekit.averaging import Merge, ensemble_for_task
 from tunekit.core import DistInfo
 
-from ._ensemble import Merge, ensemble_for_task
-from ._members import Member, RunContext, averaged_member, checkpoint_member, run_members
+from ._export import describe_preprocessing
+from ._members import (
+    Member,
+    RunContext,
+    averaged_member,
+    checkpoint_member,
+    open_run,
+    run_members,
+)
 
 
 @dataclass
@@ -49,8 +57,6 @@ def select_from_run(
     run_dir: str, kind: str = "snapshots", last: int | None = None, device: str = "cpu"
 ) -> Selection:
     """Members from one run: its snapshots (default), EMA/SWA model or a checkpoint."""
-    from ._members import open_run
-
     ctx = open_run(run_dir, device)
     members = run_members(ctx, kind, last)
     refs: list[Member] = []
@@ -79,7 +85,7 @@ def build_ensemble(
     """The deployable ensemble module of a selection (probabilities, or merged boxes)."""
     return ensemble_for_task(
         [m.model for m in selection.members],
-        selection.context.task_kind,
+        selection.context.recipe.task,
         log_probs=log_probs,
         merge=merge,
     ).eval()
@@ -117,18 +123,16 @@ def example_input(ctx: RunContext, n: int = 8) -> Any:
 
 def export_metadata(selection: Selection, rows: list[Row] | None = None) -> dict[str, Any]:
     """The record stored inside an exported file: members, their metrics, preprocessing, classes."""
-    from ._export import describe_preprocessing
-
     ctx = selection.context
     comp = ctx.components
     x = example_input(ctx, 1)
     shape = list(x.shape[1:]) if isinstance(x, torch.Tensor) else None
     by_name = {r.name: r.metrics for r in rows or []}
     out: dict[str, Any] = {
-        "task": ctx.task_kind,
+        "task": ctx.recipe.task,
         "origin": selection.origin,
         "combine": "mean of softmax probabilities"
-        if ctx.task_kind == "classification"
+        if ctx.recipe.task == "classification"
         else "pooled boxes, merged",
         "members": [
             {"name": m.name, "source": m.source, "metrics": by_name.get(m.name, m.metrics)}

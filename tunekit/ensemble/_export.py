@@ -17,14 +17,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
 from tunekit.errors import TunekitError
 
-Format = Literal["torchscript", "export", "onnx"]
 FORMATS: tuple[str, ...] = ("torchscript", "export", "onnx")
 METADATA_KEY = "tunekit.json"
 ENSEMBLE_FORMAT = "tunekit-ensemble-v1"
@@ -104,15 +103,14 @@ def _torchscript(module: nn.Module) -> torch.jit.ScriptModule:
         try:
             return torch.jit.script(module)
         except Exception as exc:  # the scripting compiler raises many kinds
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise TunekitError(
-                f"the ensemble cannot be compiled to TorchScript ({first[:160]}); export to .pt2 or .onnx instead",
+                f"the ensemble cannot be compiled to TorchScript ({_first_line(exc)}); export to .pt2 or .onnx instead",
                 field="--out",
             ) from None
 
 
-def _batch_dim(example: torch.Tensor) -> Any:
-    return {"x": {0: torch.export.Dim("batch", min=1, max=4096)}}
+#: The batch dimension of the classifier ensemble's input ``x`` stays free in the file.
+_BATCH_DIM = {"x": {0: torch.export.Dim("batch", min=1, max=4096)}}
 
 
 def export_ensemble(
@@ -165,11 +163,10 @@ def export_ensemble(
 
 def _torch_export(module: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
     try:
-        return torch.export.export(module, (example,), dynamic_shapes=_batch_dim(example))
+        return torch.export.export(module, (example,), dynamic_shapes=_BATCH_DIM)
     except Exception as exc:  # export reports unsupported code with many exception types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TunekitError(
-            f"torch.export cannot capture the ensemble ({first[:160]}); try .pt (TorchScript)",
+            f"torch.export cannot capture the ensemble ({_first_line(exc)}); try .pt (TorchScript)",
             field="--out",
         ) from None
 
@@ -186,15 +183,14 @@ def _onnx(module: nn.Module, example: torch.Tensor, f: str, text: str) -> None:
                 f,
                 input_names=["images"],
                 output_names=["probs"],
-                dynamic_shapes=_batch_dim(example),
+                dynamic_shapes=_BATCH_DIM,
                 dynamo=True,
                 external_data=False,
                 verbose=False,
             )
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise TunekitError(
-                f"ONNX export failed ({first[:160]}); try .pt (TorchScript)", field="--out"
+                f"ONNX export failed ({_first_line(exc)}); try .pt (TorchScript)", field="--out"
             ) from None
     model = onnx.load(f)
     entry = model.metadata_props.add()
@@ -234,6 +230,11 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
             torch.jit.load(str(path), _extra_files=files)
     raw = files[METADATA_KEY]
     return dict(json.loads(raw.decode() if isinstance(raw, bytes) else raw))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:160]
 
 
 def _max_diff(a: Any, b: Any) -> float:

@@ -17,9 +17,8 @@ import pytest
 import torch
 import yaml
 
-from tunekit.averaging._evaluate import build_ensemble, select_from_run
-from tunekit.averaging._export import export_ensemble, read_metadata
 from tunekit.config import Recipe, validate
+from tunekit.ensemble import build_ensemble, export_ensemble, read_metadata, select_from_run
 from tunekit.run import train
 
 REPO = Path(__file__).resolve().parents[2]

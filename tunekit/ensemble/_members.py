@@ -17,11 +17,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from tunekit.averaging import INDEX, load_snapshot
 from tunekit.config import Recipe, load_recipe
 from tunekit.core import DistInfo, load_checkpoint
 from tunekit.errors import CheckpointError, ConfigError, TunekitError
-
-from ._snapshots import INDEX, load_snapshot
+from tunekit.run import Components, build_components
 
 
 @dataclass
@@ -40,21 +40,15 @@ class RunContext:
 
     run_dir: Path
     recipe: Recipe
-    components: Any  # tunekit.run.Components
+    components: Components
 
     @property
     def num_classes(self) -> int:
         return int(self.components.bundle.num_classes)
 
-    @property
-    def task_kind(self) -> str:
-        return self.recipe.task
-
 
 def open_run(run_dir: str | os.PathLike[str], device: str = "cpu") -> RunContext:
     """Rebuilds a run from ``RUN_DIR/recipe.yaml`` (no weights loaded, nothing downloaded)."""
-    from tunekit.run import build_components
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise TunekitError("no such run directory", file=str(run_dir), field="--run")
@@ -128,20 +122,25 @@ def checkpoint_member(ctx: RunContext, which: str = "best", name: str | None = N
             f"no {which} checkpoint in run {ctx.run_dir} (was the run finished?)", file=str(path)
         )
     state = load_checkpoint(path)
-    metrics = {k: float(v) for k, v in _last_eval(state.get("history", [])).items()}
     return Member(
         name or f"{which} checkpoint",
         _with_weights(ctx, state["model"], str(path)),
         str(path),
-        metrics,
+        _last_eval(state.get("history", [])),
     )
 
 
-def _last_eval(history: list[dict[str, float]]) -> dict[str, float]:
+def _last_eval(history: list[dict[str, float]], model: str = "") -> dict[str, float]:
+    """The newest ``val/...`` metrics in ``history``, of the side ``model`` when given."""
+    prefix = f"{model}/" if model else ""
     for record in reversed(history):
-        vals = {k: v for k, v in record.items() if k.startswith("val/")}
-        if vals:
-            return vals
+        found = {
+            k.removeprefix(prefix): float(v)
+            for k, v in record.items()
+            if k.startswith(f"{prefix}val/")
+        }
+        if found:
+            return found
     return {}
 
 
@@ -160,16 +159,11 @@ def averaged_member(ctx: RunContext, kind: str) -> Member | None:
         weights = {
             k.removeprefix("module."): v for k, v in weights.items() if k.startswith("module.")
         }
-    metrics: dict[str, float] = {}
-    for record in reversed(state.get("history", [])):
-        found = {
-            k.removeprefix(f"{kind}/"): v for k, v in record.items() if k.startswith(f"{kind}/val/")
-        }
-        if found:
-            metrics = found
-            break
     return Member(
-        kind.upper(), _with_weights(ctx, weights, f"{path} ({hook})"), f"{path}#{kind}", metrics
+        kind.upper(),
+        _with_weights(ctx, weights, f"{path} ({hook})"),
+        f"{path}#{kind}",
+        _last_eval(state.get("history", []), kind),
     )
 
 
@@ -235,9 +229,9 @@ def check_compatible(contexts: list[tuple[str, RunContext]]) -> None:
     """Members must agree on the task, the classes and the input; else a one-line error."""
     first_name, first = contexts[0]
     for name, ctx in contexts[1:]:
-        if ctx.task_kind != first.task_kind:
+        if ctx.recipe.task != first.recipe.task:
             raise ConfigError(
-                f"members have different tasks: {first_name} is {first.task_kind}, {name} is {ctx.task_kind}",
+                f"members have different tasks: {first_name} is {first.recipe.task}, {name} is {ctx.recipe.task}",
                 field="--study",
             )
         if ctx.num_classes != first.num_classes:

@@ -17,6 +17,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from tunekit.errors import TunekitError, did_you_mean
+from tunekit.search import open_storage
 
 from ._members import Member, RunContext, check_compatible, checkpoint_member, open_run
 
@@ -31,23 +32,7 @@ class RankedTrial:
     run_dir: Path
 
 
-def open_storage(storage: str) -> BaseStorage | str:
-    """An Optuna storage: a URL with ``://`` or a journal file path (``journal:PATH`` too)."""
-    if "://" in storage:
-        return storage
-    path = Path(storage.removeprefix("journal:"))
-    if not path.is_file():
-        raise TunekitError(
-            f"no such journal file {str(path)!r} (pass an Optuna storage URL or a journal file)",
-            field="--storage",
-        )
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    return JournalStorage(JournalFileBackend(str(path)))
-
-
-def _matching_studies(storage: BaseStorage | str, name: str) -> list[optuna.study.StudySummary]:
+def _matching_studies(storage: BaseStorage, name: str) -> list[optuna.study.StudySummary]:
     try:
         summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
     except Exception as exc:  # sqlalchemy/journal errors vary; all mean "cannot read it"
@@ -70,7 +55,8 @@ def _matching_studies(storage: BaseStorage | str, name: str) -> list[optuna.stud
 
 def rank_trials(storage: str, study: str) -> list[RankedTrial]:
     """Every finished trial of ``study`` (and its stages) that has a run directory, best first."""
-    store = open_storage(storage)
+    # A missing journal file is a typo here, not a study to start: opening it would create it.
+    store = open_storage(storage, Path.cwd(), create=False)
     summaries = _matching_studies(store, study)
     directions = {s.direction for s in summaries}
     if len(directions) > 1:
