@@ -20,6 +20,7 @@ from torch import nn
 from tunekit.config import Recipe, load_recipe
 from tunekit.core import DistInfo, load_checkpoint
 from tunekit.errors import CheckpointError, ConfigError, TunekitError
+from tunekit.tasks import get_task
 
 from ._snapshots import INDEX, load_snapshot
 
@@ -66,11 +67,12 @@ def open_run(run_dir: str | os.PathLike[str], device: str = "cpu") -> RunContext
             field="--run",
         )
     recipe = load_recipe(recipe_file)
-    if recipe.task == "multilabel":
+    why = get_task(recipe.task).no_ensembles
+    if why is not None:
         raise TunekitError(
-            "ensembles and exports of multilabel runs are not supported (members are averaged "
-            "as softmax classifiers, wrong for per-tag sigmoids); its checkpoints/best.pt holds "
-            "the model's weights under 'model' (torch.load(..., weights_only=True))",
+            f"ensembles and exports of {recipe.task} runs are not supported ({why}); its "
+            "checkpoints/best.pt holds the model's weights under 'model' "
+            "(torch.load(..., weights_only=True))",
             file=str(run_dir),
             field="--run",
         )

@@ -1,10 +1,16 @@
-"""What each kind of model brings to the loop: its losses and its metrics."""
+"""What each kind of model brings to a run: data and model builders, losses and metrics.
 
-from ._classification import ClassificationTask
+``get_task(recipe.task)`` gives the :class:`TaskSpec` that the run builder, the sanity checks
+and the ensembles ask instead of branching on the task's name.
+"""
+
+from ._base import HeadPrior, HeadProbe, TaskSpec
+from ._classification import ClassificationSpec, ClassificationTask
 from ._multilabel import (
     LOSSES,
     MultiHotTargets,
     MultilabelSoftmaxLoss,
+    MultilabelSpec,
     MultilabelTask,
     average_precision,
     build_loss,
@@ -13,20 +19,28 @@ from ._multilabel import (
     precision_at_k,
     to_multi_hot,
 )
+from ._registry import TASKS, get_task
 from ._tta import VIEWS, TTAHook, TTAModel, five_crops, tta_views
 
 __all__ = [
     "LOSSES",
+    "TASKS",
     "VIEWS",
+    "ClassificationSpec",
     "ClassificationTask",
+    "HeadPrior",
+    "HeadProbe",
     "MultiHotTargets",
     "MultilabelSoftmaxLoss",
+    "MultilabelSpec",
     "MultilabelTask",
     "TTAHook",
     "TTAModel",
+    "TaskSpec",
     "average_precision",
     "build_loss",
     "five_crops",
+    "get_task",
     "mean_average_precision",
     "multi_hot_dataset",
     "precision_at_k",
