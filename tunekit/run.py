@@ -232,11 +232,6 @@ def recipe_hooks(recipe: Recipe, run_dir: Path, *, progress: bool = True) -> lis
     return hooks
 
 
-def model_stages(recipe: Recipe, model: nn.Module | None = None) -> dict[str, tuple[str, ...]]:
-    """The model's stages from the input on (for ``optim.layer_decay``); empty when unknown."""
-    return get_task(recipe.task).stages(recipe, model)
-
-
 def recipe_optimizer(
     model: nn.Module, recipe: Recipe, *, file: str | None = None
 ) -> torch.optim.Optimizer:
@@ -247,7 +242,7 @@ def recipe_optimizer(
             model,
             recipe.optim,
             t.batch_size * t.accumulate_steps,
-            stages=model_stages(recipe, model),
+            stages=get_task(recipe.task).stages(recipe, model),
         )
 
 

@@ -52,11 +52,8 @@ class CocoResultsWriter(HookBase):
 
 
 class DetectionSpec(TaskSpec):
-    """``task: detection``: a torchvision detector on COCO-format data, scored by COCO mAP.
-
-    Its phases keep the stages the detector was built with frozen, and its stages are not
-    known to ``optim.layer_decay`` (the defaults).
-    """
+    """``task: detection``: a torchvision detector on COCO-format data, scored by COCO mAP; its
+    phases keep the stages it was built with frozen, and ``optim.layer_decay`` knows no stages."""
 
     name = "detection"
 

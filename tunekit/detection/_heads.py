@@ -1,9 +1,6 @@
-"""What a torchvision detector's heads should give at initialisation (the initial-loss check).
-
-A softmax box classifier starts at log(C+1) (C classes plus background), a sigmoid
-objectness or centerness head at log 2, and a focal-loss head (RetinaNet, FCOS) at a
-mean predicted foreground probability equal to the prior its bias was set to.
-"""
+"""What a torchvision detector's heads should give at initialisation: log(C+1) for a softmax
+box classifier (C classes + background), log 2 for objectness or centerness, and for a focal
+head (RetinaNet, FCOS) a mean foreground probability at the prior its bias was set to."""
 
 from __future__ import annotations
 

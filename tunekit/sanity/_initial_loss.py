@@ -47,6 +47,11 @@ WARN_TOL = 0.5
 #: A focal head's mean foreground probability may be this many times off its prior and pass / warn.
 PRIOR_PASS = 2.0
 PRIOR_WARN = 5.0
+_NOT_FINITE: tuple[Status, str, str] = (
+    "FAIL",
+    "the loss is not finite at initialisation",
+    "look for a log of 0 or a division by 0 in the loss, or inputs with NaN/Inf",
+)
 
 
 @dataclass
@@ -289,11 +294,7 @@ def _judge_classifier(
     layer: str | None,
 ) -> tuple[Status, str, str]:
     if not math.isfinite(measured):
-        return (
-            "FAIL",
-            "the loss is not finite at initialisation",
-            "look for a log of 0 or a division by 0 in the loss, or inputs with NaN/Inf",
-        )
+        return _NOT_FINITE
     rel = (measured - expected) / expected
     if abs(rel) <= PASS_TOL:
         return "PASS", f"within {PASS_TOL:.0%} of log C: the model starts unsure of every class", ""
@@ -403,11 +404,7 @@ def _judge_sigmoid(
         "tag frequency (the prior)"
     )
     if not math.isfinite(measured):
-        return (
-            "FAIL",
-            "the loss is not finite at initialisation",
-            "look for a log of 0 or a division by 0 in the loss, or inputs with NaN/Inf",
-        )
+        return _NOT_FINITE
     log2 = math.log(2)
     off = (expected - log2) / log2
     if off > PASS_TOL:
@@ -489,69 +486,38 @@ def _detector_result(
     expected_shown = (
         ", ".join(f"{h.name} {h.expected:.3g}" for h in checked if h.expected is not None) or "-"
     )
+    bad = [h for h in checked if h.status != "PASS"]
+    reasons, fixes = [], []
+    for h in bad:
+        if h.kind == "focal_prior":
+            reasons.append(
+                f"mean foreground probability {h.measured:.3g} vs prior {h.expected:.3g}: {h.note}"
+            )
+            fixes.append(
+                f"initialise the classification conv's bias to -log((1-p)/p) with p={h.expected:g} "
+                "and its weights small (normal, std 0.01)"
+            )
+            continue
+        above = h.expected is not None and h.measured > h.expected
+        reasons.append(
+            f"{h.name} {h.measured:.3g} is {'above' if above else 'below'} {h.expected:.3g}"
+        )
+        fixes.append(
+            f"scale down the final layer of the {h.name} head (small weights, zero bias)"
+            if above
+            else f"set the bias of the {h.name} head's final layer to 0: it is confident "
+            "before training (a background bias lowers this loss while hiding the objects)"
+        )
+    status: Status = worst(h.status for h in checked if h.status is not None)
+    reason, fix = "; ".join(reasons), "; ".join(dict.fromkeys(fixes))
     if not math.isfinite(measured):
-        verdict = Verdict(
-            CHECK,
-            "FAIL",
-            shown,
-            expected_shown,
-            "a loss term is not finite at initialisation",
-            "look for empty targets, degenerate boxes, or inputs with NaN/Inf",
-        )
+        status, reason = "FAIL", "a loss term is not finite at initialisation"
+        fix = "look for empty targets, degenerate boxes, or inputs with NaN/Inf"
     elif not checked:
-        verdict = Verdict(
-            CHECK,
-            "WARN",
-            shown,
-            expected_shown,
-            "no head with a known expectation was found (terms: "
-            + ", ".join(h.name for h in heads)
-            + ")",
-            "name the loss terms like torchvision's detectors, or check them by hand",
-        )
-    else:
-        status = worst(h.status for h in checked if h.status is not None)
-        bad = [h for h in checked if h.status != "PASS"]
-        if not bad:
-            verdict = Verdict(
-                CHECK,
-                "PASS",
-                shown,
-                expected_shown,
-                "every head starts where its initialisation implies",
-            )
-        else:
-            reasons = []
-            fixes = []
-            for h in bad:
-                if h.kind == "focal_prior":
-                    reasons.append(
-                        f"mean foreground probability {h.measured:.3g} vs prior {h.expected:.3g}: {h.note}"
-                    )
-                    fixes.append(
-                        f"initialise the classification conv's bias to -log((1-p)/p) with p={h.expected:g} "
-                        "and its weights small (normal, std 0.01)"
-                    )
-                else:
-                    direction = (
-                        "above" if h.expected is not None and h.measured > h.expected else "below"
-                    )
-                    reasons.append(f"{h.name} {h.measured:.3g} is {direction} {h.expected:.3g}")
-                    fixes.append(
-                        f"scale down the final layer of the {h.name} head (small weights, zero bias)"
-                        if direction == "above"
-                        else f"set the bias of the {h.name} head's final layer to 0: it is confident "
-                        "before training (a background bias lowers this loss while hiding the objects)"
-                    )
-            verdict = Verdict(
-                CHECK,
-                status,
-                shown,
-                expected_shown,
-                "; ".join(reasons),
-                "; ".join(dict.fromkeys(fixes)),
-            )
-    total_expected = None
-    return InitialLossResult(
-        measured, total_expected, per_batch, heads, verdict, num_classes=num_classes
-    )
+        status = "WARN"
+        reason = f"no head with a known expectation was found (terms: {', '.join(h.name for h in heads)})"
+        fix = "name the loss terms like torchvision's detectors, or check them by hand"
+    elif not bad:
+        reason = "every head starts where its initialisation implies"
+    verdict = Verdict(CHECK, status, shown, expected_shown, reason, fix)
+    return InitialLossResult(measured, None, per_batch, heads, verdict, num_classes=num_classes)

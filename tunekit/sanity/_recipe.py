@@ -217,9 +217,10 @@ def _optimizer(model: nn.Module, recipe: Recipe, file: str | None) -> torch.opti
             file=file,
             field="model.freeze_to",
         )
-    from tunekit.run import model_stages
-
     # The probes step on one batch at a time, so the LR rule scales by batch_size alone.
     return build_optimizer(
-        model, recipe.optim, recipe.train.batch_size, stages=model_stages(recipe, model)
+        model,
+        recipe.optim,
+        recipe.train.batch_size,
+        stages=get_task(recipe.task).stages(recipe, model),
     )

@@ -4,13 +4,12 @@
 and the ensembles ask instead of branching on the task's name.
 """
 
-from ._base import HeadPrior, HeadProbe, TaskSpec
-from ._classification import ClassificationSpec, ClassificationTask
+from ._base import TASKS, HeadPrior, HeadProbe, TaskSpec, get_task
+from ._classification import ClassificationTask
 from ._multilabel import (
     LOSSES,
     MultiHotTargets,
     MultilabelSoftmaxLoss,
-    MultilabelSpec,
     MultilabelTask,
     average_precision,
     build_loss,
@@ -19,20 +18,17 @@ from ._multilabel import (
     precision_at_k,
     to_multi_hot,
 )
-from ._registry import TASKS, get_task
 from ._tta import VIEWS, TTAHook, TTAModel, five_crops, tta_views
 
 __all__ = [
     "LOSSES",
     "TASKS",
     "VIEWS",
-    "ClassificationSpec",
     "ClassificationTask",
     "HeadPrior",
     "HeadProbe",
     "MultiHotTargets",
     "MultilabelSoftmaxLoss",
-    "MultilabelSpec",
     "MultilabelTask",
     "TTAHook",
     "TTAModel",

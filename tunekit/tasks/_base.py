@@ -1,12 +1,17 @@
-"""The contract of a task (``recipe.task``): what each kind of model brings to a run."""
+"""The contract of a task (``recipe.task``) and the registry of the tasks by name."""
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
+from tunekit.errors import unknown_choice
+
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
     from torch import nn
 
     from tunekit.config import Recipe
@@ -17,12 +22,9 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class HeadPrior:
-    """What one loss term, or a head's mean output probability, should be at initialisation.
-
-    ``kind`` is "softmax" or "sigmoid" (a loss term against ``expected``), "focal_prior" (the
-    mean foreground probability of ``layer`` against ``expected``; ``bias_prob`` is what its
-    bias alone sets) or "unchecked" (``expected`` is None and ``note`` says why).
-    """
+    """A loss term ("softmax", "sigmoid"), or the mean foreground probability of a focal head
+    ``layer`` ("focal_prior"; ``bias_prob``: what its bias alone sets), against what it should
+    be at initialisation; "unchecked" has no ``expected`` and a ``note`` that says why."""
 
     name: str
     kind: str
@@ -34,23 +36,18 @@ class HeadPrior:
 
 
 class HeadProbe(Protocol):
-    """Watches a model's heads through the initial-loss check's forward passes."""
+    """Watches a model's heads through the initial-loss check's forward passes; then gives each
+    mean loss term (and any watched head) with its expectation, and takes its hooks off."""
 
     def priors(
-        self, terms: dict[str, float], num_classes: int | None, focal_prior: float
-    ) -> list[HeadPrior]:
-        """Each of the mean loss ``terms`` (and any watched head) with its expectation."""
-
-    def remove(self) -> None:
-        """Takes the probe's forward hooks off the model."""
+        self, terms: dict[str, float], classes: int | None, prior: float
+    ) -> list[HeadPrior]: ...
+    def remove(self) -> None: ...
 
 
 class TaskSpec:
-    """One kind of model: its data and model builders, its trainer task, its metrics, and
-    what the sanity checks, phases and ensembles need to know of it.
-
-    The defaults suit a task that has nothing of its own to say; each task overrides the rest.
-    """
+    """One kind of model: its data and model builders, its trainer task and metrics, and what
+    phases, sanity checks and ensembles need to know of it. The defaults say nothing of their own."""
 
     #: The recipe's ``task`` value.
     name: ClassVar[str]
@@ -82,8 +79,7 @@ class TaskSpec:
         return {}
 
     def set_frozen_stages(self, model: nn.Module, recipe: Recipe, *, file: str | None) -> None:
-        """Freezes the stages up to ``recipe.model.freeze_to`` and unfreezes the others; by
-        default the stages frozen when the model was built stay so."""
+        """Freezes the stages up to ``model.freeze_to``, unfreezes the others (by default none)."""
 
     def probe_loss(self, recipe: Recipe, task: Task) -> nn.Module | None:
         """The loss the sanity probes apply to the logits; None: the task's own loss terms."""
@@ -92,3 +88,24 @@ class TaskSpec:
     def head_probe(self, model: nn.Module) -> HeadProbe | None:
         """A probe of the model's heads for the initial-loss check; None: its loss alone."""
         return None
+
+
+def _spec(module: str, name: str) -> Callable[[], TaskSpec]:
+    # By name: a task's module (detection: torchvision's detectors, pycocotools) loads only when
+    # a recipe asks for it, and it may build on this package, which does not import it.
+    return lambda: getattr(importlib.import_module(module), name)()
+
+
+#: Each task's spec by its ``recipe.task`` name.
+TASKS: dict[str, Callable[[], TaskSpec]] = {
+    "classification": _spec("tunekit.tasks._classification", "ClassificationSpec"),
+    "multilabel": _spec("tunekit.tasks._multilabel", "MultilabelSpec"),
+    "detection": _spec("tunekit.detection", "DetectionSpec"),
+}
+
+
+def get_task(name: str) -> TaskSpec:
+    """The spec of the task named ``name`` (``recipe.task``)."""
+    if name not in TASKS:
+        raise unknown_choice("task", name, TASKS, field="task")
+    return TASKS[name]()
