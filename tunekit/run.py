@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from tunekit.config import Recipe, RegularizationConfig, ScheduleConfig, recipe_to_yaml
+from tunekit.config import Recipe, ScheduleConfig, recipe_to_yaml
 from tunekit.core import (
     DistInfo,
     broadcast_object,
@@ -31,7 +31,7 @@ from tunekit.core import (
     save_atomic,
     seed_everything,
 )
-from tunekit.data import DataBundle, build_data, build_loaders
+from tunekit.data import DataBundle, build_loaders
 from tunekit.engine import (
     HookBase,
     Phase,
@@ -45,6 +45,7 @@ from tunekit.engine import (
 )
 from tunekit.engine._builtin_hooks import CheckpointHook, EarlyStopping, MetricsWriter, ProgressHook
 from tunekit.errors import CheckpointError, ConfigError, TunekitError, did_you_mean, in_file
+from tunekit.tasks import get_task
 
 
 @dataclass
@@ -89,17 +90,7 @@ def use_channels_last(recipe: Recipe, device: torch.device) -> bool:
 
 def task_metrics(recipe: Recipe) -> tuple[str, ...]:
     """The ``val/...`` keys the recipe's task evaluation gives, without building anything."""
-    if recipe.task == "detection":
-        from tunekit.detection import DetectionTask
-
-        return DetectionTask.metric_names
-    if recipe.task == "multilabel":
-        from tunekit.tasks import MultilabelTask
-
-        return MultilabelTask.names_for(recipe.multilabel.precision_at)
-    from tunekit.tasks import ClassificationTask
-
-    return ClassificationTask.metric_names
+    return get_task(recipe.task).metric_names(recipe)
 
 
 #: The metric prefixes of the models each ``averaging`` section evaluates beside the model
@@ -164,33 +155,9 @@ def build_components(
     dist = dist or DistInfo()
     seed_everything(recipe.seed)
     channels_last = use_channels_last(recipe, dist.device)
-    task: Any
-    if recipe.task == "detection":
-        from tunekit.detection import build_detection
-
-        bundle, model, task = build_detection(recipe, dist, file=file)
-    else:
-        from tunekit.models import build_model
-
-        bundle = build_data(recipe.data, file=file)
-        model = build_model(recipe.model, bundle.num_classes, bundle.in_channels, file=file)
-        reg = recipe.regularization
-        if recipe.task == "multilabel":
-            from tunekit.tasks import MultilabelTask, multi_hot_dataset
-
-            # Targets checked (and made multi-hot) up front where listed, else as they are read.
-            c = bundle.num_classes
-            bundle.train = multi_hot_dataset(bundle.train, c, "training", file=file)
-            bundle.val = multi_hot_dataset(bundle.val, c, "validation", file=file)
-            ml = recipe.multilabel
-            task = MultilabelTask(
-                bundle.num_classes,
-                loss=ml.loss,
-                precision_at=ml.precision_at,
-                channels_last=channels_last,
-            )
-        else:
-            task = classification_task(bundle.num_classes, reg, channels_last=channels_last)
+    bundle, model, task = get_task(recipe.task).build(
+        recipe, dist, channels_last=channels_last, file=file
+    )
     model.to(dist.device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -245,10 +212,7 @@ def recipe_hooks(recipe: Recipe, run_dir: Path, *, progress: bool = True) -> lis
         hooks.append(
             EarlyStopping(t.metric, t.mode, t.early_stopping.patience, t.early_stopping.min_delta)
         )
-    if recipe.task == "detection":
-        from tunekit.detection import CocoResultsWriter
-
-        hooks.append(CocoResultsWriter(run_dir / "coco_results.json"))
+    hooks += get_task(recipe.task).hooks(recipe, run_dir)
     av = recipe.averaging
     if av.ema is not None or av.swa is not None or av.snapshots is not None:
         from tunekit.averaging import averaging_hooks
@@ -268,15 +232,6 @@ def recipe_hooks(recipe: Recipe, run_dir: Path, *, progress: bool = True) -> lis
     return hooks
 
 
-def model_stages(recipe: Recipe, model: nn.Module | None = None) -> dict[str, tuple[str, ...]]:
-    """The model's stages from the input on (for ``optim.layer_decay``); empty when unknown."""
-    if recipe.task == "detection":
-        return {}
-    from tunekit.models import stage_modules
-
-    return stage_modules(recipe.model, model)
-
-
 def recipe_optimizer(
     model: nn.Module, recipe: Recipe, *, file: str | None = None
 ) -> torch.optim.Optimizer:
@@ -287,7 +242,7 @@ def recipe_optimizer(
             model,
             recipe.optim,
             t.batch_size * t.accumulate_steps,
-            stages=model_stages(recipe, model),
+            stages=get_task(recipe.task).stages(recipe, model),
         )
 
 
@@ -336,20 +291,6 @@ def recipe_phases(recipe: Recipe) -> list[Phase]:
     ]
 
 
-def set_frozen_stages(model: nn.Module, recipe: Recipe, *, file: str | None = None) -> None:
-    """Freezes ``model``'s stages up to ``recipe.model.freeze_to`` and unfreezes the others.
-
-    Classifiers only: a detector's phases keep the stages it was built with frozen.
-    """
-    if recipe.task == "detection":
-        return
-    from tunekit.models import freeze_to, frozen_modules, unfreeze_module
-
-    for name in frozen_modules(model):
-        unfreeze_module(model.get_submodule(name), mode=model.training)
-    freeze_to(model, recipe.model, file)
-
-
 @contextlib.contextmanager
 def _in_phase(recipe: Recipe, index: int, file: str | None) -> Iterator[None]:
     """Names the phase in a mistake that its settings make (a stage that is not one, ...)."""
@@ -373,7 +314,7 @@ def enter_phase(
     and its schedule over the phase's epochs (``steps`` optimizer steps an epoch)."""
     active = recipe.phase_recipe(index)
     with _in_phase(recipe, index, file):
-        set_frozen_stages(model, active, file=file)
+        get_task(recipe.task).set_frozen_stages(model, active, file=file)
         optimizer = recipe_optimizer(model, active, file=file)
         with in_file(file):
             scheduler = build_scheduler(
@@ -390,31 +331,6 @@ def check_phases(model: nn.Module, recipe: Recipe, steps: int, *, file: str | No
         enter_phase(model, recipe, i, steps, file=file)
 
 
-def phase_task(task: Any, recipe: Recipe, index: int) -> Any:
-    """``task`` with phase ``index``'s regularisation, when the phases change it (classifiers)."""
-    from tunekit.tasks import ClassificationTask
-
-    if type(task) is not ClassificationTask:
-        return task
-    if not any(k.startswith("regularization.") for p in recipe.phases for k in p.set):
-        return task
-    reg = recipe.phase_recipe(index).regularization
-    return classification_task(task.num_classes, reg, channels_last=task.channels_last)
-
-
-def classification_task(num_classes: int, reg: RegularizationConfig, *, channels_last: bool) -> Any:
-    """The classification task with a recipe's (or a phase's) loss-side regularisation."""
-    from tunekit.tasks import ClassificationTask
-
-    return ClassificationTask(
-        num_classes,
-        label_smoothing=reg.label_smoothing,
-        mixup_alpha=reg.mixup_alpha,
-        cutmix_alpha=reg.cutmix_alpha,
-        channels_last=channels_last,
-    )
-
-
 def _phase_builder(
     recipe: Recipe, comp: Components, dist: DistInfo, steps: int, file: str | None
 ) -> Callable[[int], PhaseSetup]:
@@ -426,7 +342,7 @@ def _phase_builder(
         optimizer, scheduler = enter_phase(module, recipe, index, steps, file=file)
         # DDP reduces the parameters that trained when it was built: a new set needs a new one.
         changed = trainable != [p.requires_grad for p in module.parameters()]
-        task = phase_task(comp.task, recipe, index)
+        task = get_task(recipe.task).phase_task(comp.task, recipe, index)
         return PhaseSetup(
             optimizer,
             scheduler,
@@ -467,7 +383,7 @@ def build_trainer(
     if phases:
         check_phases(model, recipe, steps, file=file)
         optimizer, scheduler = enter_phase(model, recipe, index, steps, file=file)
-        comp.task = phase_task(comp.task, recipe, index)
+        comp.task = get_task(recipe.task).phase_task(comp.task, recipe, index)
     all_hooks = [*recipe_hooks(recipe, run_dir, progress=progress), *hooks]
     from tunekit.models import WeightsLog, weights_report
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from tunekit.config import Recipe
 from tunekit.engine import HookBase
 from tunekit.errors import ConfigError
+from tunekit.tasks import get_task
 
 from ._ema import EmaHook
 from ._snapshots import SnapshotHook
@@ -23,10 +24,10 @@ def averaging_hooks(recipe: Recipe, run_dir: Path, *, file: str | None = None) -
             file=file,
             field="averaging",
         )
-    if cfg.snapshots is not None and recipe.task == "multilabel":
+    why = get_task(recipe.task).no_snapshots
+    if cfg.snapshots is not None and why is not None:
         raise ConfigError(
-            "snapshot ensembles average softmax probabilities, which is wrong for a multilabel "
-            "model's tags; use averaging.ema or averaging.swa (one averaged model) instead",
+            f"{why}; use averaging.ema or averaging.swa (one averaged model) instead",
             file=file,
             field="averaging.snapshots",
         )

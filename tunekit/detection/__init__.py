@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from tunekit._lazy import attach
 
 if TYPE_CHECKING:
-    from ._build import CocoResultsWriter, build_detection
+    from ._build import CocoResultsWriter, DetectionSpec, build_detection
     from ._coco import (
         AnnotationReport,
         CocoDetection,
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 # Imported on first use (see tunekit._lazy): torchvision and pycocotools only when needed.
 _SOURCES = {
-    "._build": ("CocoResultsWriter", "build_detection"),
+    "._build": ("CocoResultsWriter", "DetectionSpec", "build_detection"),
     "._coco": (
         "AnnotationReport",
         "CocoDetection",
@@ -82,6 +82,7 @@ __all__ = [
     "CocoDetection",
     "CocoResultsWriter",
     "DataWarning",
+    "DetectionSpec",
     "DetectionTask",
     "ShapeCrops",
     "TinyResNet",

@@ -22,6 +22,7 @@ from tunekit.config import Recipe, load_recipe
 from tunekit.core import DistInfo, load_checkpoint
 from tunekit.errors import CheckpointError, ConfigError, TunekitError
 from tunekit.run import Components, build_components
+from tunekit.tasks import get_task
 
 
 @dataclass
@@ -60,11 +61,12 @@ def open_run(run_dir: str | os.PathLike[str], device: str = "cpu") -> RunContext
             field="--run",
         )
     recipe = load_recipe(recipe_file)
-    if recipe.task == "multilabel":
+    why = get_task(recipe.task).no_ensembles
+    if why is not None:
         raise TunekitError(
-            "ensembles and exports of multilabel runs are not supported (members are averaged "
-            "as softmax classifiers, wrong for per-tag sigmoids); its checkpoints/best.pt holds "
-            "the model's weights under 'model' (torch.load(..., weights_only=True))",
+            f"ensembles and exports of {recipe.task} runs are not supported ({why}); its "
+            "checkpoints/best.pt holds the model's weights under 'model' "
+            "(torch.load(..., weights_only=True))",
             file=str(run_dir),
             field="--run",
         )

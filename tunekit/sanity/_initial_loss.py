@@ -3,10 +3,9 @@
 A freshly initialised classifier should be unsure of every class, so its
 softmax cross-entropy over C classes is about log C (label smoothing leaves
 this unchanged: against a uniform prediction every target distribution costs
-log C). A detector is checked head by head: a softmax box classifier against
-log(C+1) (C classes plus background), a sigmoid objectness or centerness head
-against log 2, and a focal-loss head (RetinaNet, FCOS) through its mean
-predicted foreground probability against the prior its bias was set to.
+log C). A detector is checked head by head, against what its task says each
+head should start at (``tunekit.detection``: log(C+1) for a softmax box
+classifier, log 2 for objectness, the focal prior for RetinaNet and FCOS).
 
 A multi-label model is checked against its loss: binary cross-entropy per
 class (``nn.BCEWithLogitsLoss``) against what the final layer's bias implies
@@ -24,6 +23,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from tunekit.tasks import HeadPrior, get_task
 
 from ._base import (
     LossFn,
@@ -46,6 +47,11 @@ WARN_TOL = 0.5
 #: A focal head's mean foreground probability may be this many times off its prior and pass / warn.
 PRIOR_PASS = 2.0
 PRIOR_WARN = 5.0
+_NOT_FINITE: tuple[Status, str, str] = (
+    "FAIL",
+    "the loss is not finite at initialisation",
+    "look for a log of 0 or a division by 0 in the loss, or inputs with NaN/Inf",
+)
 
 
 @dataclass
@@ -159,7 +165,8 @@ def check_initial_loss(
     """
     objective = objective or Objective(loss_fn, what=CHECK)
     device = model_device(model)
-    focal = _FocalProbe(model) if objective.is_detector else None
+    # A model that returns its own loss terms is a detector: its task knows its heads.
+    heads = get_task("detection").head_probe(model) if objective.is_detector else None
     final = None if objective.is_detector else _FinalLayerProbe(model)
     per_batch: list[float] = []
     term_sums: dict[str, float] = {}
@@ -182,16 +189,14 @@ def check_initial_loss(
                     if final is not None:
                         final.match(out.logits)
         finally:
-            for probe in (focal, final):
+            for probe in (heads, final):
                 if probe is not None:
                     probe.remove()
     measured = sum(per_batch) / len(per_batch)
     terms = {k: v / len(per_batch) for k, v in term_sums.items()}
     if objective.is_detector:
-        if not any(k.lower() == "classification" or "focal" in k.lower() for k in terms):
-            focal = None  # no focal classification loss: the probe saw something else
-        heads = _detector_heads(model, terms, num_classes, focal, focal_prior)
-        return _detector_result(measured, per_batch, heads, num_classes)
+        priors = heads.priors(terms, num_classes, focal_prior) if heads is not None else []
+        return _detector_result(measured, per_batch, [_judge(p) for p in priors], num_classes)
     if isinstance(objective.loss_fn, nn.BCEWithLogitsLoss):
         return _sigmoid_result(measured, per_batch, logits, multi_hot, num_classes, final)
     return _classifier_result(measured, per_batch, logits, num_classes, final)
@@ -289,11 +294,7 @@ def _judge_classifier(
     layer: str | None,
 ) -> tuple[Status, str, str]:
     if not math.isfinite(measured):
-        return (
-            "FAIL",
-            "the loss is not finite at initialisation",
-            "look for a log of 0 or a division by 0 in the loss, or inputs with NaN/Inf",
-        )
+        return _NOT_FINITE
     rel = (measured - expected) / expected
     if abs(rel) <= PASS_TOL:
         return "PASS", f"within {PASS_TOL:.0%} of log C: the model starts unsure of every class", ""
@@ -403,11 +404,7 @@ def _judge_sigmoid(
         "tag frequency (the prior)"
     )
     if not math.isfinite(measured):
-        return (
-            "FAIL",
-            "the loss is not finite at initialisation",
-            "look for a log of 0 or a division by 0 in the loss, or inputs with NaN/Inf",
-        )
+        return _NOT_FINITE
     log2 = math.log(2)
     off = (expected - log2) / log2
     if off > PASS_TOL:
@@ -449,93 +446,12 @@ def _judge_sigmoid(
 # -- detector ------------------------------------------------------------
 
 
-class _FocalProbe:
-    """Records the mean sigmoid output of the focal classification head's last conv.
-
-    torchvision names it ``head.classification_head.cls_logits`` in RetinaNet
-    and FCOS (a two-stage detector's RPN also has a ``cls_logits``, but that is
-    objectness, checked through its loss against log 2).
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        self.prob_sum = 0.0
-        self.count = 0
-        self.bias_prior: float | None = None
-        self.names: list[str] = []
-        self.handles = []
-        biases = []
-        for name, m in model.named_modules():
-            if (
-                "classification_head" in name
-                and name.endswith("cls_logits")
-                and isinstance(m, nn.Conv2d)
-                and m.bias is not None
-            ):
-                biases.append(m.bias.detach().float())
-                self.names.append(name)
-                self.handles.append(m.register_forward_hook(self._hook))
-        if biases:
-            self.bias_prior = float(torch.sigmoid(torch.cat(biases)).mean())
-
-    def _hook(self, module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
-        p = torch.sigmoid(output.detach().float())
-        self.prob_sum += float(p.sum())
-        self.count += p.numel()
-
-    @property
-    def mean_prob(self) -> float | None:
-        return self.prob_sum / self.count if self.count else None
-
-    def remove(self) -> None:
-        for h in self.handles:
-            h.remove()
-
-
-def _box_classes(model: nn.Module, num_classes: int | None) -> int | None:
-    """Softmax width of a two-stage detector's box classifier (classes + background)."""
-    for name, m in model.named_modules():
-        if name.endswith("cls_score") and isinstance(m, nn.Linear):
-            return m.out_features
-    return num_classes + 1 if num_classes is not None else None
-
-
-def _detector_heads(
-    model: nn.Module,
-    terms: dict[str, float],
-    num_classes: int | None,
-    focal: _FocalProbe | None,
-    focal_prior: float,
-) -> list[HeadCheck]:
-    heads: list[HeadCheck] = []
-    for name, value in terms.items():
-        low = name.lower()
-        if "objectness" in low or "ctrness" in low or "centerness" in low:
-            heads.append(
-                _judge_head(name, "sigmoid", value, math.log(2), "binary cross-entropy at p=0.5")
-            )
-        elif low in ("loss_classifier", "classifier") or ("classifier" in low and "box" not in low):
-            k = _box_classes(model, num_classes)
-            if k is None:
-                heads.append(
-                    HeadCheck(name, "unchecked", value, None, None, "pass num_classes to check it")
-                )
-            else:
-                heads.append(
-                    _judge_head(
-                        name,
-                        "softmax",
-                        value,
-                        math.log(k),
-                        f"log({k}): {k - 1} classes + background",
-                    )
-                )
-        else:
-            heads.append(
-                HeadCheck(name, "unchecked", value, None, None, "no expectation at initialisation")
-            )
-    if focal is not None and focal.bias_prior is not None and focal.mean_prob is not None:
-        heads.append(_judge_prior(focal.mean_prob, focal_prior, focal.bias_prior, focal.names[0]))
-    return heads
+def _judge(p: HeadPrior) -> HeadCheck:
+    if p.expected is None:
+        return HeadCheck(p.name, p.kind, p.measured, None, None, p.note)
+    if p.kind == "focal_prior" and p.bias_prob is not None:
+        return _judge_prior(p.measured, p.expected, p.bias_prob, p.layer)
+    return _judge_head(p.name, p.kind, p.measured, p.expected, p.note)
 
 
 def _judge_head(name: str, kind: str, measured: float, expected: float, note: str) -> HeadCheck:
@@ -570,69 +486,38 @@ def _detector_result(
     expected_shown = (
         ", ".join(f"{h.name} {h.expected:.3g}" for h in checked if h.expected is not None) or "-"
     )
+    bad = [h for h in checked if h.status != "PASS"]
+    reasons, fixes = [], []
+    for h in bad:
+        if h.kind == "focal_prior":
+            reasons.append(
+                f"mean foreground probability {h.measured:.3g} vs prior {h.expected:.3g}: {h.note}"
+            )
+            fixes.append(
+                f"initialise the classification conv's bias to -log((1-p)/p) with p={h.expected:g} "
+                "and its weights small (normal, std 0.01)"
+            )
+            continue
+        above = h.expected is not None and h.measured > h.expected
+        reasons.append(
+            f"{h.name} {h.measured:.3g} is {'above' if above else 'below'} {h.expected:.3g}"
+        )
+        fixes.append(
+            f"scale down the final layer of the {h.name} head (small weights, zero bias)"
+            if above
+            else f"set the bias of the {h.name} head's final layer to 0: it is confident "
+            "before training (a background bias lowers this loss while hiding the objects)"
+        )
+    status: Status = worst(h.status for h in checked if h.status is not None)
+    reason, fix = "; ".join(reasons), "; ".join(dict.fromkeys(fixes))
     if not math.isfinite(measured):
-        verdict = Verdict(
-            CHECK,
-            "FAIL",
-            shown,
-            expected_shown,
-            "a loss term is not finite at initialisation",
-            "look for empty targets, degenerate boxes, or inputs with NaN/Inf",
-        )
+        status, reason = "FAIL", "a loss term is not finite at initialisation"
+        fix = "look for empty targets, degenerate boxes, or inputs with NaN/Inf"
     elif not checked:
-        verdict = Verdict(
-            CHECK,
-            "WARN",
-            shown,
-            expected_shown,
-            "no head with a known expectation was found (terms: "
-            + ", ".join(h.name for h in heads)
-            + ")",
-            "name the loss terms like torchvision's detectors, or check them by hand",
-        )
-    else:
-        status = worst(h.status for h in checked if h.status is not None)
-        bad = [h for h in checked if h.status != "PASS"]
-        if not bad:
-            verdict = Verdict(
-                CHECK,
-                "PASS",
-                shown,
-                expected_shown,
-                "every head starts where its initialisation implies",
-            )
-        else:
-            reasons = []
-            fixes = []
-            for h in bad:
-                if h.kind == "focal_prior":
-                    reasons.append(
-                        f"mean foreground probability {h.measured:.3g} vs prior {h.expected:.3g}: {h.note}"
-                    )
-                    fixes.append(
-                        f"initialise the classification conv's bias to -log((1-p)/p) with p={h.expected:g} "
-                        "and its weights small (normal, std 0.01)"
-                    )
-                else:
-                    direction = (
-                        "above" if h.expected is not None and h.measured > h.expected else "below"
-                    )
-                    reasons.append(f"{h.name} {h.measured:.3g} is {direction} {h.expected:.3g}")
-                    fixes.append(
-                        f"scale down the final layer of the {h.name} head (small weights, zero bias)"
-                        if direction == "above"
-                        else f"set the bias of the {h.name} head's final layer to 0: it is confident "
-                        "before training (a background bias lowers this loss while hiding the objects)"
-                    )
-            verdict = Verdict(
-                CHECK,
-                status,
-                shown,
-                expected_shown,
-                "; ".join(reasons),
-                "; ".join(dict.fromkeys(fixes)),
-            )
-    total_expected = None
-    return InitialLossResult(
-        measured, total_expected, per_batch, heads, verdict, num_classes=num_classes
-    )
+        status = "WARN"
+        reason = f"no head with a known expectation was found (terms: {', '.join(h.name for h in heads)})"
+        fix = "name the loss terms like torchvision's detectors, or check them by hand"
+    elif not bad:
+        reason = "every head starts where its initialisation implies"
+    verdict = Verdict(CHECK, status, shown, expected_shown, reason, fix)
+    return InitialLossResult(measured, None, per_batch, heads, verdict, num_classes=num_classes)

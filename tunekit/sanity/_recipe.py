@@ -13,6 +13,7 @@ from torch import nn
 from tunekit.config import Recipe
 from tunekit.core import DistInfo, resolve_device
 from tunekit.engine import build_optimizer, effective_lr
+from tunekit.tasks import get_task
 
 from ._base import Objective, SanityError, Status, Verdict, worst
 from ._initial_loss import InitialLossResult, check_initial_loss
@@ -139,24 +140,16 @@ def run_sanity(
     configure_determinism(recipe, dist.device)
     comp = build_components(plain_recipe(recipe), dist, file=file)
     model = comp.model
-    if recipe.task == "classification":
-        objective = Objective(
-            nn.CrossEntropyLoss(label_smoothing=recipe.regularization.label_smoothing),
-            to_device=comp.task.to_device,
-            grad_clip=recipe.optim.grad_clip,
-        )
-        num_classes: int | None = comp.bundle.num_classes
-    elif recipe.task == "multilabel":
-        # The task's own loss module: the initial-loss check reads its kind (BCE or softmax).
-        objective = Objective(
-            comp.task.loss_fn, to_device=comp.task.to_device, grad_clip=recipe.optim.grad_clip
-        )
-        num_classes = comp.bundle.num_classes
-    else:
-        objective = Objective(
-            losses=comp.task.losses, to_device=comp.task.to_device, grad_clip=recipe.optim.grad_clip
-        )
-        num_classes = comp.bundle.num_classes
+    # A loss on the logits where the task has one (its kind sets the initial-loss check's
+    # expectation), else the task's own loss terms (a detector's, judged head by head).
+    loss_fn = get_task(recipe.task).probe_loss(recipe, comp.task)
+    objective = Objective(
+        loss_fn,
+        losses=None if loss_fn is not None else comp.task.losses,
+        to_device=comp.task.to_device,
+        grad_clip=recipe.optim.grad_clip,
+    )
+    num_classes = comp.bundle.num_classes
     optimizer = _optimizer(model, recipe, file)
     report = SanityReport(
         recipe.name,
@@ -224,9 +217,10 @@ def _optimizer(model: nn.Module, recipe: Recipe, file: str | None) -> torch.opti
             file=file,
             field="model.freeze_to",
         )
-    from tunekit.run import model_stages
-
     # The probes step on one batch at a time, so the LR rule scales by batch_size alone.
     return build_optimizer(
-        model, recipe.optim, recipe.train.batch_size, stages=model_stages(recipe, model)
+        model,
+        recipe.optim,
+        recipe.train.batch_size,
+        stages=get_task(recipe.task).stages(recipe, model),
     )

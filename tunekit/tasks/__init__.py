@@ -1,5 +1,10 @@
-"""What each kind of model brings to the loop: its losses and its metrics."""
+"""What each kind of model brings to a run: data and model builders, losses and metrics.
 
+``get_task(recipe.task)`` gives the :class:`TaskSpec` that the run builder, the sanity checks
+and the ensembles ask instead of branching on the task's name.
+"""
+
+from ._base import TASKS, HeadPrior, HeadProbe, TaskSpec, get_task
 from ._classification import ClassificationTask
 from ._multilabel import (
     LOSSES,
@@ -17,16 +22,21 @@ from ._tta import VIEWS, TTAHook, TTAModel, five_crops, tta_views
 
 __all__ = [
     "LOSSES",
+    "TASKS",
     "VIEWS",
     "ClassificationTask",
+    "HeadPrior",
+    "HeadProbe",
     "MultiHotTargets",
     "MultilabelSoftmaxLoss",
     "MultilabelTask",
     "TTAHook",
     "TTAModel",
+    "TaskSpec",
     "average_precision",
     "build_loss",
     "five_crops",
+    "get_task",
     "mean_average_precision",
     "multi_hot_dataset",
     "precision_at_k",

@@ -10,7 +10,13 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms import v2
 
+from tunekit.config import Recipe, RegularizationConfig
 from tunekit.core import DistInfo, all_reduce_sum
+from tunekit.data import DataBundle, build_data
+from tunekit.engine import Task
+from tunekit.models import build_model, freeze_to, frozen_modules, stage_modules, unfreeze_module
+
+from ._base import TaskSpec
 
 
 class ClassificationTask:
@@ -84,3 +90,59 @@ class ClassificationTask:
             "val/top1": float(totals[1]) / n,
             "val/top5": float(totals[2]) / n,
         }
+
+
+def classification_task(
+    num_classes: int, reg: RegularizationConfig, *, channels_last: bool
+) -> ClassificationTask:
+    """The classification task with a recipe's (or a phase's) loss-side regularisation."""
+    return ClassificationTask(
+        num_classes,
+        label_smoothing=reg.label_smoothing,
+        mixup_alpha=reg.mixup_alpha,
+        cutmix_alpha=reg.cutmix_alpha,
+        channels_last=channels_last,
+    )
+
+
+class ClassificationSpec(TaskSpec):
+    """``task: classification``: a classifier from ``tunekit.models`` on class-index data."""
+
+    name = "classification"
+
+    def metric_names(self, recipe: Recipe) -> tuple[str, ...]:
+        return ClassificationTask.metric_names
+
+    def build(
+        self, recipe: Recipe, dist: DistInfo, *, channels_last: bool, file: str | None
+    ) -> tuple[DataBundle, nn.Module, Task]:
+        bundle = build_data(recipe.data, file=file)
+        model = build_model(recipe.model, bundle.num_classes, bundle.in_channels, file=file)
+        return bundle, model, self.task(recipe, bundle, channels_last=channels_last, file=file)
+
+    def task(
+        self, recipe: Recipe, bundle: DataBundle, *, channels_last: bool, file: str | None
+    ) -> Task:
+        """The trainer's task for ``bundle`` (the data it may check or wrap first)."""
+        reg = recipe.regularization
+        return classification_task(bundle.num_classes, reg, channels_last=channels_last)
+
+    def phase_task(self, task: Task, recipe: Recipe, index: int) -> Task:
+        # Only a phase that changes the loss-side regularisation needs a new task.
+        if not isinstance(task, ClassificationTask) or not any(
+            k.startswith("regularization.") for p in recipe.phases for k in p.set
+        ):
+            return task
+        reg = recipe.phase_recipe(index).regularization
+        return classification_task(task.num_classes, reg, channels_last=task.channels_last)
+
+    def stages(self, recipe: Recipe, model: nn.Module | None) -> dict[str, tuple[str, ...]]:
+        return stage_modules(recipe.model, model)
+
+    def set_frozen_stages(self, model: nn.Module, recipe: Recipe, *, file: str | None) -> None:
+        for name in frozen_modules(model):
+            unfreeze_module(model.get_submodule(name), mode=model.training)
+        freeze_to(model, recipe.model, file)
+
+    def probe_loss(self, recipe: Recipe, task: Task) -> nn.Module | None:
+        return nn.CrossEntropyLoss(label_smoothing=recipe.regularization.label_smoothing)

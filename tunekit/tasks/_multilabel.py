@@ -38,8 +38,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from tunekit.config import Recipe
 from tunekit.core import DistInfo
+from tunekit.data import DataBundle
+from tunekit.engine import Task
 from tunekit.errors import DataError, unknown_choice
+
+from ._classification import ClassificationSpec
 
 
 class MultilabelSoftmaxLoss(nn.Module):
@@ -324,3 +329,33 @@ class MultilabelTask:
         for k in self.precision_at:
             out[f"val/prec@{k}"] = precision_at_k(z, t, k)
         return out
+
+
+class MultilabelSpec(ClassificationSpec):
+    """``task: multilabel``: a classifier's model and data, with multi-hot targets."""
+
+    name = "multilabel"
+    no_snapshots = (
+        "snapshot ensembles average softmax probabilities, which is wrong for a multilabel "
+        "model's tags"
+    )
+    no_ensembles = "members are averaged as softmax classifiers, wrong for per-tag sigmoids"
+
+    def metric_names(self, recipe: Recipe) -> tuple[str, ...]:
+        return MultilabelTask.names_for(recipe.multilabel.precision_at)
+
+    def task(
+        self, recipe: Recipe, bundle: DataBundle, *, channels_last: bool, file: str | None
+    ) -> Task:
+        # Targets checked (and made multi-hot) up front where listed, else as they are read.
+        c = bundle.num_classes
+        bundle.train = multi_hot_dataset(bundle.train, c, "training", file=file)
+        bundle.val = multi_hot_dataset(bundle.val, c, "validation", file=file)
+        ml = recipe.multilabel
+        return MultilabelTask(
+            c, loss=ml.loss, precision_at=ml.precision_at, channels_last=channels_last
+        )
+
+    def probe_loss(self, recipe: Recipe, task: Task) -> nn.Module | None:
+        # The task's own loss module: the initial-loss check reads its kind (BCE or softmax).
+        return task.loss_fn if isinstance(task, MultilabelTask) else None
