@@ -34,9 +34,8 @@ from _common import machine, write_section
 
 from tunekit.config import DiagnosticsConfig, ModelConfig, ScheduleConfig
 from tunekit.core import DistInfo
-from tunekit.diagnostics import LiveView, diagnostic_hooks
-from tunekit.engine import HookBase, Trainer, build_scheduler
-from tunekit.engine._builtin_hooks import MetricsWriter, ProgressHook
+from tunekit.diagnostics import diagnostic_hooks
+from tunekit.engine import HookBase, MetricsWriter, ProgressHook, Trainer, build_scheduler
 from tunekit.models import build_model
 from tunekit.tasks import ClassificationTask
 
@@ -114,12 +113,12 @@ def measure(model_name: str, args: argparse.Namespace) -> dict[str, float | str]
 
             console = Console(file=io.StringIO(), force_terminal=True, width=120)
         if arm == "on":
-            diag = diagnostic_hooks(DiagnosticsConfig(), tmp / arm, live=False)
+            diag = diagnostic_hooks(DiagnosticsConfig(), tmp / arm)
             for hook in diag:
                 _time_calls(hook, setup[arm], in_hooks)
             hooks += diag
             if args.progress:
-                hooks.append(LiveView(console=console))
+                hooks.append(ProgressHook(console=console, live=True))
         elif args.progress:
             hooks.append(ProgressHook(console=console))
         # A real run sets up and tears down its hooks once (a TensorBoard writer

@@ -24,8 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, median, write_section
 
 from tunekit.config import ModelConfig, ScheduleConfig
-from tunekit.engine import Trainer, build_scheduler
-from tunekit.engine._builtin_hooks import CheckpointHook, MetricsWriter
+from tunekit.engine import CheckpointHook, MetricsWriter, Trainer, build_scheduler
 from tunekit.models import build_model
 from tunekit.tasks import ClassificationTask
 

@@ -33,17 +33,20 @@ from tunekit.core import (
 )
 from tunekit.data import DataBundle, build_loaders
 from tunekit.engine import (
+    CheckpointHook,
+    EarlyStopping,
     HookBase,
+    MetricsWriter,
     Phase,
     PhaseHook,
     PhaseSetup,
+    ProgressHook,
     Trainer,
     build_optimizer,
     build_scheduler,
     phase_at,
     phase_starts,
 )
-from tunekit.engine._builtin_hooks import CheckpointHook, EarlyStopping, MetricsWriter, ProgressHook
 from tunekit.errors import CheckpointError, ConfigError, TunekitError, did_you_mean, in_file
 from tunekit.tasks import get_task
 
@@ -116,12 +119,21 @@ def record_metrics(recipe: Recipe) -> tuple[str, ...]:
     return (*names, *(f"{side}/{n}" for side in side_models(recipe) for n in names))
 
 
+def metric_name(key: str) -> str:
+    """How ``train.metric`` spells an epoch record's key: ``ema/val/top1`` -> ``val_ema/top1``."""
+    side, sep, sub = key.partition("/val/")
+    return f"val_{side}/{sub}" if sep and side else key
+
+
+def record_key(metric: str) -> str:
+    """The epoch record's key a ``train.metric`` names: ``val_ema/top1`` -> ``ema/val/top1``."""
+    side, sep, sub = metric.partition("/")
+    return f"{side[4:]}/val/{sub}" if sep and side.startswith("val_") else metric
+
+
 def best_metrics(recipe: Recipe) -> tuple[str, ...]:
-    """What ``train.metric`` may name (the keys of ``trainer.last_eval``): ``val/top1``,
-    ``val_ema/top1``, ..."""
-    names = task_metrics(recipe)
-    subs = [n.removeprefix("val/") for n in names]
-    return (*names, *(f"val_{side}/{sub}" for side in side_models(recipe) for sub in subs))
+    """What ``train.metric`` may name: ``val/top1``, ``val_ema/top1``, ..."""
+    return tuple(metric_name(k) for k in record_metrics(recipe))
 
 
 def check_metric(recipe: Recipe, *, file: str | None = None) -> None:
@@ -133,7 +145,7 @@ def check_metric(recipe: Recipe, *, file: str | None = None) -> None:
         section = metric.startswith("val_") and averaging_section(metric[4:].split("/", 1)[0])
         if metric in record_metrics(recipe):  # ema/val/top1, as metrics.jsonl names it
             side, _, sub = metric.partition("/val/")
-            hint = f" (the {side} model's {sub} is named 'val_{side}/{sub}' here)"
+            hint = f" (the {side} model's {sub} is named {metric_name(metric)!r} here)"
         elif section:
             hint = f" (the recipe has no averaging.{section})"
         elif metric.startswith("val_tta/"):
@@ -204,13 +216,14 @@ def check_syncbn(
 def recipe_hooks(recipe: Recipe, run_dir: Path, *, progress: bool = True) -> list[HookBase]:
     """The hooks a recipe asks for, plus the ones every run has."""
     t = recipe.train
+    metric = record_key(t.metric)
     hooks: list[HookBase] = [
         MetricsWriter(run_dir / "metrics.jsonl"),
-        CheckpointHook(run_dir / "checkpoints", t.metric, t.mode, t.keep_last),
+        CheckpointHook(run_dir / "checkpoints", metric, t.mode, t.keep_last),
     ]
     if t.early_stopping is not None:
         hooks.append(
-            EarlyStopping(t.metric, t.mode, t.early_stopping.patience, t.early_stopping.min_delta)
+            EarlyStopping(metric, t.mode, t.early_stopping.patience, t.early_stopping.min_delta)
         )
     hooks += get_task(recipe.task).hooks(recipe, run_dir)
     av = recipe.averaging
@@ -226,9 +239,10 @@ def recipe_hooks(recipe: Recipe, run_dir: Path, *, progress: bool = True) -> lis
     if diag.enabled:
         from tunekit.diagnostics import diagnostic_hooks
 
-        hooks += diagnostic_hooks(diag, run_dir, live=progress)
-    if progress and not (diag.enabled and diag.live):
-        hooks.append(ProgressHook())
+        hooks += diagnostic_hooks(diag, run_dir)
+    if progress:  # with diagnostics, live: their latest values under the bar
+        low, high = diag.ratio_bounds
+        hooks.append(ProgressHook(live=diag.enabled and diag.live, bounds=(low, high)))
     return hooks
 
 
@@ -392,9 +406,7 @@ def build_trainer(
         all_hooks.append(WeightsLog(loaded))
     # Hooks that keep a copy of the model (EMA) see it before the DDP wrap.
     for hook in all_hooks:
-        setup = getattr(hook, "setup_model", None)
-        if callable(setup):
-            setup(model)
+        hook.setup_model(model)
     if dist.distributed:
         check_syncbn(model, dist.world_size, dist.device, file=file)
         model = wrap_ddp(model, dist)
@@ -608,8 +620,7 @@ def _record_failure(run_dir: Path, trainer: Trainer | None, exc: BaseException) 
 def make_summary(trainer: Trainer, recipe: Recipe, run_dir: Path, wall: float) -> dict[str, Any]:
     from tunekit.models import weights_report
 
-    ck = trainer.get_hook(CheckpointHook)
-    assert isinstance(ck, CheckpointHook)
+    ck = next(h for h in trainer.hooks if isinstance(h, CheckpointHook))
     loaded = weights_report(trainer.module)
     final = trainer.history[-1] if trainer.history else {}
     ckdir = run_dir / "checkpoints"

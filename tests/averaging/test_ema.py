@@ -135,7 +135,7 @@ def test_hook_without_build_trainer_copies_the_model_itself() -> None:
     start = copy.deepcopy(model.state_dict())
     trainer.train()
     assert hook.ema is not None
-    assert "ema/val/top1" in trainer.history[-1] and "val_ema/top1" in trainer.last_eval
+    assert "ema/val/top1" in trainer.history[-1] and "ema/val/top1" in trainer.last_eval
     w = hook.ema.module.state_dict()["fc1.weight"]
     assert not torch.equal(w, start["fc1.weight"]) and not torch.equal(w, model.fc1.weight)
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from diag_helpers import tiny_trainer
 
-from tunekit.diagnostics import Guards, NonFiniteError, StepRecorder, UpdateRatioMonitor
+from tunekit.diagnostics import Guards, NonFiniteError, UpdateRatioMonitor
 from tunekit.tasks import ClassificationTask
 from tunekit.testing import TinyMLP
 
@@ -22,8 +22,7 @@ def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def test_nan_gradient_at_step_k_stops_step_k_naming_the_layer() -> None:
     k = 3
     model = TinyMLP()
-    recorder = StepRecorder()
-    trainer = tiny_trainer([Guards(), recorder], model=model, epochs=2)
+    trainer = tiny_trainer([Guards()], model=model, epochs=2)
     weights_before_k: dict[str, torch.Tensor] = {}
 
     def poison(grad: torch.Tensor) -> torch.Tensor:
@@ -42,7 +41,7 @@ def test_nan_gradient_at_step_k_stops_step_k_naming_the_layer() -> None:
     after = _snapshot(model)
     assert all(torch.equal(after[n], weights_before_k[n]) for n in after)  # ... and no weight moved
     assert f"step {k}" in str(err) and "'fc2'" in str(err) and "\n" not in str(err)
-    assert [e["step"] for e in recorder.events if e["event"] == "non_finite"] == [k]
+    assert [e["step"] for e in trainer.metrics.events if e["event"] == "non_finite"] == [k]
 
 
 def test_with_a_gradient_check_interval_a_bad_gradient_is_caught_by_the_next_loss() -> None:
@@ -99,7 +98,6 @@ def test_non_finite_error_survives_pickling() -> None:
 
 
 def test_a_loss_spike_is_an_event_and_training_goes_on() -> None:
-    recorder = StepRecorder()
     guards = Guards(spike_factor=3.0, spike_window=10)
 
     class Spiky(ClassificationTask):
@@ -110,7 +108,7 @@ def test_a_loss_spike_is_an_event_and_training_goes_on() -> None:
             return out
 
     trainer = tiny_trainer(  # 12 slow steps: the loss stays near its start, so x20 is a clear spike
-        [guards, recorder],
+        [guards],
         task=Spiky(4),
         epochs=3,
         optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=0.01),
@@ -118,7 +116,7 @@ def test_a_loss_spike_is_an_event_and_training_goes_on() -> None:
     trainer.train()
     assert trainer.step == 12
     assert [s["step"] for s in guards.spikes] == [9]
-    spikes = [e for e in recorder.events if e["event"] == "loss_spike"]
+    spikes = [e for e in trainer.metrics.events if e["event"] == "loss_spike"]
     assert len(spikes) == 1 and spikes[0]["loss"] > 3 * spikes[0]["median"]
 
 
@@ -127,12 +125,11 @@ def test_a_failing_diagnostic_turns_itself_off_and_the_run_finishes() -> None:
         def _report(self, *args: Any, **kwargs: Any) -> None:
             raise RuntimeError("boom")
 
-    recorder = StepRecorder()
     broken = Broken(interval=1)
-    trainer = tiny_trainer([recorder, broken, Guards()], epochs=2)
+    trainer = tiny_trainer([broken, Guards()], epochs=2)
     trainer.train()
     assert trainer.step == 8 and broken.disabled
-    errors = [e for e in recorder.events if e["event"] == "diagnostic_error"]
+    errors = [e for e in trainer.metrics.events if e["event"] == "diagnostic_error"]
     assert len(errors) == 1 and "boom" in errors[0]["message"] and errors[0]["step"] == 1
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from diag_helpers import tiny_trainer
 
-from tunekit.diagnostics import StepRecorder, UpdateRatioMonitor
+from tunekit.diagnostics import UpdateRatioMonitor
 from tunekit.engine import HookBase
 from tunekit.testing import TinyMLP
 
@@ -14,9 +14,8 @@ from tunekit.testing import TinyMLP
 def test_layer_left_out_of_the_optimizer_has_ratio_zero_and_is_warned_about() -> None:
     model = TinyMLP()
     monitor = UpdateRatioMonitor(interval=1, patience=3)
-    recorder = StepRecorder()
     trainer = tiny_trainer(
-        [recorder, monitor],
+        [monitor],
         model=model,
         optimizer=lambda m: torch.optim.SGD(m.fc2.parameters(), lr=0.1),  # fc1 forgotten
     )
@@ -28,7 +27,7 @@ def test_layer_left_out_of_the_optimizer_has_ratio_zero_and_is_warned_about() ->
     assert len(warned) == 1 and warned[0]["step"] == 3  # the third check in a row
     assert "not being trained at all" in warned[0]["message"]
     assert not [w for w in monitor.warnings if w["layer"] == "fc2" and w["ratio"] == 0]
-    events = [e for e in recorder.events if e["event"] == "ratio_warning"]
+    events = [e for e in trainer.metrics.events if e["event"] == "ratio_warning"]
     assert [e["layer"] for e in events if e["layer"] == "fc1"] == ["fc1"]
 
 
@@ -52,9 +51,8 @@ def test_doubling_the_lr_of_plain_sgd_doubles_the_ratio() -> None:
 def test_ratio_is_the_real_change_with_adamw_and_weight_decay() -> None:
     model = TinyMLP()
     monitor = UpdateRatioMonitor(interval=1)
-    recorder = StepRecorder()
     trainer = tiny_trainer(
-        [recorder, monitor],
+        [monitor],
         model=model,
         optimizer=lambda m: torch.optim.AdamW(m.parameters(), lr=3e-3, weight_decay=0.1),
     )
@@ -78,7 +76,7 @@ def test_ratio_is_the_real_change_with_adamw_and_weight_decay() -> None:
         )
         norm = sum(float(before[f"{layer}.{p}"].pow(2).sum()) for p in ("weight", "bias"))
         assert monitor.last_ratios[layer] == pytest.approx((delta / norm) ** 0.5, rel=1e-5)
-    record = recorder.latest
+    record = trainer.metrics.latest
     assert record["param_update_ratio/fc1.weight"] > 0
     assert record["grad_norm/fc1"] > 0 and record["weight_norm/fc1"] > 0
 
@@ -87,10 +85,9 @@ def test_frozen_parameters_are_not_watched_and_ratios_come_every_interval() -> N
     model = TinyMLP()
     model.fc1.requires_grad_(False)
     monitor = UpdateRatioMonitor(interval=2, patience=1)
-    recorder = StepRecorder(flush_every=1)
     seen: list[int] = []
-    recorder.subscribe(lambda r: seen.append(r["step"]) if "update_ratio/fc2" in r else None)
-    trainer = tiny_trainer([recorder, monitor], model=model, epochs=2)  # 8 steps
+    trainer = tiny_trainer([monitor], model=model, epochs=2)  # 8 steps
+    trainer.metrics.subscribe(lambda r: seen.append(r["step"]) if "update_ratio/fc2" in r else None)
     trainer.train()
     assert seen == [2, 4, 6, 8]
     assert set(monitor.last_ratios) == {"fc2"}

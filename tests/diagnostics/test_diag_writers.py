@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tunekit.config import Recipe
-from tunekit.diagnostics import ActivationMonitor, StepRecorder, auto_layers, diagnostic_hooks
+from tunekit.diagnostics import ActivationMonitor, auto_layers, diagnostic_hooks
 from tunekit.errors import ConfigError
 from tunekit.run import train
 from tunekit.testing import TinyCNN
@@ -96,18 +96,17 @@ def test_tensorboard_files_read_back_with_the_expected_tags(run_dir: Path) -> No
 def test_diagnostics_can_be_switched_off_piece_by_piece(tmp_path: Path) -> None:
     from tunekit.config import DiagnosticsConfig
 
-    names = lambda cfg: [type(h).__name__ for h in diagnostic_hooks(cfg, tmp_path, live=True)]  # noqa: E731
+    names = lambda cfg: [type(h).__name__ for h in diagnostic_hooks(cfg, tmp_path)]  # noqa: E731
     assert names(DiagnosticsConfig()) == [
-        "StepRecorder",
+        "ThroughputMonitor",
         "UpdateRatioMonitor",
         "Guards",
         "ActivationMonitor",
         "TensorBoardWriter",
-        "LiveView",
     ]
     assert names(DiagnosticsConfig(enabled=False)) == []
     off = DiagnosticsConfig(guards=False, activations="off", tensorboard=False, live=False)
-    assert names(off) == ["StepRecorder", "UpdateRatioMonitor"]
+    assert names(off) == ["ThroughputMonitor", "UpdateRatioMonitor"]
 
 
 def test_config_rejects_inconsistent_intervals_and_bounds() -> None:
@@ -127,7 +126,7 @@ def test_activation_layers_auto_and_unknown_names() -> None:
     assert auto_layers(TinyCNN()) == ["conv1", "conv2"]
     from diag_helpers import tiny_trainer
 
-    trainer = tiny_trainer([StepRecorder(), ActivationMonitor(["fc1", "fc3"], interval=1)])
+    trainer = tiny_trainer([ActivationMonitor(["fc1", "fc3"], interval=1)])
     with pytest.raises(
         ConfigError,
         match=r"unknown layer 'fc3' \(did you mean 'fc2'\?\); choose one of: act, fc1, fc2",

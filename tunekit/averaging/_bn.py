@@ -161,18 +161,3 @@ def evaluate_side_model(model: nn.Module, trainer: Trainer) -> dict[str, float]:
             return trainer.task.evaluate(model, trainer.val_loader, trainer.dist)
     finally:
         model.train(was_training)
-
-
-def add_side_metrics(trainer: Trainer, prefix: str, metrics: dict[str, float]) -> None:
-    """Adds ``val/x`` of a side model as ``<prefix>/val/x`` to the epoch record and
-    ``val_<prefix>/x`` to ``trainer.last_eval`` (where a checkpoint or stopping metric can use it)."""
-    record = trainer.history[-1]
-    for key, value in metrics.items():
-        record[f"{prefix}/{key}"] = value
-        sub = key.split("/", 1)[1] if key.startswith("val/") else key
-        trainer.last_eval[f"val_{prefix}/{sub}"] = value
-
-
-def eval_due(trainer: Trainer) -> bool:
-    """Whether the trainer evaluated in the epoch that just ended."""
-    return trainer.val_loader is not None and any(k.startswith("val/") for k in trainer.history[-1])

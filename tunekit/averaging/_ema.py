@@ -19,10 +19,8 @@ from tunekit.config import EmaConfig
 from tunekit.engine import HookBase
 
 from ._bn import (
-    add_side_metrics,
     bare_copy,
     batchnorm_layers,
-    eval_due,
     evaluate_side_model,
     recalibrate_on_training_data,
 )
@@ -119,8 +117,8 @@ class EmaHook(HookBase):
 
     The copy is made in :meth:`setup_model`, which ``tunekit.run.build_trainer``
     calls before the DDP wrap (every rank then averages the same weights). Its
-    metrics go into the epoch record as ``ema/val/...`` and into
-    ``trainer.last_eval`` as ``val_ema/...``; its state rides in checkpoints, so
+    metrics go into the metrics store as ``ema/val/...`` (the epoch record and
+    ``last_eval``); its state rides in checkpoints, so
     a resumed run continues the same average bit for bit.
     """
 
@@ -179,10 +177,10 @@ class EmaHook(HookBase):
 
     def after_epoch(self) -> None:
         t = self.trainer
-        if self.ema is None or not self.evaluate or not eval_due(t):
+        if self.ema is None or not self.evaluate or not self.metrics.evaluated:
             return
         self.prepare_for_eval()
-        add_side_metrics(t, "ema", evaluate_side_model(self.ema.module, t))
+        self.metrics.put_eval(evaluate_side_model(self.ema.module, t), model="ema")
 
     def prepare_for_eval(self) -> None:
         """Recomputes the average's BN statistics when asked to (``buffers="recalibrate"``)."""

@@ -22,7 +22,7 @@ from tunekit.engine import HookBase
 from tunekit.engine._schedules import sgdr_cycle
 from tunekit.errors import CheckpointError, ConfigError
 
-from ._bn import add_side_metrics, bare_copy, eval_due, evaluate_side_model
+from ._bn import bare_copy, evaluate_side_model
 from ._ensemble import ensemble_for_task
 
 SNAPSHOT_FORMAT = "tunekit-snapshot-v1"
@@ -157,7 +157,7 @@ class SnapshotHook(HookBase):
 
     def after_epoch(self) -> None:
         t = self.trainer
-        if not self._pending or not eval_due(t):
+        if not self._pending or not self.metrics.evaluated:
             return
         self._pending = False
         if t.dist.distributed:
@@ -166,12 +166,12 @@ class SnapshotHook(HookBase):
         newest = self.records[-1]
         if not newest["metrics"]:
             newest["metrics"] = evaluate_side_model(members[-1], t)
-        add_side_metrics(t, "snapshot", newest["metrics"])
+        self.metrics.put_eval(newest["metrics"], model="snapshot")
         if len(members) > 1:
             ensemble = ensemble_for_task(members, self.kind)
             metrics = evaluate_side_model(ensemble, t)
-            add_side_metrics(t, "snapshots", metrics)
-            t.history[-1]["snapshots/members"] = float(len(members))
+            self.metrics.put_eval(metrics, model="snapshots")
+            self.metrics.put_epoch("snapshots/members", float(len(members)))
         self._write_index()
 
     def _write_index(self) -> None:

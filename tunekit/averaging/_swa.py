@@ -16,7 +16,7 @@ from torch.optim.swa_utils import SWALR, AveragedModel
 from tunekit.config import SwaConfig
 from tunekit.engine import HookBase
 
-from ._bn import add_side_metrics, eval_due, evaluate_side_model, recalibrate_on_training_data
+from ._bn import evaluate_side_model, recalibrate_on_training_data
 
 
 class SwaHook(HookBase):
@@ -24,8 +24,7 @@ class SwaHook(HookBase):
 
     The trainer steps the recipe's schedule every iteration; in the SWA phase
     this hook runs right after it and puts ``SWALR``'s LR back in place, so the
-    two never fight. Metrics: ``swa/val/...`` in the epoch record,
-    ``val_swa/...`` in ``trainer.last_eval``.
+    two never fight. Metrics: ``swa/val/...`` in the metrics store.
     """
 
     priority = 55  # before EMA and the writers; after_step must follow the trainer's scheduler step
@@ -103,10 +102,10 @@ class SwaHook(HookBase):
         ):  # averaged after epochs start+1, start+2, ...
             return
         self.averaged.update_parameters(t.module)
-        if eval_due(t):
+        if self.metrics.evaluated:
             recalibrate_on_training_data(self.averaged.module, t, self.recalibrate_batches)
-            add_side_metrics(t, "swa", evaluate_side_model(self.averaged.module, t))
-            t.history[-1]["swa/n_averaged"] = float(self.averaged.n_averaged)
+            self.metrics.put_eval(evaluate_side_model(self.averaged.module, t), model="swa")
+            self.metrics.put_epoch("swa/n_averaged", float(self.averaged.n_averaged))
 
     def state_dict(self) -> dict[str, Any]:
         if self.averaged is None:

@@ -7,8 +7,11 @@
   layers, sampled through forward hooks that exist only for the sampled step.
 - :class:`Guards`: a non-finite loss or gradient stops the step with a
   :class:`NonFiniteError`; loss spikes become events.
-- :class:`StepRecorder`: one record stream per run (into ``metrics.jsonl``);
-  :class:`TensorBoardWriter` and :class:`LiveView` write it out.
+- :class:`ThroughputMonitor`: steps and samples per second.
+- :class:`TensorBoardWriter`: the trainer's metrics store as TensorBoard event files.
+
+Each puts its values in the trainer's metrics store (``trainer.metrics``) and reads
+nothing from the other hooks; the live view is the engine's ``ProgressHook(live=True)``.
 
 :func:`diagnostic_hooks` builds them from a recipe's ``diagnostics`` section.
 No diagnostic can crash the run it watches: a hook that fails records a
@@ -21,25 +24,22 @@ from ._build import diagnostic_hooks
 from ._errors import NonFiniteError
 from ._guards import Guards
 from ._layers import ParamLayout, layer_of
-from ._live import LiveView, worst_layers
 from ._ratios import UpdateRatioMonitor
-from ._records import StepRecorder
 from ._tensorboard import TensorBoardWriter
+from ._throughput import ThroughputMonitor
 
 __all__ = [
     "ActivationMonitor",
     "DiagnosticHook",
     "Guards",
-    "LiveView",
     "NonFiniteError",
     "ParamLayout",
-    "StepRecorder",
     "TensorBoardWriter",
+    "ThroughputMonitor",
     "UpdateRatioMonitor",
     "activation_stats",
     "auto_layers",
     "diagnostic_hooks",
     "layer_of",
     "never_fails",
-    "worst_layers",
 ]

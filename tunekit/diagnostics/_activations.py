@@ -12,7 +12,6 @@ from torch.utils.hooks import RemovableHandle
 from tunekit.errors import unknown_choice
 
 from ._base import DiagnosticHook, never_fails
-from ._records import StepRecorder
 
 ACTIVATIONS: tuple[type[nn.Module], ...] = (
     nn.ReLU,
@@ -117,7 +116,6 @@ class ActivationMonitor(DiagnosticHook):
         self._modules: dict[str, nn.Module] = {}
         self._handles: list[RemovableHandle] = []
         self._stats: dict[str, list[torch.Tensor]] = {}
-        self._recorder: StepRecorder | None = None
 
     def before_train(self) -> None:
         # Not guarded: an unknown layer name is the user's mistake and is
@@ -132,8 +130,6 @@ class ActivationMonitor(DiagnosticHook):
                     "layer", name, [n for n in modules if n], field="diagnostics.activations"
                 )
         self._modules = {n: modules[n] for n in names}
-        rec = t.get_hook(StepRecorder)
-        self._recorder = rec if isinstance(rec, StepRecorder) else None
 
     @never_fails
     def before_step(self) -> None:
@@ -177,8 +173,7 @@ class ActivationMonitor(DiagnosticHook):
             values = {k: v for k, v in values.items() if v == v}  # NaN: not defined for this layer
             self.last[name] = values
             scalars.update({f"act/{name}/{k}": v for k, v in values.items()})
-        if self._recorder is not None:
-            self._recorder.update(scalars)
+        self.metrics.put_scalars(scalars)
 
     def after_train(self) -> None:
         self._remove()

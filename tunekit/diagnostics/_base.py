@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections.abc import Callable
@@ -30,14 +31,10 @@ class DiagnosticHook(HookBase):
         self.disabled = True
         message = f"{self.name} failed in {where} ({type(exc).__name__}: {exc}); it is off for the rest of this run"
         log.warning(message)
-        try:
-            from ._records import StepRecorder
-
-            rec = self.trainer.get_hook(StepRecorder)
-            if isinstance(rec, StepRecorder) and rec is not self:
-                rec.event("diagnostic_error", message, level="warning", hook=self.name)
-        except Exception:  # the report of a failure must not fail either
-            pass
+        with contextlib.suppress(Exception):  # the report of a failure must not fail either
+            self.metrics.event(
+                "diagnostic_error", message, level="warning", echo=False, hook=self.name
+            )
 
 
 def never_fails(method: F) -> F:

@@ -9,30 +9,26 @@ from tunekit.engine import HookBase
 
 from ._activations import ActivationMonitor
 from ._guards import Guards
-from ._live import LiveView
 from ._ratios import UpdateRatioMonitor
-from ._records import StepRecorder
 from ._tensorboard import TensorBoardWriter
+from ._throughput import ThroughputMonitor
 
 if TYPE_CHECKING:
     from tunekit.config import DiagnosticsConfig
 
 
-def diagnostic_hooks(
-    cfg: DiagnosticsConfig, run_dir: Path, *, live: bool = False
-) -> list[HookBase]:
+def diagnostic_hooks(cfg: DiagnosticsConfig, run_dir: Path) -> list[HookBase]:
     """Builds the hooks for ``cfg`` (none when ``cfg.enabled`` is false).
 
     Args:
         cfg: the recipe's ``diagnostics`` section.
         run_dir: the run directory (TensorBoard files go to ``run_dir/tb``).
-        live: add the terminal :class:`LiveView` (when ``cfg.live`` allows it).
     """
     if not cfg.enabled:
         return []
     histograms = cfg.histogram_interval if cfg.histograms else None
     hooks: list[HookBase] = [
-        StepRecorder(throughput_every=cfg.interval),
+        ThroughputMonitor(cfg.interval),
         UpdateRatioMonitor(
             cfg.interval,
             bounds=(cfg.ratio_bounds[0], cfg.ratio_bounds[1]),
@@ -52,6 +48,4 @@ def diagnostic_hooks(
         hooks.append(ActivationMonitor(cfg.activations, cfg.activation_interval))
     if cfg.tensorboard:
         hooks.append(TensorBoardWriter(run_dir / "tb", histograms))
-    if live and cfg.live:
-        hooks.append(LiveView())
     return hooks

@@ -15,7 +15,6 @@ from tunekit.core import rng_state, set_rng_state
 
 from ._base import DiagnosticHook, log, never_fails
 from ._errors import NonFiniteError
-from ._records import StepRecorder
 
 
 class Guards(DiagnosticHook):
@@ -62,14 +61,10 @@ class Guards(DiagnosticHook):
         self._window: deque[float] = deque(maxlen=spike_window)
         self._params: list[tuple[str, nn.Parameter]] = []
         self._uniform = True
-        self._recorder: StepRecorder | None = None
 
     @never_fails
     def before_train(self) -> None:
-        t = self.trainer
         self._watch_trainable()
-        rec = t.get_hook(StepRecorder)
-        self._recorder = rec if isinstance(rec, StepRecorder) else None
 
     @never_fails
     def after_phase_switch(self) -> None:
@@ -111,10 +106,9 @@ class Guards(DiagnosticHook):
             raise self._stop("loss")
         if grad_norm is not None and not math.isfinite(grad_norm):
             raise self._stop("gradient")
-        if self._recorder is not None:
-            self._recorder.add("train/step_loss", loss)
-            if grad_norm is not None:
-                self._recorder.add("grad_norm/total", grad_norm)
+        self.metrics.put("train/step_loss", loss)
+        if grad_norm is not None:
+            self.metrics.put("grad_norm/total", grad_norm)
         self._check_spike(loss, t.step + 1)
 
     def _check_spike(self, loss: float, step: int) -> None:
@@ -129,10 +123,9 @@ class Guards(DiagnosticHook):
                 )
                 spike = {"step": step, "loss": loss, "median": median, "message": message}
                 self.spikes.append(spike)
-                if self._recorder is not None:
-                    self._recorder.event(
-                        "loss_spike", message, level="info", step=step, loss=loss, median=median
-                    )
+                self.metrics.event(
+                    "loss_spike", message, level="info", step=step, loss=loss, median=median
+                )
         window.append(loss)
 
     def _stop(self, where: str) -> NonFiniteError:
@@ -157,24 +150,22 @@ class Guards(DiagnosticHook):
             parameter=parameter,
             detail=detail,
         )
-        if self._recorder is not None:
-            self._recorder.event(
-                "non_finite",
-                str(err),
-                level="error",
-                step=err.step,
-                where=where,
-                layer=layer,
-                loss_terms=terms,
-            )
+        self.metrics.event(
+            "non_finite",
+            str(err),
+            level="error",
+            step=err.step,
+            where=where,
+            layer=layer,
+            loss_terms=terms,
+        )
         every_step = self.check_gradients and self.gradient_check_interval == 1
         if t.dist.distributed and every_step and t.scaler is None:
             # Gradients are averaged over ranks, so every rank stops at this same
             # step (by its loss or by its gradient). Wait for each other before
             # raising: the launcher ends the other workers as soon as one exits,
             # and rank 0 must first write the records it holds.
-            if self._recorder is not None:
-                self._recorder.flush()
+            self.metrics.flush()
             import torch.distributed as dist
 
             dist.barrier()

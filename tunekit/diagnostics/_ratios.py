@@ -9,7 +9,6 @@ import torch
 
 from ._base import DiagnosticHook, never_fails
 from ._layers import ParamLayout
-from ._records import StepRecorder
 
 
 def _norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -38,15 +37,16 @@ class UpdateRatioMonitor(DiagnosticHook):
     ``requires_grad=False`` are frozen on purpose and not watched.
 
     Records: ``update_ratio/<layer>``, ``grad_norm/<layer>``,
-    ``weight_norm/<layer>``, ``param_update_ratio/<parameter>``.
+    ``weight_norm/<layer>``, ``param_update_ratio/<parameter>``; on the steps
+    divisible by ``keep_updates_every``, the update tensors as histograms
+    ``updates/<parameter>`` (until the next step starts).
 
     Args:
         interval: steps between measurements (the measuring step costs about
             one extra copy of the weights and three norm passes).
         bounds: the healthy range of the ratio (the recipe aims near 1e-3).
         patience: checks in a row out of bounds before a warning.
-        keep_updates_every: keep the update tensors of steps divisible by this
-            (for histograms), until the next step starts.
+        keep_updates_every: put the update tensors of steps divisible by this (for histograms).
         anneal_fraction: below this fraction of the peak learning rate, ratios
             under the lower bound are not counted.
     """
@@ -70,9 +70,6 @@ class UpdateRatioMonitor(DiagnosticHook):
         #: the last measurement: layer -> ratio (None where the weights were all zero)
         self.last_ratios: dict[str, float | None] = {}
         self.last_step: int | None = None
-        #: parameter name -> update tensor, for ``updates_step`` only
-        self.updates: dict[str, torch.Tensor] = {}
-        self.updates_step: int | None = None
         self.warnings: list[dict[str, Any]] = []
         self._out_of_bounds: dict[str, int] = {}
         self._warned: set[str] = set()
@@ -80,7 +77,6 @@ class UpdateRatioMonitor(DiagnosticHook):
         self._before: list[torch.Tensor] | None = None
         self._weight_norms: list[torch.Tensor] | None = None
         self._grad_norms: list[torch.Tensor] | None = None
-        self._recorder: StepRecorder | None = None
 
     def due(self, step: int) -> bool:
         """Whether step number ``step`` (1-based) is measured."""
@@ -88,10 +84,7 @@ class UpdateRatioMonitor(DiagnosticHook):
 
     @never_fails
     def before_train(self) -> None:
-        t = self.trainer
-        self._layout = ParamLayout.of(t.module)
-        rec = t.get_hook(StepRecorder)
-        self._recorder = rec if isinstance(rec, StepRecorder) else None
+        self._layout = ParamLayout.of(self.trainer.module)
 
     @never_fails
     def after_phase_switch(self) -> None:
@@ -101,11 +94,6 @@ class UpdateRatioMonitor(DiagnosticHook):
         self._peak_lr = 0.0
         self._out_of_bounds.clear()
         self._warned.clear()
-
-    @never_fails
-    def before_step(self) -> None:
-        # Last step's update tensors are a copy of the weights: free them.
-        self.updates, self.updates_step = {}, None
 
     @never_fails
     def after_backward(self) -> None:
@@ -138,8 +126,8 @@ class UpdateRatioMonitor(DiagnosticHook):
         d, w, g = values[:n], values[n : 2 * n], values[2 * n :]
         if self.keep_updates_every and t.step % self.keep_updates_every == 0:
             torch._foreach_neg_(before)  # w_after - w_before
-            self.updates = dict(zip(layout.names, before))
-            self.updates_step = t.step
+            for name, delta in zip(layout.names, before):
+                self.metrics.put_histogram(f"updates/{name}", delta)
         lr = max(float(group["lr"]) for group in t.optimizer.param_groups)
         self._peak_lr = max(self._peak_lr, lr)
         self._report(layout, d, w, g, t.step, annealed=lr < self.anneal_fraction * self._peak_lr)
@@ -170,8 +158,7 @@ class UpdateRatioMonitor(DiagnosticHook):
             scalars[f"grad_norm/{layer}"] = gn
             scalars[f"weight_norm/{layer}"] = wn
         self.last_ratios, self.last_step = ratios, step
-        if self._recorder is not None:
-            self._recorder.update(scalars)
+        self.metrics.put_scalars(scalars)
         self._check_bounds(ratios, step, annealed)
 
     def _check_bounds(self, ratios: dict[str, float | None], step: int, annealed: bool) -> None:
@@ -209,10 +196,9 @@ class UpdateRatioMonitor(DiagnosticHook):
             "message": message,
         }
         self.warnings.append(warning)
-        if self._recorder is not None:
-            self._recorder.event(
-                "ratio_warning", message, level="warning", step=step, layer=layer, ratio=ratio
-            )
+        self.metrics.event(
+            "ratio_warning", message, level="warning", step=step, layer=layer, ratio=ratio
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return {

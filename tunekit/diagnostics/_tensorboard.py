@@ -9,9 +9,9 @@ from typing import Any
 import torch
 from tensorboard.compat.proto.summary_pb2 import Summary
 
+from tunekit.engine import Record
+
 from ._base import DiagnosticHook, never_fails
-from ._ratios import UpdateRatioMonitor
-from ._records import Record, StepRecorder
 
 _NOT_SCALARS = {"kind", "step", "epoch", "event", "level", "message"}
 # Per-parameter ratios and weight norms stay in metrics.jsonl: TensorBoard gets
@@ -22,13 +22,13 @@ _JSONL_ONLY = ("param_update_ratio/", "weight_norm/")
 class TensorBoardWriter(DiagnosticHook):
     """Writes ``RUN_DIR/tb`` for ``tensorboard --logdir RUN_DIR/tb`` (rank 0 only).
 
-    Scalars are those of the run's record stream (step records, epoch records
-    and events as text), against the optimizer step; per-parameter ratios and
-    weight norms are left to metrics.jsonl. Every ``histogram_interval`` steps
-    it adds histograms of each trainable weight matrix or kernel (tensors of 2
-    or more dimensions: ``weights/<parameter>``) and, when an
-    :class:`UpdateRatioMonitor` measured that step, of its update
-    (``updates/<parameter>``). A resumed run drops events past its checkpoint
+    Scalars are those of the metrics store's records (step records, epoch
+    records and events as text), against the optimizer step; per-parameter
+    ratios and weight norms are left to metrics.jsonl. Every
+    ``histogram_interval`` steps it adds histograms of each trainable weight
+    matrix or kernel (tensors of 2 or more dimensions: ``weights/<parameter>``)
+    and of the store's histograms of that step (``updates/<parameter>``, from
+    an :class:`UpdateRatioMonitor`). A resumed run drops events past its checkpoint
     (``purge_step``), as metrics.jsonl does.
 
     Scalars are handed to TensorBoard's writer thread in batches of
@@ -52,7 +52,6 @@ class TensorBoardWriter(DiagnosticHook):
         self.bins = 64
         self._pending: list[tuple[Summary, int]] = []
         self._writer: Any = None
-        self._ratios: UpdateRatioMonitor | None = None
 
     @never_fails
     def before_train(self) -> None:
@@ -62,11 +61,7 @@ class TensorBoardWriter(DiagnosticHook):
         if not t.dist.is_main:
             return
         self._writer = SummaryWriter(str(self.log_dir), purge_step=t.step if t.step > 0 else None)
-        rec = t.get_hook(StepRecorder)
-        if isinstance(rec, StepRecorder):
-            rec.subscribe(self.write_record)
-        ratios = t.get_hook(UpdateRatioMonitor)
-        self._ratios = ratios if isinstance(ratios, UpdateRatioMonitor) else None
+        self.metrics.subscribe(self.write_record)
 
     def write_record(self, rec: Record) -> None:
         """Writes one record's scalars (an event as text under ``events/<name>``)."""
@@ -113,10 +108,9 @@ class TensorBoardWriter(DiagnosticHook):
         for name, p in t.module.named_parameters():
             if p.requires_grad and p.dim() >= 2:
                 self._histogram(f"weights/{name}", p.detach(), t.step)
-        if self._ratios is not None and self._ratios.updates_step == t.step:
-            for name, delta in self._ratios.updates.items():
-                if delta.dim() >= 2:
-                    self._histogram(f"updates/{name}", delta, t.step)
+        for tag, tensor in self.metrics.histograms.items():
+            if tensor.dim() >= 2:
+                self._histogram(tag, tensor, t.step)
 
     def _histogram(self, tag: str, x: Any, step: int) -> None:
         # Binned on the tensor's device with torch.histc and written with

@@ -1,17 +1,26 @@
-"""The loop, its hooks, optimizers, schedules and phases (on top of ``tunekit.core``)."""
+"""The loop, its hooks and metrics store, optimizers, schedules and phases (on top of ``tunekit.core``)."""
 
+from ._builtin_hooks import CheckpointHook, EarlyStopping, MetricsWriter
 from ._hooks import HookBase
+from ._metrics import MetricsStore, Record
 from ._optim import build_optimizer, effective_lr, param_groups
 from ._phases import Phase, PhaseHook, PhaseSetup, phase_at, phase_starts
+from ._progress import ProgressHook, worst_layers
 from ._schedules import SCHEDULES, build_scheduler, make_lr_factor
 from ._trainer import Task, Trainer
 
 __all__ = [
     "SCHEDULES",
+    "CheckpointHook",
+    "EarlyStopping",
     "HookBase",
+    "MetricsStore",
+    "MetricsWriter",
     "Phase",
     "PhaseHook",
     "PhaseSetup",
+    "ProgressHook",
+    "Record",
     "Task",
     "Trainer",
     "build_optimizer",
@@ -21,4 +30,5 @@ __all__ = [
     "param_groups",
     "phase_at",
     "phase_starts",
+    "worst_layers",
 ]

@@ -1,20 +1,17 @@
-"""The hooks every run has: checkpoints, best-model tracking, early stopping, metrics, progress."""
+"""The hooks every run has: checkpoints, best-model tracking, early stopping, metrics.jsonl."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tunekit.core import save_atomic
 
 from ._hooks import HookBase
-
-if TYPE_CHECKING:
-    from ._trainer import Trainer
+from ._metrics import Record
 
 
 def improved(value: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:
@@ -28,6 +25,7 @@ def improved(value: float, best: float | None, mode: str, min_delta: float = 0.0
 class CheckpointHook(HookBase):
     """Writes ``last.pt`` after every epoch and ``best.pt`` when the metric improves.
 
+    ``metric`` is a key of the epoch record (``val/top1``, ``ema/val/top1``).
     Only rank 0 writes. Files are atomic (see :func:`save_atomic`). With
     ``keep_last > 1``, ``epoch_NNN.pt`` files of the last epochs are kept too.
     """
@@ -44,7 +42,7 @@ class CheckpointHook(HookBase):
 
     def after_epoch(self) -> None:
         t = self.trainer
-        value = t.last_eval.get(self.metric)
+        value = self.metrics.last_eval.get(self.metric)
         is_best = value is not None and improved(value, self.best, self.mode)
         if is_best:
             assert value is not None
@@ -78,8 +76,8 @@ class EarlyStopping(HookBase):
 
     def after_epoch(self) -> None:
         t = self.trainer
-        value = t.last_eval.get(self.metric)
-        if value is None or t.history[-1].get(self.metric) is None:
+        value = self.metrics.epoch.get(self.metric)
+        if value is None:
             return  # no evaluation this epoch
         if improved(value, self.best, self.mode, self.min_delta):
             self.best, self.bad = value, 0
@@ -98,29 +96,17 @@ class EarlyStopping(HookBase):
 
 
 class MetricsWriter(HookBase):
-    """Appends one JSON line per epoch record to ``metrics.jsonl`` (rank 0 only).
-
-    Other hooks add step-level records through :meth:`write`; every report
-    reads this one stream.
-    """
+    """Appends every record of the metrics store (steps, events, epochs) to ``metrics.jsonl``
+    (rank 0 only), in the store's batches; every report reads this one stream."""
 
     priority = 80
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
 
-    def write(self, record: dict[str, Any]) -> None:
-        t = self.trainer
-        if not t.dist.is_main:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as f:
-            f.write(json.dumps(record, allow_nan=True) + "\n")
-
-    def write_many(self, records: list[dict[str, Any]]) -> None:
-        """Appends several records with one open of the file (step records come in batches)."""
-        t = self.trainer
-        if not t.dist.is_main or not records:
+    def write_many(self, records: list[Record]) -> None:
+        """Appends several records with one open of the file."""
+        if not records:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as f:
@@ -139,86 +125,4 @@ class MetricsWriter(HookBase):
                 if rec.get("step", 0) <= t.step:
                     keep.append(line)
             self.path.write_text("".join(k + "\n" for k in keep))
-
-    def after_epoch(self) -> None:
-        self.write({"kind": "epoch", **self.trainer.history[-1]})
-
-
-def epoch_line(trainer: Trainer) -> str:
-    """The one line printed after each epoch: losses, validation metrics, LR, time."""
-    rec = trainer.history[-1]
-    parts = [f"epoch {trainer.epoch}/{trainer.epochs}", f"train/loss {rec['train/loss']:.4f}"]
-    parts += [f"{k} {v:.4f}" for k, v in rec.items() if k.startswith("val/")]
-    parts.append(f"lr {rec['lr']:.3g}")
-    parts.append(f"{rec['time/epoch_s']:.1f}s")
-    return "  ".join(parts)
-
-
-class ProgressHook(HookBase):
-    """A rich progress bar over the whole run, with loss and LR, plus one line per epoch."""
-
-    priority = 95
-
-    def __init__(self, console: Any = None, refresh_every: int = 10) -> None:
-        self.console = console
-        self.refresh_every = refresh_every
-        self._progress: Any = None
-        self._task: Any = None
-        self._t0 = 0.0
-
-    def before_train(self) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        t = self.trainer
-        if not t.dist.is_main:
-            return
-        self.console = self.console or Console(stderr=True)
-        self._progress = Progress(
-            TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}"),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=True,
-        )
-        total = t.steps_per_epoch * t.epochs
-        self._task = self._progress.add_task(
-            "train",
-            total=total,
-            completed=t.step,
-            epoch=t.epoch + 1,
-            epochs=t.epochs,
-            loss="-",
-            lr=f"{t.lr:.3g}",
-        )
-        self._progress.start()
-        self._t0 = time.perf_counter()
-
-    def after_step(self) -> None:
-        t = self.trainer
-        if self._progress is None:
-            return
-        if t.step % self.refresh_every == 0 and t.loss is not None:
-            self._progress.update(
-                self._task, completed=t.step, loss=f"{float(t.loss.detach()):.4f}", lr=f"{t.lr:.3g}"
-            )
-
-    def after_epoch(self) -> None:
-        t = self.trainer
-        if self._progress is None:
-            return
-        self._progress.update(self._task, completed=t.step, epoch=min(t.epoch + 1, t.epochs))
-        self._progress.console.print(epoch_line(t), soft_wrap=True)
-
-    def after_train(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
+        self.metrics.subscribe_batches(self.write_many)

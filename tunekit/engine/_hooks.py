@@ -1,7 +1,8 @@
 """The hook contract: everything optional in training is a hook.
 
-Lifecycle, in the order a trainer calls it::
+Lifecycle, in the order it is called::
 
+    setup_model(model)            # once, by the run builder, before the DDP wrap
     before_train()
       for each epoch:
         before_epoch()
@@ -10,16 +11,18 @@ Lifecycle, in the order a trainer calls it::
             (forward, backward)
             after_backward()      # gradients exist, optimizer not stepped yet
             (clip, optimizer.step, scheduler.step)
-            after_step()
-        (evaluation, when due: trainer.last_eval is filled)
-        after_epoch()
+            after_step()          # the step's record is closed at priority 75
+        (evaluation, when due: the epoch record and metrics.last_eval are filled)
+        after_epoch()             # side models put theirs; the record is closed at 75
           after_phase_switch()    # phases: an epoch that ends a phase, before its checkpoint
     after_train()                 # also runs when training raised
 
 A hook holds a weak reference to its trainer (``self.trainer``), never owns it,
 and keeps its own state in ``state_dict``/``load_state_dict`` so checkpoints
-carry it. Hooks run in the order given; ``priority`` (lower first) lets a
-writer run after the hooks that produce what it writes.
+carry it. Values travel through the trainer's metrics store (``self.metrics``):
+producers put them, writers subscribe to it; hooks never look each other up.
+Hooks run in the order given; ``priority`` (lower first) puts producers before
+the store closes a record (75) and writers and checkpoints after it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from torch import nn
+
+    from ._metrics import MetricsStore
     from ._trainer import Trainer
 
 
@@ -51,8 +57,17 @@ class HookBase:
             raise RuntimeError(f"{self.name} is not registered with a live trainer")
         return trainer
 
+    @property
+    def metrics(self) -> MetricsStore:
+        """The trainer's metrics store."""
+        return self.trainer.metrics
+
     def bind(self, trainer: Trainer) -> None:
         self._trainer_ref = weakref.ref(trainer)
+
+    def setup_model(self, model: nn.Module) -> None:
+        """The model as built, on its device and before the DDP wrap (a hook that keeps a
+        copy of it, such as an EMA, makes the copy here); called once, before the trainer."""
 
     def before_train(self) -> None: ...
 

@@ -26,7 +26,6 @@ from torch import nn
 
 from tunekit.errors import CheckpointError
 
-from ._builtin_hooks import MetricsWriter
 from ._hooks import HookBase
 
 log = logging.getLogger("tunekit.engine")
@@ -135,8 +134,7 @@ class PhaseHook(HookBase):
 
     def after_epoch(self) -> None:
         t = self.trainer
-        if t.history:
-            t.history[-1]["phase"] = float(self.index)
+        self.metrics.put_epoch("phase", float(self.index))
         following = phase_at(self.phases, t.epoch)
         if following != self.index and t.epoch < t.epochs:
             self.switch(following)
@@ -165,23 +163,15 @@ class PhaseHook(HookBase):
             f"{start + p.epochs}" + (f", {p.settings}" if p.settings else "")
         )
         log.info("%s", message)
-        writer = t.get_hook(MetricsWriter)
-        if isinstance(writer, MetricsWriter):
-            steps = t.steps_per_epoch
-            writer.write(
-                {
-                    "kind": "event",
-                    "step": t.step,
-                    "epoch": round(t.step / steps, 4) if steps else float(t.epoch),
-                    "event": "phase",
-                    "level": "info",
-                    "message": message,
-                    "phase": p.name,
-                    "index": self.index,
-                    "epochs": p.epochs,
-                    "start_epoch": start,
-                }
-            )
+        self.metrics.event(
+            "phase",
+            message,
+            step=t.step,
+            phase=p.name,
+            index=self.index,
+            epochs=p.epochs,
+            start_epoch=start,
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return {"index": self.index, "name": self.phase.name}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from typing import Any, ClassVar, Protocol
 
@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from tunekit.core import FORMAT, DistInfo, all_reduce_sum, any_rank, rng_state, set_rng_state
 
 from ._hooks import HookBase
+from ._metrics import WRITE_PRIORITY, MetricsStore
 from ._optim import base_lr
 
 
@@ -38,8 +39,9 @@ class Task(Protocol):
 class Trainer:
     """Runs epochs of steps over ``train_loader`` and calls the hooks.
 
-    The trainer owns the model, optimizer, scheduler and time (``epoch``,
-    ``step``); hooks read them and never own the trainer. ``epoch`` counts
+    The trainer owns the model, optimizer, scheduler, time (``epoch``,
+    ``step``) and the run's :class:`MetricsStore` (``metrics``); hooks read
+    them, put their values in the store and never own the trainer. ``epoch`` counts
     finished epochs and ``step`` finished optimizer steps, so a checkpoint
     taken after an epoch resumes at the start of the next one.
 
@@ -104,9 +106,7 @@ class Trainer:
         self.batch: Any = None
         # This step's batches so far (loss, terms), when accumulating.
         self._micro: list[tuple[torch.Tensor, dict[str, torch.Tensor]]] = []
-        self.last_eval: dict[str, float] = {}
-        self.last_train: dict[str, float] = {}
-        self.history: list[dict[str, float]] = []
+        self.metrics = MetricsStore(is_main=self.dist.is_main)
         self.stop_reason: str | None = None
         self.hooks: list[HookBase] = []
         self.register_hooks(hooks)
@@ -136,6 +136,16 @@ class Trainer:
         """The scheduled LR (parameter groups with an LR multiplier get a multiple of it)."""
         return base_lr(self.optimizer)
 
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """The epoch records so far (``metrics.history``)."""
+        return self.metrics.history
+
+    @property
+    def last_eval(self) -> dict[str, float]:
+        """The latest evaluation: ``val/...`` and side models' ``<model>/val/...``."""
+        return self.metrics.last_eval
+
     def register_hooks(self, hooks: Iterable[HookBase]) -> None:
         for hook in hooks:
             hook.bind(self)
@@ -146,19 +156,17 @@ class Trainer:
         """Ends training after this epoch (all ranks agree at the epoch's end)."""
         self.stop_reason = self.stop_reason or reason
 
-    def get_hook(self, kind: type[HookBase]) -> HookBase | None:
-        return next((h for h in self.hooks if isinstance(h, kind)), None)
-
     # -- the loop ---------------------------------------------------------
 
     def train(self) -> None:
         """Runs from ``self.epoch`` to ``self.epochs``, or until a stop is requested."""
+        self.metrics.start(self.step, self.steps_per_epoch)
         try:
             self._call("before_train")
             while self.epoch < self.epochs and self.stop_reason is None:
                 self._run_epoch()
         finally:
-            self._call("after_train")
+            self._call("after_train", self.metrics.end_train)
 
     def _run_epoch(self) -> None:
         self._seed_epoch()
@@ -195,23 +203,19 @@ class Trainer:
         )
         all_reduce_sum(stats)
         self.epoch += 1
-        self.last_train = {
+        record = {
+            "epoch": float(self.epoch),
+            "step": float(self.step),
             "train/loss": float(stats[0] / stats[1]) if stats[1] > 0 else math.nan,
             "lr": self.lr,
             "time/epoch_s": elapsed,
         }
         for i, k in enumerate(terms):
-            self.last_train[f"train/{k}"] = (
-                float(stats[2 + i] / stats[1]) if stats[1] > 0 else math.nan
-            )
+            record[f"train/{k}"] = float(stats[2 + i] / stats[1]) if stats[1] > 0 else math.nan
         due = self.epoch % self.eval_every == 0 or self.epoch == self.epochs
-        if self.val_loader is not None and due:
-            self.last_eval = self.evaluate()
-        record = {"epoch": float(self.epoch), "step": float(self.step), **self.last_train}
-        if due:
-            record.update(self.last_eval)
-        self.history.append(record)
-        self._call("after_epoch")
+        evaluation = self.evaluate() if self.val_loader is not None and due else None
+        self.metrics.begin_epoch_record(record, evaluation)
+        self._call("after_epoch", self.metrics.end_epoch)
         if any_rank(self.stop_reason is not None, self.device) and self.stop_reason is None:
             self.stop_reason = "stopped by another rank"
 
@@ -222,6 +226,7 @@ class Trainer:
         self._finish_step()
 
     def _begin_step(self) -> None:
+        self.metrics.begin_step(self.step + 1)
         self._call("before_step")
         self.optimizer.zero_grad(set_to_none=True)
         self._micro = []
@@ -274,7 +279,10 @@ class Trainer:
         if self.scheduler is not None:
             self.scheduler.step()
         self.step += 1
-        self._call("after_step")
+        self._call("after_step", self._close_step)
+
+    def _close_step(self) -> None:
+        self.metrics.end_step(self.step, lambda: self.lr)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -297,9 +305,16 @@ class Trainer:
         if isinstance(generator, torch.Generator):
             generator.manual_seed(self.seed * 100_003 + self.epoch)
 
-    def _call(self, event: str) -> None:
+    def _call(self, event: str, close: Callable[[], None] | None = None) -> None:
+        """Calls ``event`` on every hook; ``close`` (the store's end of a step, an epoch,
+        the run) runs between the hooks below ``WRITE_PRIORITY`` and those from it on."""
         for hook in self.hooks:
+            if close is not None and hook.priority >= WRITE_PRIORITY:
+                close()
+                close = None
             getattr(hook, event)()
+        if close is not None:
+            close()
 
     # -- state ------------------------------------------------------------
 
@@ -327,10 +342,7 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.epoch = int(state["epoch"])
         self.step = int(state["step"])
-        self.history = list(state.get("history", []))
-        if self.history:
-            last = self.history[-1]
-            self.last_eval = {k: v for k, v in last.items() if k.startswith("val/")}
+        self.metrics.load_history(state.get("history", []))
         hook_states = state.get("hooks", {})
         for hook in self.hooks:
             if hook.name in hook_states:

@@ -446,24 +446,11 @@ class WeightsLog(HookBase):
         self.report = report
 
     def before_train(self) -> None:
-        from tunekit.engine._builtin_hooks import MetricsWriter
-
         t = self.trainer
         if t.step > 0 or not t.dist.is_main:
             return
         r = self.report
         message = r.describe()
         log.log(logging.WARNING if r.level == "warning" else logging.INFO, "%s", message)
-        writer = t.get_hook(MetricsWriter)
-        if isinstance(writer, MetricsWriter):
-            writer.write(
-                {
-                    "kind": "event",
-                    "step": 0,
-                    "epoch": 0.0,
-                    "event": "weights",
-                    "level": r.level,
-                    "message": message,
-                    **{k: v for k, v in r.as_dict().items() if isinstance(v, int)},
-                }
-            )
+        counts = {k: v for k, v in r.as_dict().items() if isinstance(v, int)}
+        self.metrics.event("weights", message, level=r.level, step=0, echo=False, **counts)

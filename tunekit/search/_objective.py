@@ -38,8 +38,9 @@ class PruningHook(HookBase):
 
     Args:
         trial: the Optuna trial (None on ranks other than 0).
-        metric: the study's metric, the key in ``trainer.last_eval`` that must stay finite.
-        prune_metric: the key reported to the pruner (``metric`` unless given).
+        metric: the study's metric, the key of the epoch record that must stay finite.
+        prune_metric: the key reported to the pruner (``metric`` unless given): ``val/top1``,
+            ``ema/val/top1``, as in metrics.jsonl.
     """
 
     priority = 85  # after the metrics writer, before the checkpoint
@@ -56,22 +57,22 @@ class PruningHook(HookBase):
 
     def after_epoch(self) -> None:
         t = self.trainer
-        loss = t.last_train.get("train/loss")
+        record = self.metrics.epoch  # this epoch's record, as metrics.jsonl has it
+        loss = record.get("train/loss")
         if loss is not None and not math.isfinite(loss):
             # Every rank sees the same all-reduced loss, so every rank stops here.
             self.reason = f"non-finite training loss ({loss}) at epoch {t.epoch}"
             t.request_stop(self.reason)
             return
-        if self.metric not in t.history[-1]:
+        if self.metric not in record:
             return  # not evaluated this epoch
-        value = float(t.last_eval[self.metric])
+        value = float(record[self.metric])
         if not math.isfinite(value):
             self.reason = f"non-finite {self.metric} ({value}) at epoch {t.epoch}"
             t.request_stop(self.reason)
             return
         if self.trial is None:
             return
-        record = t.history[-1]  # the epoch's record: val/..., ema/val/..., as in metrics.jsonl
         if self.prune_metric not in record:
             raise ConfigError(
                 f"the pruner compares {self.prune_metric!r}, which this trial's evaluation does "

@@ -106,9 +106,8 @@ class TTAModel(nn.Module):
 class TTAHook(HookBase):
     """Evaluates the model with test-time augmentation after each evaluation.
 
-    The metrics join the epoch record as ``tta/val/...`` and
-    ``trainer.last_eval`` as ``val_tta/...``, before the metrics writer and the
-    checkpoint hook read them.
+    The metrics join the metrics store as ``tta/val/...``, before the metrics
+    writer and the checkpoint hook read them.
     """
 
     priority = (
@@ -122,10 +121,10 @@ class TTAHook(HookBase):
     def after_epoch(self) -> None:
         # The side-model helpers of the averaging hooks: the same evaluation, RNG kept
         # as it was, and the same metric names.
-        from tunekit.averaging._bn import add_side_metrics, eval_due, evaluate_side_model
+        from tunekit.averaging._bn import evaluate_side_model
 
         t = self.trainer
-        if not eval_due(t):
+        if not self.metrics.evaluated:
             return
         model = TTAModel(
             t.module,
@@ -134,4 +133,4 @@ class TTAHook(HookBase):
             crop_fraction=self.crop_fraction,
         )
         model.train(t.module.training)
-        add_side_metrics(t, PREFIX, evaluate_side_model(model, t))
+        self.metrics.put_eval(evaluate_side_model(model, t), model=PREFIX)

@@ -1,0 +1,53 @@
+"""Throughput: optimizer steps and samples per second, into the metrics store."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from ._base import DiagnosticHook, never_fails
+
+
+class ThroughputMonitor(DiagnosticHook):
+    """Puts ``throughput/steps_per_s`` and ``throughput/samples_per_s`` every ``interval`` steps.
+
+    Samples count every rank's batches, and all of a step's batches when it accumulates.
+    """
+
+    priority = 70  # after the other producers, before the store closes the step (75)
+
+    def __init__(self, interval: int = 20) -> None:
+        self.interval = interval
+        self._mark_time = 0.0
+        self._mark_step = 0
+        self._samples = 0
+
+    @never_fails
+    def before_train(self) -> None:
+        self._mark_time, self._mark_step, self._samples = time.perf_counter(), self.trainer.step, 0
+
+    @never_fails
+    def after_step(self) -> None:
+        t = self.trainer
+        # t.batch is the step's last batch; with accumulation a step took accumulate_steps.
+        self._samples += _batch_size(t.batch) * t.dist.world_size * t.accumulate_steps
+        if t.step - self._mark_step < self.interval:
+            return
+        now = time.perf_counter()
+        elapsed = max(now - self._mark_time, 1e-9)
+        self.metrics.put("throughput/steps_per_s", (t.step - self._mark_step) / elapsed)
+        if self._samples:
+            self.metrics.put("throughput/samples_per_s", self._samples / elapsed)
+        self._mark_time, self._mark_step, self._samples = now, t.step, 0
+
+
+def _batch_size(batch: Any) -> int:
+    """Samples in a loader batch: a tensor, or a tuple whose first item is a tensor or a list."""
+    first = batch[0] if isinstance(batch, (tuple, list)) and batch else batch
+    if isinstance(first, torch.Tensor):
+        return int(first.shape[0]) if first.dim() else 1
+    if isinstance(first, (list, tuple)):
+        return len(first)
+    return 0
