@@ -22,7 +22,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from tunekit.errors import TunekitError
+from tunekit.errors import TunekitError, first_line
 
 Format = Literal["torchscript", "export", "onnx"]
 FORMATS: tuple[str, ...] = ("torchscript", "export", "onnx")
@@ -104,7 +104,7 @@ def _torchscript(module: nn.Module) -> torch.jit.ScriptModule:
         try:
             return torch.jit.script(module)
         except Exception as exc:  # the scripting compiler raises many kinds
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise TunekitError(
                 f"the ensemble cannot be compiled to TorchScript ({first[:160]}); export to .pt2 or .onnx instead",
                 field="--out",
@@ -167,7 +167,7 @@ def _torch_export(module: nn.Module, example: torch.Tensor) -> torch.export.Expo
     try:
         return torch.export.export(module, (example,), dynamic_shapes=_batch_dim(example))
     except Exception as exc:  # export reports unsupported code with many exception types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise TunekitError(
             f"torch.export cannot capture the ensemble ({first[:160]}); try .pt (TorchScript)",
             field="--out",
@@ -192,7 +192,7 @@ def _onnx(module: nn.Module, example: torch.Tensor, f: str, text: str) -> None:
                 verbose=False,
             )
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise TunekitError(
                 f"ONNX export failed ({first[:160]}); try .pt (TorchScript)", field="--out"
             ) from None
