@@ -16,7 +16,7 @@ from torch import nn
 
 import tunekit
 from tunekit.sanity import check_learning_rate, cross_check_lrs, suggest_lr, update_ratio
-from tunekit.sanity._lr_finder import smooth
+from tunekit.sanity._range_test import smooth
 
 
 def _curve(lrs: np.ndarray, steepest: float) -> list[float]:

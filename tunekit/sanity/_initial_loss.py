@@ -108,21 +108,9 @@ class InitialLossResult:
 
     def plot(self) -> Any:
         """A plotly bar chart of each head's measured value against its expected value."""
-        import plotly.graph_objects as go
+        from ._plots import initial_loss_figure
 
-        data = self.plot_data()
-        fig = go.Figure(
-            [
-                go.Bar(name="measured", x=data["names"], y=data["measured"]),
-                go.Bar(name="expected", x=data["names"], y=data["expected"]),
-            ]
-        )
-        fig.update_layout(
-            title=f"Initial loss: {self.verdict.status}",
-            barmode="group",
-            yaxis_title="loss (or probability)",
-        )
-        return fig
+        return initial_loss_figure(self)
 
 
 def check_initial_loss(
