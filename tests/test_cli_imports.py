@@ -29,6 +29,7 @@ LAZY_PACKAGES = (
     "tunekit.report",
     "tunekit.sanity",
     "tunekit.search",
+    "tunekit.testing",
 )
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from averaging_data import tiny_recipe
 
 from tunekit.averaging._evaluate import comparison, select_from_study
 from tunekit.averaging._topk import rank_trials, topk_members
 from tunekit.errors import CheckpointError, ConfigError, TunekitError
 from tunekit.run import train
+from tunekit.testing import tiny_recipe
 
 
 @pytest.fixture(scope="module")
