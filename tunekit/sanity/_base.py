@@ -65,6 +65,22 @@ def finite_or_none(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def plain(result: Any) -> dict[str, Any]:
+    """A result dataclass as JSON-ready values: ``asdict`` with every NaN or infinity as None."""
+    out: dict[str, Any] = _finite(asdict(result))
+    return out
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return finite_or_none(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_finite(v) for v in value)
+    return value
+
+
 # -- inputs --------------------------------------------------------------
 
 

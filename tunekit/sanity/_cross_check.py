@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,7 @@ from ._base import (
     cycle,
     finite_or_none,
     model_device,
+    plain,
     require_trainable,
 )
 from ._state import preserved, set_hyper
@@ -58,12 +59,8 @@ class CrossCheckResult:
     verdict: Verdict
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for r in d["runs"]:
-            r["losses"] = [finite_or_none(x) for x in r["losses"]]
-            for k in ("start", "end", "fall"):
-                r[k] = finite_or_none(r[k])
-        return d
+        """Plain, JSON-ready values (non-finite numbers become None)."""
+        return plain(self)
 
     def plot_data(self) -> dict[str, Any]:
         """Each short run's LR, loss curve and fall, and the chosen LR."""

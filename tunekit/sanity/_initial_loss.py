@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -31,8 +31,8 @@ from ._base import (
     SanityError,
     Status,
     Verdict,
-    finite_or_none,
     model_device,
+    plain,
     take_batches,
     worst,
 )
@@ -87,14 +87,7 @@ class InitialLossResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-ready values (non-finite numbers become None)."""
-        d = asdict(self)
-        d["measured"] = finite_or_none(self.measured)
-        d["per_batch"] = [finite_or_none(x) for x in self.per_batch]
-        for k in ("logit_std", "class_bias"):
-            d[k] = finite_or_none(d[k]) if d[k] is not None else None
-        for h in d["heads"]:
-            h["measured"] = finite_or_none(h["measured"])
-        return d
+        return plain(self)
 
     def plot_data(self) -> dict[str, list[Any]]:
         """The bars of :meth:`plot`: one per checked head, measured beside expected."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -26,6 +26,7 @@ from ._base import (
     Verdict,
     finite_or_none,
     model_device,
+    plain,
     require_trainable,
     take_batches,
 )
@@ -75,12 +76,8 @@ class OverfitResult:
         return self.outcome == "fit"
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["losses"] = [finite_or_none(x) for x in self.losses]
-        d["judged_losses"] = [finite_or_none(x) for x in self.judged_losses]
-        d["start_loss"] = finite_or_none(self.start_loss)
-        d["best_loss"] = finite_or_none(self.best_loss)
-        return d
+        """Plain, JSON-ready values (non-finite numbers become None)."""
+        return plain(self)
 
     def plot_data(self) -> dict[str, list[float | None]]:
         """Loss and batch accuracy per step (non-finite losses as None, i.e. gaps), and the

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,7 @@ from ._base import (
     cycle,
     finite_or_none,
     model_device,
+    plain,
     require_trainable,
 )
 from ._state import preserved, set_hyper
@@ -64,9 +65,8 @@ class LRRangeResult:
     verdict: Verdict
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["losses"] = [finite_or_none(x) for x in self.losses]
-        return d
+        """Plain, JSON-ready values (non-finite numbers become None)."""
+        return plain(self)
 
     def plot_data(self) -> dict[str, Any]:
         """LR, raw and smoothed loss per step, and the suggestion (None when there is none)."""

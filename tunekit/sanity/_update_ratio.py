@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,7 @@ from ._base import (
     cycle,
     finite_or_none,
     model_device,
+    plain,
     require_trainable,
 )
 from ._state import preserved, set_hyper
@@ -50,10 +51,8 @@ class UpdateRatioResult:
     verdict: Verdict
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["ratios"] = {k: finite_or_none(v) for k, v in self.ratios.items()}
-        d["median"] = finite_or_none(self.median) if self.median is not None else None
-        return d
+        """Plain, JSON-ready values (non-finite numbers become None)."""
+        return plain(self)
 
     def plot_data(self) -> dict[str, Any]:
         """The ratio per weight tensor, the 1e-3 target and the band that passes."""
