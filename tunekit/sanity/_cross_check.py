@@ -75,7 +75,7 @@ class CrossCheckResult:
         """A plotly figure: the loss curve of every short run, the chosen LR highlighted."""
         from ._plots import cross_check_figure
 
-        return cross_check_figure(self)
+        return cross_check_figure(self.plot_data(), f"LR cross-check: {self.verdict.status}")
 
 
 def cross_check_lrs(

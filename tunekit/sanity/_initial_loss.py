@@ -103,7 +103,7 @@ class InitialLossResult:
         """A plotly bar chart of each head's measured value against its expected value."""
         from ._plots import initial_loss_figure
 
-        return initial_loss_figure(self)
+        return initial_loss_figure(self.plot_data(), f"Initial loss: {self.verdict.status}")
 
 
 def check_initial_loss(

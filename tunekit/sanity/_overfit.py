@@ -94,7 +94,11 @@ class OverfitResult:
         """A plotly figure: loss per step (log scale) above, batch accuracy below (classifiers)."""
         from ._plots import overfit_figure
 
-        return overfit_figure(self)
+        title = (
+            f"Overfit {self.num_batches} batches: {self.verdict.status} "
+            f"({self.outcome}, {self.steps} steps)"
+        )
+        return overfit_figure(self.plot_data(), title)
 
 
 def overfit_small_sample(

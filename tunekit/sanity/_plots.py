@@ -1,27 +1,19 @@
-"""The plotly figure of each probe's result, drawn from the result's ``plot_data()``.
+"""The plotly figure of each probe, drawn from the ``plot_data()`` of its result and a title.
 
 The probes compute their numbers; this module only draws them (plotly is
-imported here, on first use, never by a probe).
+imported here, on first use, never by a probe) and knows nothing of the probes.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from ._cross_check import CrossCheckResult
-    from ._initial_loss import InitialLossResult
-    from ._overfit import OverfitResult
-    from ._range_test import LRRangeResult
-    from ._update_ratio import UpdateRatioResult
+from typing import Any
 
 
-def initial_loss_figure(result: InitialLossResult) -> Any:
+def initial_loss_figure(data: dict[str, Any], title: str) -> Any:
     """Each head's measured value against its expected value, as grouped bars."""
     import plotly.graph_objects as go
 
-    data = result.plot_data()
     fig = go.Figure(
         [
             go.Bar(name="measured", x=data["names"], y=data["measured"]),
@@ -29,19 +21,18 @@ def initial_loss_figure(result: InitialLossResult) -> Any:
         ]
     )
     fig.update_layout(
-        title=f"Initial loss: {result.verdict.status}",
+        title=title,
         barmode="group",
         yaxis_title="loss (or probability)",
     )
     return fig
 
 
-def overfit_figure(result: OverfitResult) -> Any:
+def overfit_figure(data: dict[str, Any], title: str) -> Any:
     """Loss per step (log scale) above, batch accuracy below (classifiers)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    data = result.plot_data()
     rows = 2 if data["accuracy"] else 1
     fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.08)
     fig.add_trace(
@@ -67,18 +58,14 @@ def overfit_figure(result: OverfitResult) -> Any:
         )
         fig.update_yaxes(title_text="accuracy", range=[0, 1.05], row=2, col=1)
     fig.update_xaxes(title_text="step", row=rows, col=1)
-    fig.update_layout(
-        title=f"Overfit {result.num_batches} batches: {result.verdict.status} "
-        f"({result.outcome}, {result.steps} steps)"
-    )
+    fig.update_layout(title=title)
     return fig
 
 
-def range_test_figure(result: LRRangeResult) -> Any:
+def range_test_figure(data: dict[str, Any], title: str) -> Any:
     """Loss against LR (log axis), raw and smoothed, with the suggestion marked."""
     import plotly.graph_objects as go
 
-    data = result.plot_data()
     fig = go.Figure(
         [
             go.Scatter(x=data["lr"], y=data["loss"], name="loss", mode="lines", opacity=0.35),
@@ -105,18 +92,17 @@ def range_test_figure(result: LRRangeResult) -> Any:
     # show the range where the smoothed curve lives.
     top = 1.5 * max([*finite[: max(1, len(finite) // 2)], min(finite) * 4]) if finite else None
     fig.update_layout(
-        title=f"LR range test: {result.verdict.status}",
+        title=title,
         xaxis={"title": "learning rate", "type": "log"},
         yaxis={"title": "loss", "range": [0, top] if top else None},
     )
     return fig
 
 
-def cross_check_figure(result: CrossCheckResult) -> Any:
+def cross_check_figure(data: dict[str, Any], title: str) -> Any:
     """The loss curve of every short run, the chosen LR drawn thicker."""
     import plotly.graph_objects as go
 
-    data = result.plot_data()
     fig = go.Figure()
     for lr, curve in zip(data["lr"], data["curves"]):
         chosen = lr == data["chosen"]
@@ -128,17 +114,14 @@ def cross_check_figure(result: CrossCheckResult) -> Any:
                 line={"width": 3 if chosen else 1.2},
             )
         )
-    fig.update_layout(
-        title=f"LR cross-check: {result.verdict.status}", xaxis_title="step", yaxis_title="loss"
-    )
+    fig.update_layout(title=title, xaxis_title="step", yaxis_title="loss")
     return fig
 
 
-def update_ratio_figure(result: UpdateRatioResult) -> Any:
+def update_ratio_figure(data: dict[str, Any], title: str) -> Any:
     """The ratio per weight tensor as bars (log axis), with the 1e-3 target and the band."""
     import plotly.graph_objects as go
 
-    data = result.plot_data()
     lo, hi = data["band"]
     fig = go.Figure(go.Bar(x=data["names"], y=data["ratios"], name="update/weight"))
     for y, name, dash in (
@@ -157,7 +140,7 @@ def update_ratio_figure(result: UpdateRatioResult) -> Any:
             )
         )
     fig.update_layout(
-        title=f"Update/weight ratio at LR {result.lr:.3g}: {result.verdict.status}",
+        title=title,
         yaxis={"type": "log", "title": "||Δw|| / ||w||"},
     )
     return fig

@@ -81,7 +81,7 @@ class LRRangeResult:
         """A plotly figure: loss against LR (log axis), smoothed, with the suggestion marked."""
         from ._plots import range_test_figure
 
-        return range_test_figure(self)
+        return range_test_figure(self.plot_data(), f"LR range test: {self.verdict.status}")
 
 
 def smooth(losses: Sequence[float], beta: float) -> list[float | None]:

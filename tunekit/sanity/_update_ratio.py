@@ -67,7 +67,8 @@ class UpdateRatioResult:
         """A plotly bar chart of the ratio per weight tensor (log axis) with the 1e-3 target line."""
         from ._plots import update_ratio_figure
 
-        return update_ratio_figure(self)
+        title = f"Update/weight ratio at LR {self.lr:.3g}: {self.verdict.status}"
+        return update_ratio_figure(self.plot_data(), title)
 
 
 def update_ratio(
