@@ -30,6 +30,7 @@ LAZY_PACKAGES = (
     "tunekit.report",
     "tunekit.sanity",
     "tunekit.search",
+    "tunekit.testing",
 )
 
 

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 from tunekit.errors import TunekitError
 
 
-def add_demo_parser(sub: argparse._SubParsersAction) -> None:
+def add_demo_parser(
+    sub: argparse._SubParsersAction, *, run: Callable[[Sequence[str]], int]
+) -> None:
+    """Adds ``demo``; ``run`` is the command line's entry point (``tunekit.cli.main``)."""
     p = sub.add_parser(
         "demo",
         help="run sanity -> search -> report -> ensemble on the digits data",
@@ -23,13 +28,13 @@ def add_demo_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/demo", help="where everything goes (default runs/demo)")
     p.add_argument("--recipe", default="recipes/digits.yaml")
     p.add_argument("--study", default="digits")
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=partial(cmd_demo, run=run))
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def cmd_demo(args: argparse.Namespace, *, run: Callable[[Sequence[str]], int]) -> int:
+    """Runs each step as ``run(argv)``, the command a user would type."""
     from rich.console import Console
 
-    from tunekit.cli import main
     from tunekit.outputs import check_output_dir
 
     console = Console()
@@ -40,7 +45,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     def step(title: str, argv: list[str]) -> int:
         console.rule(f"[bold]{title}")
         console.print("$ tunekit " + " ".join(argv), style="dim")
-        return main(argv)
+        return run(argv)
 
     rc = step(
         "1-3. sanity: initial loss, overfit a small sample, learning rate",

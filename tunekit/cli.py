@@ -14,25 +14,11 @@ import shutil
 import sys
 from collections.abc import Callable, Sequence
 
+from tunekit.cliargs import add_recipe_args
 from tunekit.errors import TunekitError
 
 EXIT_USAGE = 2
 EXIT_NON_FINITE = 3
-
-
-def add_recipe_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
-    p.add_argument("--recipe", required=required, help="recipe YAML (see recipes/)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a recipe field, e.g. --set optim.lr=0.05 (repeatable)",
-    )
-    p.add_argument(
-        "--out", default=None, help="output directory (default: <output_dir>/<name>-<time>)"
-    )
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -202,7 +188,8 @@ REGISTRARS.append(_add_sanity)
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     from tunekit._demo import add_demo_parser
 
-    add_demo_parser(sub)
+    # The demo chains the commands a user types; it is handed `main` rather than importing it.
+    add_demo_parser(sub, run=main)
 
 
 REGISTRARS.append(_add_demo)

@@ -78,3 +78,14 @@ def unknown_choice(kind: str, value: Any, choices: Iterable[str], **where: Any) 
         f"unknown {kind} {value!r}{did_you_mean(str(value), names)}; choose one of: {', '.join(names)}",
         **where,
     )
+
+
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """The first line of ``str(exc)`` (its type's name when it has no text), cut to ``limit``.
+
+    Library errors (torch's compilers, SQLAlchemy, pickle) can run to pages; a
+    one-line message quotes only their first line.
+    """
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line[:limit] if limit is not None else line

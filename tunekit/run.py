@@ -28,7 +28,6 @@ from tunekit.core import (
     init_distributed,
     load_checkpoint,
     resolve_device,
-    save_atomic,
     seed_everything,
 )
 from tunekit.data import DataBundle, build_loaders
@@ -665,8 +664,3 @@ def phases_summary(recipe: Recipe, epochs_run: int) -> list[dict[str, Any]]:
             }
         )
     return out
-
-
-def save_model_only(model: nn.Module, path: str | os.PathLike[str]) -> Path:
-    """Writes just the weights (a state dict), atomically."""
-    return save_atomic(model.state_dict(), path)

@@ -6,13 +6,12 @@ import copy
 
 import pytest
 import torch
-from averaging_data import tiny_recipe
 from torch import nn
 
 from tunekit.averaging import EmaHook, ModelEma, recalibrate_bn
 from tunekit.core import load_checkpoint
 from tunekit.run import train
-from tunekit.testing import TinyMLP
+from tunekit.testing import TinyMLP, tiny_recipe
 
 
 def test_decay_warms_up_then_caps() -> None:

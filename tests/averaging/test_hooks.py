@@ -6,13 +6,13 @@ import json
 
 import pytest
 import torch
-from averaging_data import tiny_recipe
 
 from tunekit.averaging import load_snapshot
 from tunekit.core import load_checkpoint
 from tunekit.engine import HookBase
 from tunekit.errors import ConfigError
 from tunekit.run import build_trainer, train
+from tunekit.testing import tiny_recipe
 
 
 class Crash(HookBase):

@@ -8,11 +8,10 @@ from typing import Any
 
 import pytest
 import torch
-from diag_helpers import tiny_trainer
 
 from tunekit.diagnostics import Guards, NonFiniteError, UpdateRatioMonitor
 from tunekit.tasks import ClassificationTask
-from tunekit.testing import TinyMLP
+from tunekit.testing import TinyMLP, tiny_trainer
 
 
 def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from diag_helpers import tiny_trainer
 
 from tunekit.diagnostics import UpdateRatioMonitor
 from tunekit.engine import HookBase
-from tunekit.testing import TinyMLP
+from tunekit.testing import TinyMLP, tiny_trainer
 
 
 def test_layer_left_out_of_the_optimizer_has_ratio_zero_and_is_warned_about() -> None:

@@ -124,7 +124,7 @@ def test_activation_layers_auto_and_unknown_names() -> None:
     assert auto_layers(SmallCNN(width=4)) == ["stem.2", "layer1.act", "layer2.act", "layer3.act"]
     # No activation modules (functional relu): its conv layers, not the head.
     assert auto_layers(TinyCNN()) == ["conv1", "conv2"]
-    from diag_helpers import tiny_trainer
+    from tunekit.testing import tiny_trainer
 
     trainer = tiny_trainer([ActivationMonitor(["fc1", "fc3"], interval=1)])
     with pytest.raises(

@@ -8,11 +8,11 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from averaging_data import tiny_recipe
 
 from tunekit.ensemble import comparison, rank_trials, select_from_study, topk_members
 from tunekit.errors import CheckpointError, ConfigError, TunekitError
 from tunekit.run import train
+from tunekit.testing import tiny_recipe
 
 
 @pytest.fixture(scope="module")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from sanity_helpers import BNNet, shuffled_loader
+from sanity_helpers import shuffled_loader
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import tunekit
 from tunekit.errors import TunekitError
 from tunekit.sanity import SanityError
+from tunekit.testing import BNNet
 
 
 def _one_line(exc: pytest.ExceptionInfo[BaseException]) -> str:

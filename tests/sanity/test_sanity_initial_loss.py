@@ -7,12 +7,12 @@ import math
 import plotly.graph_objects as go
 import pytest
 import torch
-from sanity_detectors import box_batches, tiny_faster_rcnn, tiny_fcos, tiny_retinanet
-from sanity_helpers import BNNet, digits_cnn, digits_loader, shuffled_loader
+from sanity_helpers import digits_cnn, digits_loader, shuffled_loader
 from torch import nn
 
 import tunekit
 from tunekit.sanity import SanityError
+from tunekit.testing import BNNet, box_batches, tiny_faster_rcnn, tiny_fcos, tiny_retinanet
 
 
 def _model() -> nn.Module:

@@ -11,12 +11,13 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 import torch
-from sanity_helpers import BNNet, ConstantNet, digits_cnn, digits_loader, shuffled_loader
+from sanity_helpers import digits_cnn, digits_loader, shuffled_loader
 from torch import nn
 
 import tunekit
 from tunekit.sanity import check_learning_rate, cross_check_lrs, suggest_lr, update_ratio
-from tunekit.sanity._lr_finder import smooth
+from tunekit.sanity._range_test import smooth
+from tunekit.testing import BNNet, ConstantNet
 
 
 def _curve(lrs: np.ndarray, steepest: float) -> list[float]:

@@ -7,12 +7,12 @@ import math
 import plotly.graph_objects as go
 import pytest
 import torch
-from sanity_detectors import box_batches, tiny_fcos
-from sanity_helpers import BNNet, ConstantNet, digits_cnn, digits_loader, shuffled_loader
+from sanity_helpers import digits_cnn, digits_loader, shuffled_loader
 from torch import nn
 
 import tunekit
 from tunekit.sanity import SanityError
+from tunekit.testing import BNNet, ConstantNet, box_batches, tiny_fcos
 
 
 def test_healthy_model_fits_the_sample_to_100_percent() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from sanity_helpers import BNNet, shuffled_loader
+from sanity_helpers import shuffled_loader
 from torch import nn
 
 from tunekit.core import rng_state
@@ -22,6 +22,7 @@ from tunekit.sanity import (
     overfit_small_sample,
     update_ratio,
 )
+from tunekit.testing import BNNet
 
 CE = nn.CrossEntropyLoss(label_smoothing=0.1)
 

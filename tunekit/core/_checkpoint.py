@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tunekit.errors import CheckpointError
+from tunekit.errors import CheckpointError, first_line
 
 FORMAT = "tunekit-checkpoint-v1"
 
@@ -78,7 +78,7 @@ def _unreadable_reason(exc: Exception) -> str:
             f"refused by torch.load(weights_only=True): {_clip(why)}; save tensors and plain "
             "values only, e.g. torch.save(model.state_dict(), path)"
         )
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    first = first_line(exc)
     return f"not a readable checkpoint (truncated or not made by torch.save: {_clip(first)})"
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tunekit.errors import TunekitError
+from tunekit.errors import TunekitError, first_line
 
 FORMATS: tuple[str, ...] = ("torchscript", "export", "onnx")
 METADATA_KEY = "tunekit.json"
@@ -104,7 +104,7 @@ def _torchscript(module: nn.Module) -> torch.jit.ScriptModule:
             return torch.jit.script(module)
         except Exception as exc:  # the scripting compiler raises many kinds
             raise TunekitError(
-                f"the ensemble cannot be compiled to TorchScript ({_first_line(exc)}); export to .pt2 or .onnx instead",
+                f"the ensemble cannot be compiled to TorchScript ({first_line(exc, 160)}); export to .pt2 or .onnx instead",
                 field="--out",
             ) from None
 
@@ -166,7 +166,7 @@ def _torch_export(module: nn.Module, example: torch.Tensor) -> torch.export.Expo
         return torch.export.export(module, (example,), dynamic_shapes=_BATCH_DIM)
     except Exception as exc:  # export reports unsupported code with many exception types
         raise TunekitError(
-            f"torch.export cannot capture the ensemble ({_first_line(exc)}); try .pt (TorchScript)",
+            f"torch.export cannot capture the ensemble ({first_line(exc, 160)}); try .pt (TorchScript)",
             field="--out",
         ) from None
 
@@ -190,7 +190,7 @@ def _onnx(module: nn.Module, example: torch.Tensor, f: str, text: str) -> None:
             )
         except Exception as exc:
             raise TunekitError(
-                f"ONNX export failed ({_first_line(exc)}); try .pt (TorchScript)", field="--out"
+                f"ONNX export failed ({first_line(exc, 160)}); try .pt (TorchScript)", field="--out"
             ) from None
     model = onnx.load(f)
     entry = model.metadata_props.add()
@@ -230,11 +230,6 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
             torch.jit.load(str(path), _extra_files=files)
     raw = files[METADATA_KEY]
     return dict(json.loads(raw.decode() if isinstance(raw, bytes) else raw))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:160]
 
 
 def _max_diff(a: Any, b: Any) -> float:

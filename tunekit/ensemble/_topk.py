@@ -16,7 +16,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from tunekit.errors import TunekitError, did_you_mean
+from tunekit.errors import TunekitError, did_you_mean, first_line
 from tunekit.search import open_storage
 
 from ._members import Member, RunContext, check_compatible, checkpoint_member, open_run
@@ -36,7 +36,7 @@ def _matching_studies(storage: BaseStorage, name: str) -> list[optuna.study.Stud
     try:
         summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
     except Exception as exc:  # sqlalchemy/journal errors vary; all mean "cannot read it"
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise TunekitError(
             f"cannot read the study storage: {reason[:160]}", field="--storage"
         ) from None

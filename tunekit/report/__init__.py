@@ -1,5 +1,7 @@
 """Run reports: each plot's data first (plain values), then one self-contained plotly HTML file;
-and ``diagnose``, which reads the learning curves and names what they show."""
+and ``diagnose``, which reads the learning curves and names what they show.
+
+``html_page`` is the page every report is drawn on (run, study and sanity reports)."""
 
 from typing import TYPE_CHECKING
 
@@ -26,7 +28,8 @@ if TYPE_CHECKING:
     )
     from ._diagnose import CHECKS, Curves, Verdict, curves_from_run, diagnose, diagnose_curves
     from ._html import ReportData, render_html, report_data, write_report
-    from ._runs import RunRecords, load_run
+    from ._page import figure_html, html_page, write_text_file
+    from ._runs import RunRecords, load_run, read_records
 
 # Imported on first use (see tunekit._lazy): plotly only when a page is rendered.
 _SOURCES = {
@@ -50,7 +53,8 @@ _SOURCES = {
     ),
     "._diagnose": ("CHECKS", "Curves", "Verdict", "curves_from_run", "diagnose", "diagnose_curves"),
     "._html": ("ReportData", "render_html", "report_data", "write_report"),
-    "._runs": ("RunRecords", "load_run"),
+    "._page": ("figure_html", "html_page", "write_text_file"),
+    "._runs": ("RunRecords", "load_run", "read_records"),
 }
 if not TYPE_CHECKING:
     __getattr__, __dir__ = attach(__name__, _SOURCES)
@@ -73,7 +77,9 @@ __all__ = [
     "diagnose",
     "diagnose_curves",
     "event_rows",
+    "figure_html",
     "grad_data",
+    "html_page",
     "load_run",
     "loss_data",
     "lr_data",
@@ -81,7 +87,9 @@ __all__ = [
     "moving_average",
     "ratio_band",
     "ratio_heatmap",
+    "read_records",
     "render_html",
     "report_data",
     "write_report",
+    "write_text_file",
 ]

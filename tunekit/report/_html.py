@@ -27,6 +27,7 @@ from ._data import (
     ratio_heatmap,
 )
 from ._diagnose import Verdict, curves_from_run, diagnose_curves
+from ._page import figure_html, html_page, write_text_file
 from ._runs import RunRecords, load_run
 
 
@@ -82,13 +83,9 @@ def write_report(
         PosixPath('runs/digits-20260101-120000/report.html')
     """
     run = load_run(run_dir)
-    path = Path(out) if out else run.run_dir / "report.html"
-    text = render_html(report_data(run))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_text_file(
+        Path(out) if out else run.run_dir / "report.html", render_html(report_data(run))
+    )
 
 
 # -- rendering -----------------------------------------------------------------
@@ -288,9 +285,6 @@ _STAT_TITLES = {
 
 def render_html(data: ReportData) -> str:
     """The report as one HTML document, plotly.js included once."""
-    import plotly.io as pio
-    from plotly.offline import get_plotlyjs
-
     sections: list[str] = []
     figures = [
         ("loss", loss_figure(data.loss), "No train loss was recorded."),
@@ -311,15 +305,7 @@ def render_html(data: ReportData) -> str:
     ]
     for div_id, fig, missing in figures:
         if fig is not None:
-            sections.append(
-                pio.to_html(
-                    fig,
-                    full_html=False,
-                    include_plotlyjs=False,
-                    div_id=div_id,
-                    config={"responsive": True},
-                )
-            )
+            sections.append(figure_html(fig, div_id))
         elif missing:
             sections.append(f'<p class="missing">{html.escape(missing)}</p>')
     e = html.escape
@@ -340,45 +326,25 @@ def render_html(data: ReportData) -> str:
         else '<p class="ok">No events (no loss spikes, layer warnings or stopped steps).</p>'
     )
     notes = "".join(f"<li>{e(n)}</li>" for n in data.notes)
-    return _PAGE.format(
-        title=e(data.title),
-        run_dir=e(data.run_dir),
-        plotlyjs=get_plotlyjs(),
-        verdicts=verdicts,
-        notes=f"<ul class='notes'>{notes}</ul>" if notes else "",
-        figures="\n".join(f'<section class="plot">{s}</section>' for s in sections),
-        events=events_html,
-    )
+    body = [
+        f"<h1>{e(data.title)}</h1>",
+        f'<p class="run">{e(data.run_dir)}</p>',
+        "<h2>What the curves show</h2>",
+        verdicts,
+        f"<ul class='notes'>{notes}</ul>" if notes else "",
+        "<h2>Curves</h2>",
+        *(f'<section class="plot">{s}</section>' for s in sections),
+        "<h2>Events</h2>",
+        events_html,
+    ]
+    return html_page(data.title, "\n".join(body), style=_STYLE)
 
 
-_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>{title}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 24px auto; max-width: 1200px; color: #222; }}
-h1 {{ font-size: 1.5em; }} .run {{ color: #666; font-family: monospace; }}
-.verdict {{ border-left: 4px solid #d62728; background: #fff5f5; padding: 4px 14px; margin: 10px 0; }}
-.verdict h3 {{ margin: 6px 0; }} .advice {{ font-weight: 600; }}
-.ok {{ color: #2ca02c; }} .missing {{ color: #888; font-style: italic; }}
-table {{ border-collapse: collapse; width: 100%; font-size: 0.9em; }}
-td, th {{ border-bottom: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: top; }}
-tr.warning td {{ background: #fffbe6; }} tr.error td {{ background: #fff0f0; }}
-section.plot {{ margin: 18px 0; }}
-</style>
-<script type="text/javascript">{plotlyjs}</script>
-</head>
-<body>
-<h1>{title}</h1>
-<p class="run">{run_dir}</p>
-<h2>What the curves show</h2>
-{verdicts}
-{notes}
-<h2>Curves</h2>
-{figures}
-<h2>Events</h2>
-{events}
-</body>
-</html>
+_STYLE = """
+.run { color: #666; font-family: monospace; }
+.verdict { border-left: 4px solid #d62728; background: #fff5f5; padding: 4px 14px; margin: 10px 0; }
+.verdict h3 { margin: 6px 0; } .advice { font-weight: 600; }
+table { width: 100%; }
+tr.warning td { background: #fffbe6; } tr.error td { background: #fff0f0; }
+section.plot { margin: 18px 0; }
 """

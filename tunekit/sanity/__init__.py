@@ -19,40 +19,24 @@ from tunekit._lazy import attach
 
 if TYPE_CHECKING:
     from ._base import Objective, SanityError, Verdict
+    from ._cross_check import CrossCheckResult, ShortRun, cross_check_lrs
     from ._initial_loss import HeadCheck, InitialLossResult, check_initial_loss
-    from ._lr_finder import (
-        CrossCheckResult,
-        LRCheckResult,
-        LRRangeResult,
-        ShortRun,
-        UpdateRatioResult,
-        check_learning_rate,
-        cross_check_lrs,
-        lr_range_test,
-        suggest_lr,
-        update_ratio,
-    )
+    from ._lr_finder import LRCheckResult, check_learning_rate
     from ._overfit import OverfitResult, overfit_small_sample
+    from ._range_test import LRRangeResult, lr_range_test, suggest_lr
     from ._recipe import SanityOptions, SanityReport, plain_recipe, run_sanity
     from ._report import render_html, write_report
     from ._state import ProbeState, preserved, restore, snapshot
+    from ._update_ratio import UpdateRatioResult, update_ratio
 
 # Imported on first use (see tunekit._lazy), so that `tunekit sanity --help` does not import torch.
 _SOURCES = {
     "._base": ("Objective", "SanityError", "Verdict"),
     "._initial_loss": ("HeadCheck", "InitialLossResult", "check_initial_loss"),
-    "._lr_finder": (
-        "CrossCheckResult",
-        "LRCheckResult",
-        "LRRangeResult",
-        "ShortRun",
-        "UpdateRatioResult",
-        "check_learning_rate",
-        "cross_check_lrs",
-        "lr_range_test",
-        "suggest_lr",
-        "update_ratio",
-    ),
+    "._cross_check": ("CrossCheckResult", "ShortRun", "cross_check_lrs"),
+    "._lr_finder": ("LRCheckResult", "check_learning_rate"),
+    "._range_test": ("LRRangeResult", "lr_range_test", "suggest_lr"),
+    "._update_ratio": ("UpdateRatioResult", "update_ratio"),
     "._overfit": ("OverfitResult", "overfit_small_sample"),
     "._recipe": ("SanityOptions", "SanityReport", "plain_recipe", "run_sanity"),
     "._report": ("render_html", "write_report"),

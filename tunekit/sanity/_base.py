@@ -19,7 +19,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from tunekit.errors import TunekitError
+from tunekit.errors import TunekitError, first_line
 
 Status = Literal["PASS", "WARN", "FAIL"]
 _RANK: dict[str, int] = {"PASS": 0, "WARN": 1, "FAIL": 2}
@@ -63,6 +63,22 @@ def worst(statuses: Iterable[Status]) -> Status:
 def finite_or_none(x: float) -> float | None:
     """``x``, or None when it is NaN or infinite (JSON has no NaN)."""
     return x if math.isfinite(x) else None
+
+
+def plain(result: Any) -> dict[str, Any]:
+    """A result dataclass as JSON-ready values: ``asdict`` with every NaN or infinity as None."""
+    out: dict[str, Any] = _finite(asdict(result))
+    return out
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return finite_or_none(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_finite(v) for v in value)
+    return value
 
 
 # -- inputs --------------------------------------------------------------
@@ -254,7 +270,7 @@ class Objective:
             )
             raise SanityError(
                 f"{self.what}: the loss cannot compare the model's outputs (shape {shape}) with the "
-                f"loader's targets (shape {tshape}): {_first_line(exc)}"
+                f"loader's targets (shape {tshape}): {first_line(exc, 200)}"
             ) from None
         self._check_scalar(loss, "loss_fn")
         return StepOutput(
@@ -289,7 +305,7 @@ class Objective:
             )
             raise SanityError(
                 f"{self.what}: the model cannot run on the loader's batch ({shown}): "
-                f"{_first_line(exc)}{hint}"
+                f"{first_line(exc, 200)}{hint}"
             ) from None
 
     def _total(self, terms: dict[str, Any]) -> torch.Tensor:
@@ -311,8 +327,3 @@ class Objective:
             raise SanityError(
                 f"{self.what}: {where} returned a {loss.dtype} tensor; it must be floating point"
             )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:200]

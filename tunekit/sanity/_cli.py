@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from tunekit.cliargs import add_recipe_args
+
 EXIT_FAILED = 1
 
 #: ``--only`` names -> the check names of SanityOptions.checks
@@ -12,8 +14,6 @@ _CHECKS = {"initial-loss": "initial_loss", "overfit": "overfit", "lr": "lr"}
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    from tunekit.cli import add_recipe_args
-
     add_recipe_args(p)
     p.add_argument(
         "--start-lr", type=float, default=1e-7, help="first LR of the range test (default 1e-7)"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -32,8 +32,8 @@ from ._base import (
     SanityError,
     Status,
     Verdict,
-    finite_or_none,
     model_device,
+    plain,
     take_batches,
     worst,
 )
@@ -93,14 +93,7 @@ class InitialLossResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-ready values (non-finite numbers become None)."""
-        d = asdict(self)
-        d["measured"] = finite_or_none(self.measured)
-        d["per_batch"] = [finite_or_none(x) for x in self.per_batch]
-        for k in ("logit_std", "class_bias"):
-            d[k] = finite_or_none(d[k]) if d[k] is not None else None
-        for h in d["heads"]:
-            h["measured"] = finite_or_none(h["measured"])
-        return d
+        return plain(self)
 
     def plot_data(self) -> dict[str, list[Any]]:
         """The bars of :meth:`plot`: one per checked head, measured beside expected."""
@@ -114,21 +107,9 @@ class InitialLossResult:
 
     def plot(self) -> Any:
         """A plotly bar chart of each head's measured value against its expected value."""
-        import plotly.graph_objects as go
+        from ._plots import initial_loss_figure
 
-        data = self.plot_data()
-        fig = go.Figure(
-            [
-                go.Bar(name="measured", x=data["names"], y=data["measured"]),
-                go.Bar(name="expected", x=data["names"], y=data["expected"]),
-            ]
-        )
-        fig.update_layout(
-            title=f"Initial loss: {self.verdict.status}",
-            barmode="group",
-            yaxis_title="loss (or probability)",
-        )
-        return fig
+        return initial_loss_figure(self.plot_data(), f"Initial loss: {self.verdict.status}")
 
 
 def check_initial_loss(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -26,6 +26,7 @@ from ._base import (
     Verdict,
     finite_or_none,
     model_device,
+    plain,
     require_trainable,
     take_batches,
 )
@@ -75,58 +76,29 @@ class OverfitResult:
         return self.outcome == "fit"
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["losses"] = [finite_or_none(x) for x in self.losses]
-        d["judged_losses"] = [finite_or_none(x) for x in self.judged_losses]
-        d["start_loss"] = finite_or_none(self.start_loss)
-        d["best_loss"] = finite_or_none(self.best_loss)
-        return d
+        """Plain, JSON-ready values (non-finite numbers become None)."""
+        return plain(self)
 
     def plot_data(self) -> dict[str, list[float | None]]:
-        """Loss and batch accuracy per step (non-finite losses as None, i.e. gaps)."""
+        """Loss and batch accuracy per step (non-finite losses as None, i.e. gaps), and the
+        loss judged when it differs from the loss (empty otherwise)."""
+        judged = self.judged_losses if self.judged_losses != self.losses else []
         return {
             "step": list(range(len(self.losses))),
             "loss": [finite_or_none(x) for x in self.losses],
             "accuracy": list(self.accuracies),
+            "judged": [finite_or_none(x) for x in judged],
         }
 
     def plot(self) -> Any:
         """A plotly figure: loss per step (log scale) above, batch accuracy below (classifiers)."""
-        import plotly.graph_objects as go
-        from plotly.subplots import make_subplots
+        from ._plots import overfit_figure
 
-        data = self.plot_data()
-        rows = 2 if data["accuracy"] else 1
-        fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.08)
-        fig.add_trace(
-            go.Scatter(x=data["step"], y=data["loss"], name="loss", mode="lines"), row=1, col=1
-        )
-        if self.judged_losses and self.judged_losses != self.losses:
-            judged = [finite_or_none(x) for x in self.judged_losses]
-            fig.add_trace(
-                go.Scatter(
-                    x=data["step"],
-                    y=judged,
-                    name="loss judged (no soft-target terms)",
-                    mode="lines",
-                ),
-                row=1,
-                col=1,
-            )
-        fig.update_yaxes(title_text="loss", type="log", row=1, col=1)
-        if rows == 2:
-            fig.add_trace(
-                go.Scatter(x=data["step"], y=data["accuracy"], name="batch accuracy", mode="lines"),
-                row=2,
-                col=1,
-            )
-            fig.update_yaxes(title_text="accuracy", range=[0, 1.05], row=2, col=1)
-        fig.update_xaxes(title_text="step", row=rows, col=1)
-        fig.update_layout(
-            title=f"Overfit {self.num_batches} batches: {self.verdict.status} "
+        title = (
+            f"Overfit {self.num_batches} batches: {self.verdict.status} "
             f"({self.outcome}, {self.steps} steps)"
         )
-        return fig
+        return overfit_figure(self.plot_data(), title)
 
 
 def overfit_small_sample(

@@ -1,4 +1,5 @@
-"""sanity.json and sanity.html: the data first, then the page that shows it."""
+"""sanity.json and sanity.html: the data first, then the page that shows it (the figures are
+drawn in ``_plots``, on the page every report shares)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tunekit.report import figure_html, html_page, write_text_file
+
 from ._recipe import SanityReport
 
 _COLOURS = {"PASS": "#1a7f37", "WARN": "#9a6700", "FAIL": "#cf222e"}
-
-
-def _write_text(path: Path, text: str) -> None:
-    # Written next to the target and renamed over it, so a reader never sees half a file.
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def report_figures(report: SanityReport) -> list[Any]:
@@ -46,14 +42,6 @@ def render_html(report: SanityReport) -> str:
         "</tr>"
         for v in report.verdicts
     )
-    plots = [
-        fig.to_html(
-            full_html=False,
-            include_plotlyjs="inline" if i == 0 else False,
-            div_id=f"sanity-plot-{i}",
-        )
-        for i, fig in enumerate(report_figures(report))
-    ]
     chosen = ""
     if report.lr is not None and report.lr.chosen is not None:
         space = report.to_dict()["search_space"]
@@ -63,24 +51,20 @@ def render_html(report: SanityReport) -> str:
             f"lr {space['lr'][0]:.3g}–{space['lr'][1]:.3g}, "
             f"weight decay {space['weight_decay'][0]:.3g}–{space['weight_decay'][1]:.3g}</p>"
         )
-    title = f"tunekit sanity — {html.escape(report.recipe)}: {report.status}"
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; }}
-table {{ border-collapse: collapse; }}
-td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-align: top; }}
-</style></head>
-<body>
-<h1>{title}</h1>
-<table id="verdicts">
-<tr><th>check</th><th>status</th><th>measured</th><th>expected</th><th>reason</th><th>fix</th></tr>
-{rows}
-</table>
-{chosen}
-{"".join(f'<div class="plot">{p}</div>' for p in plots)}
-</body></html>
-"""
+    title = f"tunekit sanity — {report.recipe}: {report.status}"
+    body = [
+        f"<h1>{html.escape(title)}</h1>",
+        '<table id="verdicts">',
+        "<tr><th>check</th><th>status</th><th>measured</th><th>expected</th><th>reason</th><th>fix</th></tr>",
+        rows,
+        "</table>",
+        chosen,
+        *(
+            f'<div class="plot">{figure_html(fig, f"sanity-plot-{i}")}</div>'
+            for i, fig in enumerate(report_figures(report))
+        ),
+    ]
+    return html_page(title, "\n".join(body))
 
 
 def write_report(
@@ -88,10 +72,11 @@ def write_report(
 ) -> dict[str, Path]:
     """Writes ``sanity.json`` (and ``sanity.html``) into ``run_dir``; returns their paths."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"json": run_dir / "sanity.json"}
-    _write_text(paths["json"], json.dumps(report.to_dict(), indent=2, allow_nan=False))
+    paths = {
+        "json": write_text_file(
+            run_dir / "sanity.json", json.dumps(report.to_dict(), indent=2, allow_nan=False)
+        )
+    }
     if html_page:
-        paths["html"] = run_dir / "sanity.html"
-        _write_text(paths["html"], render_html(report))
+        paths["html"] = write_text_file(run_dir / "sanity.html", render_html(report))
     return paths

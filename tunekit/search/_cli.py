@@ -8,6 +8,7 @@ import sys
 import time
 from typing import Any
 
+from tunekit.cliargs import add_overrides_arg
 from tunekit.errors import TunekitError
 
 
@@ -34,12 +35,8 @@ def add_search_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out", default=None, help="study directory (default: <output_dir>/<study name>)"
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
+    add_overrides_arg(
+        p,
         help="override a study field (workers=2, stages.coarse.trials=8) or a recipe field "
         "(recipe.optim.momentum=0.8); repeatable",
     )

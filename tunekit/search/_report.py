@@ -22,14 +22,13 @@ from typing import Any
 from optuna.trial import TrialState
 
 from tunekit.errors import TunekitError
+from tunekit.report import figure_html, html_page, read_records, write_text_file
 
 from ._stages import StagedSearch, stage_data
 
 
 def read_curve(run_dir: str | None, metric: str) -> dict[str, list[float]]:
     """A trial's per-epoch ``metric`` and training loss from its metrics.jsonl (bad records skipped)."""
-    from tunekit.report._runs import read_records
-
     out: dict[str, list[float]] = {"epoch": [], "metric": [], "train_loss": []}
     if not run_dir:
         return out
@@ -86,7 +85,7 @@ def study_report_data(search: StagedSearch) -> dict[str, Any]:
 
 
 def _fig_html(fig: Any) -> str:
-    return str(fig.to_html(full_html=False, include_plotlyjs=False, default_height="420px"))
+    return figure_html(fig, default_height="420px")
 
 
 def _optuna_plots(search: StagedSearch) -> list[tuple[str, str]]:
@@ -246,8 +245,6 @@ def render_report(
     data: dict[str, Any], plots: list[tuple[str, str]], compare: dict[str, Any] | None
 ) -> str:
     """The whole HTML page (plotly.js inlined once, so the file works offline)."""
-    from plotly.offline import get_plotlyjs
-
     title = f"study {data['study']}" + (f" vs {compare['study']}" if compare else "")
     parts = [
         f"<h1>{html.escape(title)}</h1>",
@@ -270,15 +267,7 @@ def render_report(
     ]
     for name, body in plots:
         parts += [f"<h2>{html.escape(name)}</h2>", body]
-    style = (
-        "body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}.note{color:#777}"
-    )
-    return (
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{style}</style><script type='text/javascript'>{get_plotlyjs()}</script></head>"
-        f"<body>{''.join(parts)}</body></html>"
-    )
+    return html_page(title, "".join(parts))
 
 
 def _open(study: str, out: str | None, storage: str | None) -> tuple[StagedSearch, Path]:
@@ -335,11 +324,7 @@ def study_report(
         other = study_report_data(other_search)
     page = render_report(data, _optuna_plots(search), other)
     target = Path(out) if out is not None and out.endswith(".html") else study_dir / "report.html"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(page)
-    tmp.replace(target)
-    return target
+    return write_text_file(target, page)
 
 
 def write_hparams(search: StagedSearch, directory: Path) -> int:

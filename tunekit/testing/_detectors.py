@@ -1,4 +1,5 @@
-"""Tiny torchvision detectors and a few random images with boxes, for the detector paths."""
+"""Tiny torchvision detectors (FCOS, RetinaNet, Faster R-CNN) on 64x64 images, and a few
+random images with boxes to feed them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from torchvision.models.detection import FCOS, FasterRCNN, RetinaNet
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.ops import MultiScaleRoIAlign
 
+#: The side of the images the tiny detectors take.
 SIZE = 64
 
 
@@ -22,11 +24,13 @@ def _backbone(width: int = 32) -> nn.Module:
 
 
 def tiny_fcos(num_classes: int = 3) -> nn.Module:
+    """A one-level FCOS (focal-loss classification, centerness and box heads)."""
     anchors = AnchorGenerator(sizes=((16,),), aspect_ratios=((1.0,),))
     return FCOS(_backbone(), num_classes, min_size=SIZE, max_size=SIZE, anchor_generator=anchors)
 
 
 def tiny_retinanet(num_classes: int = 3) -> nn.Module:
+    """A one-level RetinaNet (focal-loss classification and box heads)."""
     anchors = AnchorGenerator(sizes=((16, 32),), aspect_ratios=((0.5, 1.0, 2.0),))
     return RetinaNet(
         _backbone(), num_classes, min_size=SIZE, max_size=SIZE, anchor_generator=anchors
@@ -34,6 +38,7 @@ def tiny_retinanet(num_classes: int = 3) -> nn.Module:
 
 
 def tiny_faster_rcnn(num_classes: int = 3) -> nn.Module:
+    """A one-level Faster R-CNN (RPN objectness, softmax box classifier over C+1)."""
     anchors = AnchorGenerator(sizes=((16, 32),), aspect_ratios=((0.5, 1.0, 2.0),))
     pool = MultiScaleRoIAlign(["0"], output_size=7, sampling_ratio=2)
     return FasterRCNN(

@@ -1,4 +1,4 @@
-"""Small trainers for the diagnostics tests: a tiny model, a random dataset, real hooks."""
+"""A Trainer over a tiny model and dataset, for testing hooks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import torch
 
 from tunekit.engine import HookBase, Trainer
 from tunekit.tasks import ClassificationTask
-from tunekit.testing import TinyMLP, loader, random_classification
+
+from ._data import loader, random_classification
+from ._models import TinyMLP
 
 
 def tiny_trainer(
@@ -21,7 +23,11 @@ def tiny_trainer(
     batch_size: int = 16,
     task: object | None = None,
 ) -> Trainer:
-    """A Trainer over a learnable random 4-class dataset (``n // batch_size`` steps an epoch)."""
+    """A Trainer over a learnable random 4-class dataset (``n // batch_size`` steps an epoch).
+
+    Example:
+        >>> tiny_trainer([MyHook()]).train()  # doctest: +SKIP
+    """
     torch.manual_seed(0)
     model = model or TinyMLP()
     opt = (
