@@ -1,6 +1,6 @@
 """The ``tunekit`` command: a thin layer over the library.
 
-Each command lives with its concept (``tunekit/<concept>/_cli.py``) and adds
+Each command lives with its concept (``tunekit/<concept>/cli.py``) and adds
 its own subparser; this file only wires them and turns a user's mistake
 (:class:`TunekitError`) into one line on stderr and exit code 2.
 """
@@ -138,7 +138,7 @@ REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train]
 
 
 def _add_search(sub: argparse._SubParsersAction) -> None:
-    from tunekit.search._cli import add_dashboard_parser, add_search_parser
+    from tunekit.search.cli import add_dashboard_parser, add_search_parser
 
     add_search_parser(sub)
     add_dashboard_parser(sub)
@@ -148,7 +148,7 @@ REGISTRARS.append(_add_search)
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:
-    from tunekit.report._cli import add_diagnose_parser, add_report_parser
+    from tunekit.report.cli import add_diagnose_parser, add_report_parser
 
     add_report_parser(sub)
     add_diagnose_parser(sub)
@@ -158,7 +158,7 @@ REGISTRARS.append(_add_report)
 
 
 def _add_ensemble(sub: argparse._SubParsersAction) -> None:
-    from tunekit.ensemble import add_ensemble_parser
+    from tunekit.ensemble.cli import add_ensemble_parser
 
     add_ensemble_parser(sub)
 
@@ -167,7 +167,7 @@ REGISTRARS.append(_add_ensemble)
 
 
 def _add_data(sub: argparse._SubParsersAction) -> None:
-    from tunekit.detection._cli import add_data_command
+    from tunekit.detection.cli import add_data_command
 
     add_data_command(sub)
 
@@ -176,7 +176,7 @@ REGISTRARS.append(_add_data)
 
 
 def _add_sanity(sub: argparse._SubParsersAction) -> None:
-    from tunekit.sanity._cli import add_lr_find, add_sanity
+    from tunekit.sanity.cli import add_lr_find, add_sanity
 
     add_sanity(sub)
     add_lr_find(sub)

@@ -1,6 +1,6 @@
 """The command-line arguments that several commands share: a recipe, its overrides, an output.
 
-Commands live with their concept (``tunekit/<concept>/_cli.py``) and ``tunekit.cli``
+Commands live with their concept (``tunekit/<concept>/cli.py``) and ``tunekit.cli``
 wires them; both import this module, which imports nothing heavy (see
 tests/test_cli_imports.py).
 """

@@ -1,4 +1,4 @@
-"""BN statistics for averaged weights, and evaluating a side model on the trainer's data.
+"""BN statistics for averaged weights.
 
 Averaged weights need their own BN statistics: the running means of the
 training model belong to its own weights, not to their average (Izmailov et
@@ -12,23 +12,24 @@ cumulative-average pass with those three things handled.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
 
-from tunekit.core import DistInfo, all_reduce_sum, rng_state, set_rng_state
+from tunekit.core import BATCH_NORMS, DistInfo, all_reduce_sum, preserved_rng
 
 if TYPE_CHECKING:
     from tunekit.engine import Trainer
 
-_BN = nn.modules.batchnorm._BatchNorm
+
+#: What :data:`tunekit.core.BATCH_NORMS` holds, for the type checker.
+BatchNorm = nn.BatchNorm1d | nn.BatchNorm2d | nn.BatchNorm3d | nn.SyncBatchNorm
 
 
-def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+def batchnorm_layers(model: nn.Module) -> list[BatchNorm]:
     """The BN layers of ``model`` that keep running statistics, outside frozen stages.
 
     A frozen stage keeps the statistics it was loaded with (a linear probe's backbone):
@@ -38,9 +39,9 @@ def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
 
     frozen = frozen_modules(model)
     return [
-        m
+        cast(BatchNorm, m)
         for name, m in model.named_modules()
-        if isinstance(m, _BN)
+        if isinstance(m, BATCH_NORMS)
         and m.track_running_stats
         and not any(f == "" or name == f or name.startswith(f + ".") for f in frozen)
     ]
@@ -90,8 +91,9 @@ def recalibrate_bn(model: nn.Module, inputs: Iterable[Any], dist: DistInfo | Non
     return n
 
 
-def _stats(m: nn.modules.batchnorm._BatchNorm) -> list[torch.Tensor]:
-    return [b for b in (m.running_mean, m.running_var, m.num_batches_tracked) if b is not None]
+def _stats(m: nn.Module) -> list[torch.Tensor]:
+    """Running mean, running variance, batches seen: BN's buffers in the order it registers them."""
+    return list(m.buffers(recurse=False))
 
 
 def bare_copy(model: nn.Module) -> nn.Module:
@@ -117,24 +119,6 @@ def model_input(batch: Any) -> Any:
     return batch[0] if isinstance(batch, (tuple, list)) else batch
 
 
-@contextmanager
-def preserved_rng(loader: Any) -> Iterator[None]:
-    """Restores the global RNGs and the loader's generator afterwards.
-
-    A pass over training batches (with random augmentation) inside a run must
-    not change the batches and draws of the steps that follow it.
-    """
-    state = rng_state()
-    generator = getattr(loader, "generator", None)
-    gen_state = generator.get_state() if isinstance(generator, torch.Generator) else None
-    try:
-        yield
-    finally:
-        set_rng_state(state)
-        if gen_state is not None:
-            generator.set_state(gen_state)  # type: ignore[union-attr]
-
-
 def recalibrate_on_training_data(
     model: nn.Module, trainer: Trainer, max_batches: int | None
 ) -> int:
@@ -146,18 +130,3 @@ def recalibrate_on_training_data(
         batches = (model_input(t.task.to_device(b, t.device)) for b in t.train_loader)
         limit = min(max_batches or t.batches_per_epoch, t.batches_per_epoch)
         return recalibrate_bn(model, islice(batches, limit), t.dist)
-
-
-@torch.no_grad()
-def evaluate_side_model(model: nn.Module, trainer: Trainer) -> dict[str, float]:
-    """The trainer's validation metrics for another model (EMA, SWA, an ensemble)."""
-    assert trainer.val_loader is not None
-    was_training = model.training
-    model.eval()
-    # Starting a DataLoader draws its base seed from the global RNG; an extra
-    # evaluation must leave the run's random stream where it was.
-    try:
-        with preserved_rng(trainer.val_loader):
-            return trainer.task.evaluate(model, trainer.val_loader, trainer.dist)
-    finally:
-        model.train(was_training)

@@ -21,7 +21,6 @@ from tunekit.engine import HookBase
 from ._bn import (
     bare_copy,
     batchnorm_layers,
-    evaluate_side_model,
     recalibrate_on_training_data,
 )
 
@@ -180,7 +179,7 @@ class EmaHook(HookBase):
         if self.ema is None or not self.evaluate or not self.metrics.evaluated:
             return
         self.prepare_for_eval()
-        self.metrics.put_eval(evaluate_side_model(self.ema.module, t), model="ema")
+        self.metrics.put_eval(t.evaluate(self.ema.module), model="ema")
 
     def prepare_for_eval(self) -> None:
         """Recomputes the average's BN statistics when asked to (``buffers="recalibrate"``)."""

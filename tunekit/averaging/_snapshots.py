@@ -18,11 +18,10 @@ from torch import nn
 
 from tunekit.config import Recipe
 from tunekit.core import barrier, load_checkpoint, save_atomic
-from tunekit.engine import HookBase
-from tunekit.engine._schedules import sgdr_cycle
+from tunekit.engine import HookBase, sgdr_cycle
 from tunekit.errors import CheckpointError, ConfigError
 
-from ._bn import bare_copy, evaluate_side_model
+from ._bn import bare_copy
 from ._ensemble import ensemble_for_task
 
 SNAPSHOT_FORMAT = "tunekit-snapshot-v1"
@@ -165,11 +164,11 @@ class SnapshotHook(HookBase):
         members = [self._member(r) for r in self.records[-self.ensemble_last :]]
         newest = self.records[-1]
         if not newest["metrics"]:
-            newest["metrics"] = evaluate_side_model(members[-1], t)
+            newest["metrics"] = t.evaluate(members[-1])
         self.metrics.put_eval(newest["metrics"], model="snapshot")
         if len(members) > 1:
             ensemble = ensemble_for_task(members, self.kind)
-            metrics = evaluate_side_model(ensemble, t)
+            metrics = t.evaluate(ensemble)
             self.metrics.put_eval(metrics, model="snapshots")
             self.metrics.put_epoch("snapshots/members", float(len(members)))
         self._write_index()

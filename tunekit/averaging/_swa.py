@@ -16,7 +16,7 @@ from torch.optim.swa_utils import SWALR, AveragedModel
 from tunekit.config import SwaConfig
 from tunekit.engine import HookBase
 
-from ._bn import evaluate_side_model, recalibrate_on_training_data
+from ._bn import recalibrate_on_training_data
 
 
 class SwaHook(HookBase):
@@ -82,9 +82,8 @@ class SwaHook(HookBase):
             anneal_strategy=self.anneal_strategy,  # type: ignore[arg-type]
         )
         if self._sched_state is not None:  # resumed inside the SWA phase
-            self._swalr._step_count = self._sched_state["step_count"]
-            self._swalr._last_lr = list(self._sched_state["last_lr"])
-            for group, lr in zip(t.optimizer.param_groups, self._swalr._last_lr):
+            self._swalr.load_state_dict(self._sched_state)
+            for group, lr in zip(t.optimizer.param_groups, self._swalr.get_last_lr()):
                 group["lr"] = lr
 
     def after_step(self) -> None:
@@ -104,7 +103,7 @@ class SwaHook(HookBase):
         self.averaged.update_parameters(t.module)
         if self.metrics.evaluated:
             recalibrate_on_training_data(self.averaged.module, t, self.recalibrate_batches)
-            self.metrics.put_eval(evaluate_side_model(self.averaged.module, t), model="swa")
+            self.metrics.put_eval(t.evaluate(self.averaged.module), model="swa")
             self.metrics.put_epoch("swa/n_averaged", float(self.averaged.n_averaged))
 
     def state_dict(self) -> dict[str, Any]:
@@ -112,12 +111,10 @@ class SwaHook(HookBase):
             return {}
         state: dict[str, Any] = {"model": self.averaged.state_dict()}
         if self._swalr is not None:
-            # Not SWALR.state_dict(): it holds its annealing function, which
-            # weights_only loading refuses. The step count and LRs are its state.
-            state["scheduler"] = {
-                "step_count": self._swalr._step_count,
-                "last_lr": list(self._swalr._last_lr),
-            }
+            # SWALR's state holds its annealing function, which weights_only loading
+            # refuses; the function comes from the settings, the rest is plain values.
+            sched = self._swalr.state_dict()
+            state["scheduler"] = {k: v for k, v in sched.items() if not callable(v)}
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

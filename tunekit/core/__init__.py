@@ -5,6 +5,7 @@ models and the engine can all use it."""
 from ._checkpoint import (
     FORMAT,
     load_checkpoint,
+    preserved_rng,
     rng_state,
     save_atomic,
     seed_everything,
@@ -36,6 +37,7 @@ __all__ = [
     "init_distributed",
     "launch",
     "load_checkpoint",
+    "preserved_rng",
     "resolve_device",
     "rng_state",
     "save_atomic",

@@ -13,6 +13,8 @@ import random
 import re
 import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +131,21 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+@contextmanager
+def preserved_rng(loader: Any) -> Iterator[None]:
+    """Restores the global RNGs and the loader's generator afterwards.
+
+    A pass over training batches (with random augmentation) inside a run must
+    not change the batches and draws of the steps that follow it.
+    """
+    state = rng_state()
+    generator = getattr(loader, "generator", None)
+    gen_state = generator.get_state() if isinstance(generator, torch.Generator) else None
+    try:
+        yield
+    finally:
+        set_rng_state(state)
+        if gen_state is not None:
+            generator.set_state(gen_state)  # type: ignore[union-attr]

@@ -6,7 +6,7 @@ from ._metrics import MetricsStore, Record
 from ._optim import build_optimizer, effective_lr, param_groups
 from ._phases import Phase, PhaseHook, PhaseSetup, phase_at, phase_starts
 from ._progress import ProgressHook, worst_layers
-from ._schedules import SCHEDULES, build_scheduler, make_lr_factor
+from ._schedules import SCHEDULES, build_scheduler, make_lr_factor, sgdr_cycle
 from ._trainer import Task, Trainer
 
 __all__ = [
@@ -30,5 +30,6 @@ __all__ = [
     "param_groups",
     "phase_at",
     "phase_starts",
+    "sgdr_cycle",
     "worst_layers",
 ]

@@ -12,7 +12,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from tunekit.core import FORMAT, DistInfo, all_reduce_sum, any_rank, rng_state, set_rng_state
+from tunekit.core import (
+    FORMAT,
+    DistInfo,
+    all_reduce_sum,
+    any_rank,
+    preserved_rng,
+    rng_state,
+    set_rng_state,
+)
 
 from ._hooks import HookBase
 from ._metrics import WRITE_PRIORITY, MetricsStore
@@ -285,15 +293,23 @@ class Trainer:
         self.metrics.end_step(self.step, lambda: self.lr)
 
     @torch.no_grad()
-    def evaluate(self) -> dict[str, float]:
-        """Validation metrics of the current model (every rank gets the same numbers)."""
+    def evaluate(self, model: nn.Module | None = None) -> dict[str, float]:
+        """Validation metrics of the current model, or of another one on the same data (an
+        EMA or SWA average, a snapshot ensemble, TTA views); every rank gets the same numbers.
+
+        Another model's evaluation leaves the run's random stream where it was: starting a
+        DataLoader draws its base seed from the global RNG.
+        """
         assert self.val_loader is not None
-        was_training = self.module.training
-        self.module.eval()
+        side = model is not None
+        model = model if model is not None else self.module
+        was_training = model.training
+        model.eval()
         try:
-            return self.task.evaluate(self.module, self.val_loader, self.dist)
+            with preserved_rng(self.val_loader) if side else nullcontext():
+                return self.task.evaluate(model, self.val_loader, self.dist)
         finally:
-            self.module.train(was_training)
+            model.train(was_training)
 
     def _seed_epoch(self) -> None:
         # The data order and the loader workers' seeds depend on (seed, epoch)

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 from tunekit._lazy import attach
 
 if TYPE_CHECKING:
-    from ._cli import add_ensemble_parser
     from ._evaluate import build_ensemble, comparison, select_from_run, select_from_study
     from ._export import export_ensemble, read_metadata
     from ._members import checkpoint_member, open_run
@@ -16,7 +15,6 @@ if TYPE_CHECKING:
 
 # Imported on first use (see tunekit._lazy), so that `tunekit ensemble --help` stays light.
 _SOURCES = {
-    "._cli": ("add_ensemble_parser",),
     "._evaluate": ("build_ensemble", "comparison", "select_from_run", "select_from_study"),
     "._export": ("export_ensemble", "read_metadata"),
     "._members": ("checkpoint_member", "open_run"),
@@ -26,7 +24,6 @@ if not TYPE_CHECKING:
     __getattr__, __dir__ = attach(__name__, _SOURCES)
 
 __all__ = [
-    "add_ensemble_parser",
     "build_ensemble",
     "checkpoint_member",
     "comparison",

@@ -119,10 +119,6 @@ class TTAHook(HookBase):
         self.crop_fraction = crop_fraction
 
     def after_epoch(self) -> None:
-        # The side-model helpers of the averaging hooks: the same evaluation, RNG kept
-        # as it was, and the same metric names.
-        from tunekit.averaging._bn import evaluate_side_model
-
         t = self.trainer
         if not self.metrics.evaluated:
             return
@@ -133,4 +129,4 @@ class TTAHook(HookBase):
             crop_fraction=self.crop_fraction,
         )
         model.train(t.module.training)
-        self.metrics.put_eval(evaluate_side_model(model, t), model=PREFIX)
+        self.metrics.put_eval(t.evaluate(model), model=PREFIX)
