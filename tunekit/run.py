@@ -118,36 +118,17 @@ def record_metrics(recipe: Recipe) -> tuple[str, ...]:
     return (*names, *(f"{side}/{n}" for side in side_models(recipe) for n in names))
 
 
-def metric_name(key: str) -> str:
-    """How ``train.metric`` spells an epoch record's key: ``ema/val/top1`` -> ``val_ema/top1``."""
-    side, sep, sub = key.partition("/val/")
-    return f"val_{side}/{sub}" if sep and side else key
-
-
-def record_key(metric: str) -> str:
-    """The epoch record's key a ``train.metric`` names: ``val_ema/top1`` -> ``ema/val/top1``."""
-    side, sep, sub = metric.partition("/")
-    return f"{side[4:]}/val/{sub}" if sep and side.startswith("val_") else metric
-
-
-def best_metrics(recipe: Recipe) -> tuple[str, ...]:
-    """What ``train.metric`` may name: ``val/top1``, ``val_ema/top1``, ..."""
-    return tuple(metric_name(k) for k in record_metrics(recipe))
-
-
 def check_metric(recipe: Recipe, *, file: str | None = None) -> None:
     """``train.metric`` must be a key the evaluation gives: with a misspelt one a run would
     train to the end with no best checkpoint, and early stopping would never stop it."""
-    allowed = best_metrics(recipe)
+    allowed = record_metrics(recipe)
     metric = recipe.train.metric
     if metric not in allowed:
-        section = metric.startswith("val_") and averaging_section(metric[4:].split("/", 1)[0])
-        if metric in record_metrics(recipe):  # ema/val/top1, as metrics.jsonl names it
-            side, _, sub = metric.partition("/val/")
-            hint = f" (the {side} model's {sub} is named {metric_name(metric)!r} here)"
-        elif section:
+        side = metric.partition("/val/")[0] if "/val/" in metric else None
+        section = side and averaging_section(side)
+        if section:
             hint = f" (the recipe has no averaging.{section})"
-        elif metric.startswith("val_tta/"):
+        elif side == "tta":
             hint = " (the recipe has no eval.tta)"
         else:
             hint = did_you_mean(metric, allowed)
@@ -215,7 +196,7 @@ def check_syncbn(
 def recipe_hooks(recipe: Recipe, run_dir: Path, *, progress: bool = True) -> list[HookBase]:
     """The hooks a recipe asks for, plus the ones every run has."""
     t = recipe.train
-    metric = record_key(t.metric)
+    metric = t.metric
     hooks: list[HookBase] = [
         MetricsWriter(run_dir / "metrics.jsonl"),
         CheckpointHook(run_dir / "checkpoints", metric, t.mode, t.keep_last),

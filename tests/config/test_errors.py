@@ -224,14 +224,14 @@ CASES = [
     (
         "metric-of-an-average-not-kept",
         None,
-        ["--set", "train.metric=val_ema/top1"],
-        ["train.metric", "'val_ema/top1'", "no averaging.ema"],
+        ["--set", "train.metric=ema/val/top1"],
+        ["train.metric", "'ema/val/top1'", "no averaging.ema"],
     ),
     (
-        "metric-named-as-in-the-records",
+        "metric-of-an-average-not-kept-older-spelling",
         None,
-        ["--set", "train.metric=ema/val/top1", "--set", "averaging.ema.decay=0.9"],
-        ["train.metric", "named 'val_ema/top1' here"],
+        ["--set", "train.metric=val_swa/top1"],
+        ["train.metric", "'swa/val/top1'", "no averaging.swa"],
     ),
     (
         "weights-missing-file",

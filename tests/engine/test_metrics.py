@@ -92,10 +92,15 @@ def test_hooks_put_before_the_record_closes_and_writers_read_it_after() -> None:
     assert closed[-1]["custom/epoch"] == 1.0 and trainer.history[-1]["custom/epoch"] == 1.0
 
 
-def test_train_metric_spelling_and_record_key_are_one_mapping() -> None:
-    from tunekit.run import metric_name, record_key
+def test_a_metric_has_one_name_the_records_and_older_spelling_read_as_it() -> None:
+    from tunekit.config import Recipe, metric_key
+    from tunekit.run import check_metric
 
-    for key in ("val/top1", "ema/val/top1", "snapshots/val/loss", "tta/val/top5"):
-        assert record_key(metric_name(key)) == key
-    assert metric_name("ema/val/top1") == "val_ema/top1"
-    assert record_key("val_ema/top1") == "ema/val/top1" and record_key("val/loss") == "val/loss"
+    for key in ("val/top1", "ema/val/top1", "snapshots/val/loss", "tta/val/top5", "val_/x"):
+        assert metric_key(key) == key
+    assert metric_key("val_ema/top1") == "ema/val/top1"
+    recipe = Recipe.model_validate(
+        {"train": {"metric": "val_ema/top1"}, "averaging": {"ema": {"decay": 0.9}}}
+    )
+    assert recipe.train.metric == "ema/val/top1"
+    check_metric(recipe)  # the EMA model's top-1 is a key of the epoch record

@@ -1,6 +1,6 @@
 """Recipe schema, YAML loading, ``a.b=1`` overrides and one-line errors."""
 
-from ._base import FieldError, Section
+from ._base import FieldError, Section, metric_key
 from ._loading import (
     apply_overrides,
     load_recipe,
@@ -56,6 +56,7 @@ __all__ = [
     "apply_overrides",
     "load_recipe",
     "load_yaml",
+    "metric_key",
     "parse_override",
     "read_yaml",
     "recipe_to_yaml",

@@ -60,6 +60,13 @@ class Section(BaseModel):
 _BOOL_HINT = " (YAML reads true/false, yes/no and on/off as booleans)"
 
 
+def metric_key(name: str) -> str:
+    """A metric as the epoch record names it: a side model's is ``<model>/val/<metric>``
+    (``ema/val/top1``); the older spelling ``val_ema/top1`` is read as the same key."""
+    side, sep, sub = name.partition("/")
+    return f"{side[4:]}/val/{sub}" if sep and side.startswith("val_") and side[4:] else name
+
+
 def _non_finite(value: Any, depth: int = 0) -> tuple[str, float] | None:
     """The first inf or nan inside ``value`` (lists, tuples, mappings) and its dotted path."""
     if isinstance(value, float):

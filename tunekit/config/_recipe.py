@@ -13,7 +13,7 @@ from pydantic import ConfigDict, Field, PositiveFloat, PositiveInt, field_valida
 
 from tunekit.errors import did_you_mean
 
-from ._base import _BOOL_HINT, FieldError, Section
+from ._base import _BOOL_HINT, FieldError, Section, metric_key
 
 # Upper bounds: generous for any real setup, and low enough that a typo (an
 # extra zero or three) is an error here rather than an allocation of petabytes.
@@ -280,7 +280,8 @@ class TrainConfig(_Section):
     # Cut each epoch short (for smoke runs and search trials on big data), in optimizer steps.
     max_steps_per_epoch: Count | None = None
     eval_every: int = Field(1, gt=0, le=MAX_EPOCHS)
-    # Metric that picks the best checkpoint and drives early stopping / pruning.
+    # Metric that picks the best checkpoint and drives early stopping / pruning, as the
+    # epoch record names it: val/top1, ema/val/top1 (the EMA model's), ...
     metric: str = "val/top1"
     mode: Literal["max", "min"] = "max"
     early_stopping: EarlyStoppingConfig | None = None
@@ -289,6 +290,11 @@ class TrainConfig(_Section):
     deterministic: bool = True
     device: Literal["auto", "cpu", "cuda"] = "auto"
     keep_last: int = Field(1, gt=0, le=MAX_KEPT)
+
+    @field_validator("metric")
+    @classmethod
+    def _metric_key(cls, value: str) -> str:
+        return metric_key(value)
 
 
 class EmaConfig(_Section):
@@ -430,7 +436,7 @@ class EvalConfig(_Section):
 
     With ``tta`` set, the validation set is also scored on the average of the
     predicted probabilities over the views, reported as ``tta/val/...``
-    (``val_tta/...`` for ``train.metric``). The views are the image itself plus,
+    (which ``train.metric`` may name). The views are the image itself plus,
     with ``multicrop``, its 4 corner and centre crops of ``crop_fraction`` of the
     side resized back; ``hflip`` adds the mirror image of each.
     """

@@ -20,6 +20,7 @@ from tunekit.config import (
     FieldError,
     Section,
     apply_overrides,
+    metric_key,
     parse_override,
     read_yaml,
     validate,
@@ -128,6 +129,12 @@ class PrunerSpec(Section):
     # rungs prune the configurations that end best; "ema/val/top1" (with averaging.ema
     # in the stage's recipe) ranks trials early much as they will end.
     metric: str | None = None
+
+    @field_validator("metric")
+    @classmethod
+    def _metric_key(cls, value: str | None) -> str | None:
+        return None if value is None else metric_key(value)
+
     # median
     n_startup_trials: int = Field(default=3, ge=0, le=MAX_TRIALS)
     n_warmup_steps: int = Field(default=0, ge=0, le=MAX_EPOCHS)
@@ -235,6 +242,12 @@ class Study(Section):
     set: list[str] = Field(default_factory=list, max_length=MAX_OVERRIDES)
     metric: str = "val/top1"
     direction: Literal["maximize", "minimize"] = "maximize"
+
+    @field_validator("metric")
+    @classmethod
+    def _metric_key(cls, value: str) -> str:
+        return metric_key(value)
+
     space: dict[str, ParamSpec] = Field(
         min_length=1,
         max_length=MAX_PARAMS,

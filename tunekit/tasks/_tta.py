@@ -8,7 +8,7 @@ the mirror image of every one of those: ``[hflip, multicrop]`` gives 12 views.
 The model's probabilities (softmax, or sigmoid for a BCE multi-label model)
 are averaged over the views; the task then scores that average as it scores
 a single prediction, and the results are reported beside the model's own as
-``tta/val/...`` (``val_tta/...`` for ``train.metric``), the way the averaged
+``tta/val/...``, the way the averaged
 models of the ``averaging`` section are.
 """
 
@@ -25,7 +25,7 @@ from tunekit.engine import HookBase
 #: The views ``eval.tta`` may name.
 VIEWS = ("hflip", "multicrop")
 
-#: The metric prefix of the augmented evaluation (``tta/val/top1``, ``val_tta/top1``).
+#: The metric prefix of the augmented evaluation (``tta/val/top1``).
 PREFIX = "tta"
 
 
