@@ -65,6 +65,14 @@ def finite_or_none(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
+class ProbeResult:
+    """Base of the probes' result dataclasses."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-ready values (non-finite numbers become None)."""
+        return plain(self)
+
+
 def plain(result: Any) -> dict[str, Any]:
     """A result dataclass as JSON-ready values: ``asdict`` with every NaN or infinity as None."""
     out: dict[str, Any] = _finite(asdict(result))

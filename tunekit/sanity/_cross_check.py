@@ -19,13 +19,13 @@ from torch import nn
 from ._base import (
     LossFn,
     Objective,
+    ProbeResult,
     SanityError,
     Status,
     Verdict,
     cycle,
     finite_or_none,
     model_device,
-    plain,
     require_trainable,
 )
 from ._state import preserved, set_hyper
@@ -49,7 +49,7 @@ class ShortRun:
 
 
 @dataclass
-class CrossCheckResult:
+class CrossCheckResult(ProbeResult):
     """What :func:`cross_check_lrs` measured: one short run per LR, and the chosen LR."""
 
     runs: list[ShortRun]
@@ -57,10 +57,6 @@ class CrossCheckResult:
     num_iter: int
     weight_decay: float
     verdict: Verdict
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain, JSON-ready values (non-finite numbers become None)."""
-        return plain(self)
 
     def plot_data(self) -> dict[str, Any]:
         """Each short run's LR, loss curve and fall, and the chosen LR."""

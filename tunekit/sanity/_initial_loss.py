@@ -29,11 +29,11 @@ from tunekit.tasks import HeadPrior, get_task
 from ._base import (
     LossFn,
     Objective,
+    ProbeResult,
     SanityError,
     Status,
     Verdict,
     model_device,
-    plain,
     take_batches,
     worst,
 )
@@ -67,7 +67,7 @@ class HeadCheck:
 
 
 @dataclass
-class InitialLossResult:
+class InitialLossResult(ProbeResult):
     """What :func:`check_initial_loss` measured.
 
     Attributes:
@@ -90,10 +90,6 @@ class InitialLossResult:
     class_bias: float | None = None
     num_classes: int | None = None
     final_layer: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain, JSON-ready values (non-finite numbers become None)."""
-        return plain(self)
 
     def plot_data(self) -> dict[str, list[Any]]:
         """The bars of :meth:`plot`: one per checked head, measured beside expected."""

@@ -22,11 +22,11 @@ from torch import nn
 from ._base import (
     LossFn,
     Objective,
+    ProbeResult,
     SanityError,
     Verdict,
     finite_or_none,
     model_device,
-    plain,
     require_trainable,
     take_batches,
 )
@@ -43,7 +43,7 @@ FLAT_FRACTION = 0.9
 
 
 @dataclass
-class OverfitResult:
+class OverfitResult(ProbeResult):
     """What :func:`overfit_small_sample` measured.
 
     Attributes:
@@ -74,10 +74,6 @@ class OverfitResult:
     @property
     def fitted(self) -> bool:
         return self.outcome == "fit"
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain, JSON-ready values (non-finite numbers become None)."""
-        return plain(self)
 
     def plot_data(self) -> dict[str, list[float | None]]:
         """Loss and batch accuracy per step (non-finite losses as None, i.e. gaps), and the

@@ -25,12 +25,12 @@ from torch import nn
 from ._base import (
     LossFn,
     Objective,
+    ProbeResult,
     SanityError,
     Verdict,
     cycle,
     finite_or_none,
     model_device,
-    plain,
     require_trainable,
 )
 from ._state import preserved, set_hyper
@@ -39,7 +39,7 @@ CHECK_RANGE = "lr range test"
 
 
 @dataclass
-class LRRangeResult:
+class LRRangeResult(ProbeResult):
     """What :func:`lr_range_test` measured.
 
     Attributes:
@@ -63,10 +63,6 @@ class LRRangeResult:
     end_lr: float
     num_iter: int
     verdict: Verdict
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain, JSON-ready values (non-finite numbers become None)."""
-        return plain(self)
 
     def plot_data(self) -> dict[str, Any]:
         """LR, raw and smoothed loss per step, and the suggestion (None when there is none)."""

@@ -18,12 +18,12 @@ from torch import nn
 from ._base import (
     LossFn,
     Objective,
+    ProbeResult,
     SanityError,
     Verdict,
     cycle,
     finite_or_none,
     model_device,
-    plain,
     require_trainable,
 )
 from ._state import preserved, set_hyper
@@ -41,7 +41,7 @@ RATIO_BAND = (1e-4, 1e-1)
 
 
 @dataclass
-class UpdateRatioResult:
+class UpdateRatioResult(ProbeResult):
     """||Δw|| / ||w|| per layer at one LR, averaged over the last half of a few steps."""
 
     lr: float
@@ -49,10 +49,6 @@ class UpdateRatioResult:
     median: float | None
     steps: int
     verdict: Verdict
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain, JSON-ready values (non-finite numbers become None)."""
-        return plain(self)
 
     def plot_data(self) -> dict[str, Any]:
         """The ratio per weight tensor, the 1e-3 target and the band that passes."""
