@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from search_helpers import one_line_error
 
 SPACE = {"optim.lr": {"type": "log_uniform", "low": 0.01, "high": 0.5}}
@@ -257,6 +259,21 @@ def test_unknown_study_name_and_bad_overrides(
         capsys, "search", "--study", "digits", "--workers", "0", "--out", str(tmp_path)
     )
     assert "--workers" in line
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the check is for machines without GPUs")
+def test_more_ranks_a_trial_than_cpu_cores_without_a_gpu_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # A GPU study (coco_scratch's 8 per trial) would start that many gloo processes per trial.
+    ranks = (os.cpu_count() or 1) + 1
+    out = tmp_path / "study"
+    line = one_line_error(
+        capsys, "search", "--study", "digits", "--set", f"gpus_per_trial={ranks}", "--out", str(out)
+    )
+    assert "studies/digits.yaml" in line and "field 'gpus_per_trial'" in line
+    assert f"value {ranks} is not allowed here" in line and "--set gpus_per_trial=1" in line
+    assert not out.exists()
 
 
 def test_from_sanity_sets_the_coarse_ranges(

@@ -151,13 +151,26 @@ def open_search(
 MAX_WORKERS_PER_CORE = 4
 
 
-def check_workers(study: Study, workers: int) -> None:
-    """``--workers`` must be 1 or more, and their GPUs must exist (on a GPU machine)."""
+def check_workers(study: Study, workers: int, *, file: str | None = None) -> None:
+    """``--workers`` must be 1 or more, and their GPUs must exist (on a GPU machine); without
+    GPUs a trial's ranks (``gpus_per_trial``) must not outnumber the CPU cores."""
     if workers < 1:
         raise ConfigError(
             f"value {workers} is not allowed: use 1 or more workers", field="--workers"
         )
     cores = os.cpu_count() or 1
+    per_trial = study.gpus_per_trial
+    if per_trial > cores and not torch.cuda.is_available():
+        # Without GPUs each of a trial's ranks is a gloo training process: more ranks than
+        # cores only share the cores, and a GPU study's 8 would start silently on a laptop.
+        raise ConfigError(
+            f"value {per_trial} is not allowed here: this machine has no GPU, so a trial would "
+            f"run as {per_trial} gloo processes on {cores} CPU cores; use "
+            f"--set gpus_per_trial=1 (at most {cores}) here, or run it where each worker has "
+            f"{per_trial} GPUs",
+            file=file,
+            field="gpus_per_trial",
+        )
     if workers > MAX_WORKERS_PER_CORE * cores and not torch.cuda.is_available():
         # Each worker is a training process: past a few per core they only fight for it.
         raise ConfigError(

@@ -110,7 +110,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         return 0
     workers = args.workers if args.workers is not None else plan.study.workers
     # Every check comes before the storage is created: a mistake leaves no files behind.
-    check_workers(plan.study, workers)
+    check_workers(plan.study, workers, file=str(plan.study_file))
     preflight_data(plan)
     ctx = plan.open()
     print(
