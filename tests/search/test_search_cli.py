@@ -48,7 +48,11 @@ SHAPES_AT_A_TINY_BUDGET = [
 def test_coco_scratch_without_coco_says_where_it_is_expected(
     cli: Callable[..., Any], tmp_path: Path
 ) -> None:
-    proc = cli("search", "--study", "coco_scratch", "--out", str(tmp_path / "c"), "--no-progress")
+    # One process a trial: on a machine without GPUs, 8 a trial is refused first.
+    out = str(tmp_path / "c")
+    proc = cli(
+        "search", "--study", "coco_scratch", "--set", "gpus_per_trial=1", "--out", out, "--no-progress"
+    )  # fmt: skip
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
