@@ -43,9 +43,14 @@ def test_two_process_gloo_matches_one_process(write_recipe, tmp_path, cli, norm)
         if not wa.is_floating_point():
             continue
         wb = b["model"][name]
-        rel = float((wa - wb).norm() / wa.norm().clamp_min(1e-12))
+        # Against the tensor's norm, or 1 for the near-zero norm biases, whose relative
+        # difference is all rounding. One batch of 64 and two of 32 sum in another order, and
+        # CPUs pick other float32 conv kernels for each (a gradient is only good to ~1e-3 on
+        # some), so the weights drift apart: 1e-7 to 8e-4 after these 8 steps on the machines
+        # tried. The validation metrics below must match as well.
+        rel = float((wa - wb).norm() / wa.norm().clamp_min(1.0))
         worst = max(worst, rel)
-        assert rel <= 1e-4, f"{name}: relative difference {rel:.2e}"
+        assert rel <= 2e-3, f"{name}: relative difference {rel:.2e}"
     print(f"\nlargest relative weight difference, 2 processes against 1: {worst:.1e}")
     # Validation ran over every image exactly once on both: same metrics.
     va, vb = a["history"][-1], b["history"][-1]
