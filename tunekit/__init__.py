@@ -14,34 +14,14 @@ from typing import TYPE_CHECKING
 from tunekit._lazy import attach
 from tunekit.errors import TunekitError
 
+__version__ = "0.1.0"
+
 if TYPE_CHECKING:
     from tunekit.config import Recipe, load_recipe
     from tunekit.engine import HookBase, Trainer
     from tunekit.run import build_components, build_trainer, train
     from tunekit.sanity import check_initial_loss, lr_range_test, overfit_small_sample
-
-__version__ = "0.1.0"
-
-_SOURCES = {
-    "tunekit.config": ("Recipe", "load_recipe"),
-    "tunekit.engine": ("HookBase", "Trainer"),
-    "tunekit.run": ("build_components", "build_trainer", "train"),
-    "tunekit.sanity": ("check_initial_loss", "lr_range_test", "overfit_small_sample"),
-}
-if not TYPE_CHECKING:
-    __getattr__, __dir__ = attach(__name__, _SOURCES)
-
-__all__ = [
-    "HookBase",
-    "Recipe",
-    "Trainer",
-    "TunekitError",
-    "__version__",
-    "build_components",
-    "build_trainer",
-    "check_initial_loss",
-    "load_recipe",
-    "lr_range_test",
-    "overfit_small_sample",
-    "train",
-]
+else:
+    __getattr__, __dir__, __all__ = attach(
+        __name__, __file__, eager=("TunekitError", "__version__")
+    )

@@ -2,46 +2,66 @@
 
 ``tunekit --help`` and a one-line recipe error must not pay for importing
 torch, torchvision, optuna and plotly (seconds of CPU), so a package's
-``__init__`` names where each public name lives instead of importing it::
+``__init__`` lists its public names once, as imports that only type checkers
+and editors run, and hands its own file to :func:`attach`::
 
-    _SOURCES = {"._ema": ("EmaHook", "ModelEma")}
-    if not TYPE_CHECKING:
-        __getattr__, __dir__ = attach(__name__, _SOURCES)
+    if TYPE_CHECKING:
+        from ._ema import EmaHook, ModelEma
+    else:
+        __getattr__, __dir__, __all__ = attach(__name__, __file__)
 
-and repeats the imports under ``if TYPE_CHECKING:`` for mypy and editors. The
-first ``tunekit.averaging.EmaHook`` (or ``from tunekit.averaging import
+The first ``tunekit.averaging.EmaHook`` (or ``from tunekit.averaging import
 EmaHook``) imports ``tunekit.averaging._ema`` and keeps the value in the
-package, so later look-ups are plain attribute reads.
+package, so later look-ups are plain attribute reads. The import block is the
+one list: ``__all__``, ``dir()`` and the lazy look-up are read from it, so a
+name cannot be public in one and missing from another.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 
+def public_names(init_file: str) -> dict[str, tuple[str, str]]:
+    """Public name -> (module, name in it), from the ``if TYPE_CHECKING:`` imports of a file."""
+    tree = ast.parse(Path(init_file).read_text(encoding="utf-8"), init_file)
+    where: dict[str, tuple[str, str]] = {}
+    for node in tree.body:
+        if not (isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING"):
+            continue
+        for imp in node.body:
+            if isinstance(imp, ast.ImportFrom):
+                module = "." * imp.level + (imp.module or "")
+                where.update({a.asname or a.name: (module, a.name) for a in imp.names})
+    return where
+
+
 def attach(
-    package: str, sources: Mapping[str, Sequence[str]]
-) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
-    """The module ``__getattr__`` and ``__dir__`` of ``package``.
+    package: str, init_file: str, eager: Sequence[str] = ()
+) -> tuple[Callable[[str], Any], Callable[[], list[str]], list[str]]:
+    """The module ``__getattr__``, ``__dir__`` and ``__all__`` of ``package``.
 
     Args:
         package: the package's ``__name__``.
-        sources: module (relative to ``package``, or absolute) -> the public names it defines.
+        init_file: its ``__file__``, whose ``if TYPE_CHECKING:`` imports name the public API.
+        eager: public names the ``__init__`` defines itself (``__version__``).
     """
-    where = {name: module for module, names in sources.items() for name in names}
+    where = public_names(init_file)
 
     def __getattr__(name: str) -> Any:
-        module = where.get(name)
-        if module is None:
+        if name not in where:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(module, package), name)
+        module, attr = where[name]
+        value = getattr(importlib.import_module(module, package), attr)
         setattr(sys.modules[package], name, value)
         return value
 
     def __dir__() -> list[str]:
         return sorted({*vars(sys.modules[package]), *where})
 
-    return __getattr__, __dir__
+    return __getattr__, __dir__, sorted({*where, *eager})

@@ -18,28 +18,19 @@ No diagnostic can crash the run it watches: a hook that fails records a
 ``diagnostic_error`` event and turns itself off.
 """
 
-from ._activations import ActivationMonitor, activation_stats, auto_layers
-from ._base import DiagnosticHook, never_fails
-from ._build import diagnostic_hooks
-from ._errors import NonFiniteError
-from ._guards import Guards
-from ._layers import ParamLayout, layer_of
-from ._ratios import UpdateRatioMonitor
-from ._tensorboard import TensorBoardWriter
-from ._throughput import ThroughputMonitor
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "ActivationMonitor",
-    "DiagnosticHook",
-    "Guards",
-    "NonFiniteError",
-    "ParamLayout",
-    "TensorBoardWriter",
-    "ThroughputMonitor",
-    "UpdateRatioMonitor",
-    "activation_stats",
-    "auto_layers",
-    "diagnostic_hooks",
-    "layer_of",
-    "never_fails",
-]
+from tunekit._lazy import attach
+
+if TYPE_CHECKING:
+    from ._activations import ActivationMonitor, activation_stats, auto_layers
+    from ._base import DiagnosticHook, never_fails
+    from ._build import diagnostic_hooks
+    from ._errors import NonFiniteError
+    from ._guards import Guards
+    from ._layers import ParamLayout, layer_of
+    from ._ratios import UpdateRatioMonitor
+    from ._tensorboard import TensorBoardWriter
+    from ._throughput import ThroughputMonitor
+else:
+    __getattr__, __dir__, __all__ = attach(__name__, __file__)

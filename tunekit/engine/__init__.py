@@ -1,35 +1,17 @@
 """The loop, its hooks and metrics store, optimizers, schedules and phases (on top of ``tunekit.core``)."""
 
-from ._builtin_hooks import CheckpointHook, EarlyStopping, MetricsWriter
-from ._hooks import HookBase
-from ._metrics import MetricsStore, Record
-from ._optim import build_optimizer, effective_lr, param_groups
-from ._phases import Phase, PhaseHook, PhaseSetup, phase_at, phase_starts
-from ._progress import ProgressHook, worst_layers
-from ._schedules import SCHEDULES, build_scheduler, make_lr_factor, sgdr_cycle
-from ._trainer import Task, Trainer
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "SCHEDULES",
-    "CheckpointHook",
-    "EarlyStopping",
-    "HookBase",
-    "MetricsStore",
-    "MetricsWriter",
-    "Phase",
-    "PhaseHook",
-    "PhaseSetup",
-    "ProgressHook",
-    "Record",
-    "Task",
-    "Trainer",
-    "build_optimizer",
-    "build_scheduler",
-    "effective_lr",
-    "make_lr_factor",
-    "param_groups",
-    "phase_at",
-    "phase_starts",
-    "sgdr_cycle",
-    "worst_layers",
-]
+from tunekit._lazy import attach
+
+if TYPE_CHECKING:
+    from ._builtin_hooks import CheckpointHook, EarlyStopping, MetricsWriter
+    from ._hooks import HookBase
+    from ._metrics import MetricsStore, Record
+    from ._optim import build_optimizer, effective_lr, param_groups
+    from ._phases import Phase, PhaseHook, PhaseSetup, phase_at, phase_starts
+    from ._progress import ProgressHook, worst_layers
+    from ._schedules import SCHEDULES, build_scheduler, make_lr_factor, sgdr_cycle
+    from ._trainer import Task, Trainer
+else:
+    __getattr__, __dir__, __all__ = attach(__name__, __file__)

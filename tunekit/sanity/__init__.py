@@ -28,50 +28,5 @@ if TYPE_CHECKING:
     from ._report import render_html, write_report
     from ._state import ProbeState, preserved, restore, snapshot
     from ._update_ratio import UpdateRatioResult, update_ratio
-
-# Imported on first use (see tunekit._lazy), so that `tunekit sanity --help` does not import torch.
-_SOURCES = {
-    "._base": ("Objective", "SanityError", "Verdict"),
-    "._initial_loss": ("HeadCheck", "InitialLossResult", "check_initial_loss"),
-    "._cross_check": ("CrossCheckResult", "ShortRun", "cross_check_lrs"),
-    "._lr_finder": ("LRCheckResult", "check_learning_rate"),
-    "._range_test": ("LRRangeResult", "lr_range_test", "suggest_lr"),
-    "._update_ratio": ("UpdateRatioResult", "update_ratio"),
-    "._overfit": ("OverfitResult", "overfit_small_sample"),
-    "._recipe": ("SanityOptions", "SanityReport", "plain_recipe", "run_sanity"),
-    "._report": ("render_html", "write_report"),
-    "._state": ("ProbeState", "preserved", "restore", "snapshot"),
-}
-if not TYPE_CHECKING:
-    __getattr__, __dir__ = attach(__name__, _SOURCES)
-
-__all__ = [
-    "CrossCheckResult",
-    "HeadCheck",
-    "InitialLossResult",
-    "LRCheckResult",
-    "LRRangeResult",
-    "Objective",
-    "OverfitResult",
-    "ProbeState",
-    "SanityError",
-    "SanityOptions",
-    "SanityReport",
-    "ShortRun",
-    "UpdateRatioResult",
-    "Verdict",
-    "check_initial_loss",
-    "check_learning_rate",
-    "cross_check_lrs",
-    "lr_range_test",
-    "overfit_small_sample",
-    "plain_recipe",
-    "preserved",
-    "render_html",
-    "restore",
-    "run_sanity",
-    "snapshot",
-    "suggest_lr",
-    "update_ratio",
-    "write_report",
-]
+else:
+    __getattr__, __dir__, __all__ = attach(__name__, __file__)

@@ -13,27 +13,5 @@ from tunekit._lazy import attach
 if TYPE_CHECKING:
     from ._generate import CATEGORIES, PALETTE, default_cache_dir, ensure_shapes, generate_shapes
     from ._spec import ShapesSpec
-
-# The spec is light (the CLI checks it before anything heavy); the generator needs PIL and
-# pycocotools, imported on first use.
-_SOURCES = {
-    "._generate": (
-        "CATEGORIES",
-        "PALETTE",
-        "default_cache_dir",
-        "ensure_shapes",
-        "generate_shapes",
-    ),
-    "._spec": ("ShapesSpec",),
-}
-if not TYPE_CHECKING:
-    __getattr__, __dir__ = attach(__name__, _SOURCES)
-
-__all__ = [
-    "CATEGORIES",
-    "PALETTE",
-    "ShapesSpec",
-    "default_cache_dir",
-    "ensure_shapes",
-    "generate_shapes",
-]
+else:
+    __getattr__, __dir__, __all__ = attach(__name__, __file__)

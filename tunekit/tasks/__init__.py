@@ -4,42 +4,25 @@
 and the ensembles ask instead of branching on the task's name.
 """
 
-from ._base import TASKS, HeadPrior, HeadProbe, TaskSpec, get_task
-from ._classification import ClassificationTask
-from ._multilabel import (
-    LOSSES,
-    MultiHotTargets,
-    MultilabelSoftmaxLoss,
-    MultilabelTask,
-    average_precision,
-    build_loss,
-    mean_average_precision,
-    multi_hot_dataset,
-    precision_at_k,
-    to_multi_hot,
-)
-from ._tta import VIEWS, TTAHook, TTAModel, five_crops, tta_views
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "LOSSES",
-    "TASKS",
-    "VIEWS",
-    "ClassificationTask",
-    "HeadPrior",
-    "HeadProbe",
-    "MultiHotTargets",
-    "MultilabelSoftmaxLoss",
-    "MultilabelTask",
-    "TTAHook",
-    "TTAModel",
-    "TaskSpec",
-    "average_precision",
-    "build_loss",
-    "five_crops",
-    "get_task",
-    "mean_average_precision",
-    "multi_hot_dataset",
-    "precision_at_k",
-    "to_multi_hot",
-    "tta_views",
-]
+from tunekit._lazy import attach
+
+if TYPE_CHECKING:
+    from ._base import TASKS, HeadPrior, HeadProbe, TaskSpec, get_task
+    from ._classification import ClassificationTask
+    from ._multilabel import (
+        LOSSES,
+        MultiHotTargets,
+        MultilabelSoftmaxLoss,
+        MultilabelTask,
+        average_precision,
+        build_loss,
+        mean_average_precision,
+        multi_hot_dataset,
+        precision_at_k,
+        to_multi_hot,
+    )
+    from ._tta import VIEWS, TTAHook, TTAModel, five_crops, tta_views
+else:
+    __getattr__, __dir__, __all__ = attach(__name__, __file__)

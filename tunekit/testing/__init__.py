@@ -27,34 +27,5 @@ if TYPE_CHECKING:
     from ._models import BNNet, ConstantNet, TinyCNN, TinyMLP
     from ._postgres import PostgresServer
     from ._trainer import tiny_trainer
-
-# Imported on first use (see tunekit._lazy): the detectors need torchvision, the trainer the engine.
-_SOURCES = {
-    "._data": ("loader", "random_classification", "tiny_data", "tiny_recipe"),
-    "._detectors": ("box_batches", "tiny_faster_rcnn", "tiny_fcos", "tiny_retinanet"),
-    "._models": ("BNNet", "ConstantNet", "TinyCNN", "TinyMLP"),
-    "._trainer": ("tiny_trainer",),
-    # infrastructure
-    "._browser": ("chromium_dom",),
-    "._postgres": ("PostgresServer",),
-}
-if not TYPE_CHECKING:
-    __getattr__, __dir__ = attach(__name__, _SOURCES)
-
-__all__ = [
-    "BNNet",
-    "ConstantNet",
-    "PostgresServer",
-    "TinyCNN",
-    "TinyMLP",
-    "box_batches",
-    "chromium_dom",
-    "loader",
-    "random_classification",
-    "tiny_data",
-    "tiny_faster_rcnn",
-    "tiny_fcos",
-    "tiny_recipe",
-    "tiny_retinanet",
-    "tiny_trainer",
-]
+else:
+    __getattr__, __dir__, __all__ = attach(__name__, __file__)
