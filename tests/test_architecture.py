@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     "tasks": 6,
     "averaging": 7,
     "detection": 7,
+    "monitor": 7,
     "run": 8,
     "report": 9,
     "search": 10,

@@ -17,6 +17,7 @@ from tunekit.errors import TunekitError
 if TYPE_CHECKING:
     from tunekit.config import Recipe, load_recipe
     from tunekit.engine import HookBase, Trainer
+    from tunekit.monitor import watch
     from tunekit.run import build_components, build_trainer, train
     from tunekit.sanity import check_initial_loss, lr_range_test, overfit_small_sample
 
@@ -25,6 +26,7 @@ __version__ = "0.1.0"
 _SOURCES = {
     "tunekit.config": ("Recipe", "load_recipe"),
     "tunekit.engine": ("HookBase", "Trainer"),
+    "tunekit.monitor": ("watch",),
     "tunekit.run": ("build_components", "build_trainer", "train"),
     "tunekit.sanity": ("check_initial_loss", "lr_range_test", "overfit_small_sample"),
 }
@@ -44,4 +46,5 @@ __all__ = [
     "lr_range_test",
     "overfit_small_sample",
     "train",
+    "watch",
 ]

@@ -2,8 +2,8 @@
 
 from ._builtin_hooks import CheckpointHook, EarlyStopping, MetricsWriter
 from ._hooks import HookBase
-from ._metrics import MetricsStore, Record
-from ._optim import build_optimizer, effective_lr, param_groups
+from ._metrics import WRITE_PRIORITY, MetricsStore, Record
+from ._optim import base_lr, build_optimizer, effective_lr, param_groups
 from ._phases import Phase, PhaseHook, PhaseSetup, phase_at, phase_starts
 from ._progress import ProgressHook, worst_layers
 from ._schedules import SCHEDULES, build_scheduler, make_lr_factor, sgdr_cycle
@@ -11,6 +11,7 @@ from ._trainer import Task, Trainer
 
 __all__ = [
     "SCHEDULES",
+    "WRITE_PRIORITY",
     "CheckpointHook",
     "EarlyStopping",
     "HookBase",
@@ -23,6 +24,7 @@ __all__ = [
     "Record",
     "Task",
     "Trainer",
+    "base_lr",
     "build_optimizer",
     "build_scheduler",
     "effective_lr",
