@@ -31,6 +31,7 @@ LAYERS: dict[str, int] = {
     "detection": 7,
     "monitor": 7,
     "run": 8,
+    "integrations": 8,
     "report": 9,
     "search": 10,
     "sanity": 10,

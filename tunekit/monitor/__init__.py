@@ -14,11 +14,25 @@ from tunekit._lazy import attach
 
 if TYPE_CHECKING:
     from ._host import LoopHost, Replay
-    from ._monitor import Monitor, check_watched, diagnostics_config, watch, watch_hooks
+    from ._monitor import (
+        Monitor,
+        check_watched,
+        diagnostics_config,
+        watch,
+        watch_hooks,
+        write_summary,
+    )
 
 _SOURCES = {
     "._host": ("LoopHost", "Replay"),
-    "._monitor": ("Monitor", "check_watched", "diagnostics_config", "watch", "watch_hooks"),
+    "._monitor": (
+        "Monitor",
+        "check_watched",
+        "diagnostics_config",
+        "watch",
+        "watch_hooks",
+        "write_summary",
+    ),
 }
 if not TYPE_CHECKING:
     __getattr__, __dir__ = attach(__name__, _SOURCES)
@@ -31,4 +45,5 @@ __all__ = [
     "diagnostics_config",
     "watch",
     "watch_hooks",
+    "write_summary",
 ]

@@ -148,21 +148,27 @@ class Monitor:
                 warnings.warn(str(err), RuntimeWarning, stacklevel=3)
 
     def _write_summary(self) -> None:
-        host = self.host
-        summary = {
-            "source": "tunekit.watch",
-            "run_dir": str(self.out),
-            "epochs_run": host.epoch,
-            "steps": host.step,
-            "world_size": host.dist.world_size,
-            "stop_reason": host.stop_reason,
-            "wall_time_s": time.perf_counter() - self._started,
-            "final": host.history[-1] if host.history else {},
-            "non_finite": [str(e) for e in self.errors],
-        }
-        tmp = self.out / ".summary.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2, allow_nan=True))
-        tmp.replace(self.out / "summary.json")
+        write_summary(self.host, self.out, "tunekit.watch", self._started, self.errors)
+
+
+def write_summary(
+    host: LoopHost, out: Path, source: str, started: float, errors: list[NonFiniteError]
+) -> None:
+    """``out/summary.json``: steps and epochs run, why it stopped, the last epoch record."""
+    summary = {
+        "source": source,
+        "run_dir": str(out),
+        "epochs_run": host.epoch,
+        "steps": host.step,
+        "world_size": host.dist.world_size,
+        "stop_reason": host.stop_reason,
+        "wall_time_s": time.perf_counter() - started,
+        "final": host.history[-1] if host.history else {},
+        "non_finite": [str(e) for e in errors],
+    }
+    tmp = out / ".summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2, allow_nan=True))
+    tmp.replace(out / "summary.json")
 
 
 def check_watched(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
