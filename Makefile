@@ -10,7 +10,7 @@ STAMP := $(VENV)/.tunekit-installed
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,export,postgres,dashboard]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,export,postgres,dashboard,lightning]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -20,19 +20,19 @@ import pytest
 from tunekit._lazy import public_names
 
 REPO = Path(__file__).resolve().parents[1]
+TUNEKIT = REPO / "tunekit"
 
 HEAVY = ("torch", "torchvision", "optuna", "plotly", "tensorboard", "sklearn", "pycocotools")
 
-#: Packages whose public names are imported on first use (tunekit._lazy).
+#: Packages whose public names are imported on first use (tunekit._lazy): every one but
+#: tunekit.integrations, which has only optional submodules.
 LAZY_PACKAGES = (
     "tunekit",
-    "tunekit.averaging",
-    "tunekit.detection",
-    "tunekit.ensemble",
-    "tunekit.report",
-    "tunekit.sanity",
-    "tunekit.search",
-    "tunekit.testing",
+    *sorted(
+        f"tunekit.{p.parent.name}"
+        for p in TUNEKIT.glob("*/__init__.py")
+        if "attach(" in p.read_text()
+    ),
 )
 
 

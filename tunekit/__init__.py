@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from tunekit.config import Recipe, load_recipe
     from tunekit.engine import HookBase, Trainer
+    from tunekit.monitor import watch
     from tunekit.run import build_components, build_trainer, train
     from tunekit.sanity import check_initial_loss, lr_range_test, overfit_small_sample
 else:

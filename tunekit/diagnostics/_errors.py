@@ -20,6 +20,8 @@ class NonFiniteError(FloatingPointError):
         layer: the first layer found non-finite (module name), or None.
         parameter: the parameter whose gradient was non-finite first, when ``where == "gradient"``.
         detail: how ``layer`` was found.
+        taken: the step was taken before its loss was known (``tunekit.watch``: the loop's
+            loss reaches the monitor after ``optimizer.step()``).
     """
 
     def __init__(
@@ -32,6 +34,7 @@ class NonFiniteError(FloatingPointError):
         layer: str | None = None,
         parameter: str | None = None,
         detail: str = "",
+        taken: bool = False,
     ) -> None:
         self.step = step
         self.epoch = epoch
@@ -40,6 +43,7 @@ class NonFiniteError(FloatingPointError):
         self.layer = layer
         self.parameter = parameter
         self.detail = detail
+        self.taken = taken
         super().__init__(self.format())
 
     def format(self) -> str:
@@ -47,8 +51,9 @@ class NonFiniteError(FloatingPointError):
         where = f"first non-finite layer: {self.layer!r}" if self.layer else "no single layer found"
         if self.detail:
             where += f" ({self.detail})"
+        taken = "was taken" if getattr(self, "taken", False) else "was not taken"
         return (
-            f"non-finite {self.where} at step {self.step} (epoch {self.epoch}); the step was not taken; "
+            f"non-finite {self.where} at step {self.step} (epoch {self.epoch}); the step {taken}; "
             f"loss terms: {terms}; {where}"
         )
 

@@ -37,6 +37,13 @@ class Guards(DiagnosticHook):
     between is applied, and the next step's loss, computed with the broken
     weights, stops the run there, naming the layer whose output went bad.
 
+    A host that learns the loss only after the optimizer step (``tunekit.watch``
+    on a user's own loop, the Lightning callback) calls ``after_backward`` with
+    no loss: the gradients are checked then, before any weight moves (a bad one
+    is blamed on the first module whose output is non-finite when the step's
+    forward is re-run, else on the first bad gradient), and the loss at
+    ``after_step``, where a non-finite loss raises with ``taken=True``.
+
     Args:
         check_gradients: check the gradient norm too (the loss is always checked).
         gradient_check_interval: steps between gradient checks.
@@ -61,6 +68,8 @@ class Guards(DiagnosticHook):
         self._window: deque[float] = deque(maxlen=spike_window)
         self._params: list[tuple[str, nn.Parameter]] = []
         self._uniform = True
+        # The gradient check's result, when the loss comes at after_step (see the class doc).
+        self._deferred: tuple[float | None] | None = None
 
     @never_fails
     def before_train(self) -> None:
@@ -78,16 +87,22 @@ class Guards(DiagnosticHook):
             p.dtype == torch.float32 and p.device == t.device for _, p in self._params
         )
 
-    @never_fails
-    def after_backward(self) -> None:
+    def _gradients_due(self) -> bool:
         t = self.trainer
-        if t.loss is None:
-            return
-        check_grads = (
+        return (
             self.check_gradients
             and t.scaler is None
             and (t.step + 1) % self.gradient_check_interval == 0
         )
+
+    @never_fails
+    def after_backward(self) -> None:
+        t = self.trainer
+        self._deferred = None
+        if t.loss is None:
+            self._check_gradients_alone()
+            return
+        check_grads = self._gradients_due()
         loss_t = t.loss.detach().reshape(())
         grad_norm: float | None = None
         if check_grads and (grads := [p.grad for _, p in self._params if p.grad is not None]):
@@ -111,6 +126,31 @@ class Guards(DiagnosticHook):
             self.metrics.put("grad_norm/total", grad_norm)
         self._check_spike(loss, t.step + 1)
 
+    def _check_gradients_alone(self) -> None:
+        grad_norm: float | None = None
+        if self._gradients_due() and (
+            grads := [p.grad for _, p in self._params if p.grad is not None]
+        ):
+            norms = [n.float() for n in torch._foreach_norm(grads)]
+            grad_norm = math.hypot(*torch.stack([n.to(norms[0].device) for n in norms]).tolist())
+            if not math.isfinite(grad_norm):
+                raise self._stop("gradient", outputs_first=True)
+        self._deferred = (grad_norm,)
+
+    @never_fails
+    def after_step(self) -> None:
+        deferred, self._deferred = self._deferred, None
+        t = self.trainer
+        if deferred is None or t.loss is None:
+            return
+        loss = float(t.loss.detach().float().reshape(()))
+        if not math.isfinite(loss):
+            raise self._stop("loss", step=t.step, taken=True)
+        self.metrics.put("train/step_loss", loss)
+        if deferred[0] is not None:
+            self.metrics.put("grad_norm/total", deferred[0])
+        self._check_spike(loss, t.step)
+
     def _check_spike(self, loss: float, step: int) -> None:
         window = self._window
         if len(window) >= max(5, self.spike_window // 5):
@@ -128,27 +168,41 @@ class Guards(DiagnosticHook):
                 )
         window.append(loss)
 
-    def _stop(self, where: str) -> NonFiniteError:
+    def _stop(
+        self,
+        where: str,
+        *,
+        step: int | None = None,
+        taken: bool = False,
+        outputs_first: bool = False,
+    ) -> NonFiniteError:
+        """The error for a non-finite ``where`` at ``step`` (the step being taken by default).
+
+        ``outputs_first``: blame a bad gradient on the first non-finite module output when the
+        forward, re-run, has one (a host that checks gradients before it knows the loss)."""
         t = self.trainer
         terms = {k: float(v.detach().float().mean()) for k, v in t.loss_terms.items()}
         layer: str | None = None
         parameter: str | None = None
         detail = ""
         try:
-            if where == "gradient":
+            if where == "gradient" and outputs_first and t.batch is not None:
+                layer, detail = self._first_bad_output()
+            if where == "gradient" and layer is None:
                 layer, parameter, detail = self._first_bad_gradient()
-            else:
+            elif where == "loss":
                 layer, detail = self._first_bad_output()
         except Exception as exc:  # locating the layer is a courtesy; the error is what matters
             detail = f"could not locate the layer: {type(exc).__name__}: {exc}"
         err = NonFiniteError(
-            step=t.step + 1,
+            step=t.step + 1 if step is None else step,
             epoch=t.epoch + 1,
             where=where,
             loss_terms=terms,
             layer=layer,
             parameter=parameter,
             detail=detail,
+            taken=taken,
         )
         self.metrics.event(
             "non_finite",
