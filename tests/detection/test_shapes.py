@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 from pathlib import Path
 
@@ -13,8 +14,12 @@ from PIL import Image
 from pycocotools.coco import COCO
 from torchvision.ops import box_iou
 
+from tunekit.config import load_recipe
 from tunekit.detection import CocoDetection, detection_transforms
+from tunekit.run import train
 from tunekit.shapes import ShapesSpec, ensure_shapes, generate_shapes
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _digest(root: Path) -> str:
@@ -139,3 +144,43 @@ def test_cache_generates_once_atomically_even_when_raced(tmp_path: Path) -> None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]  # no temporary folders left behind
     assert json.loads((tmp_path / "c" / "annotations" / "spec.json").read_text())["train"] == 6
     assert len(list((tmp_path / "c" / "train").glob("*.png"))) == 6
+
+
+def test_coco_layout_is_read_by_the_coco_builder(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """``tunekit data shapes --layout coco`` writes COCO 2017's names; data.name=coco trains on it."""
+    root = tmp_path / "coco"
+    done = cli(
+        "data",
+        "shapes",
+        "--out",
+        str(root),
+        "--train",
+        "16",
+        "--val",
+        "6",
+        "--size",
+        "48",
+        "--layout",
+        "coco",
+    )
+    assert done.returncode == 0, done.stderr
+    for name in ("train2017", "val2017"):
+        assert len(list((root / name).glob("*.png"))) == {"train2017": 16, "val2017": 6}[name]
+        assert (root / "annotations" / f"instances_{name}.json").is_file()
+    recipe = load_recipe(
+        REPO / "recipes" / "shapes_fcos.yaml",
+        [
+            "data.name=coco",
+            f"data.root={root}",
+            "data.kwargs={}",
+            "data.image_size=48",
+            "model.width=8",
+            "train.epochs=1",
+            "train.batch_size=8",
+            "diagnostics.enabled=false",
+            f"output_dir={tmp_path / 'runs'}",
+        ],
+    )
+    summary = train(recipe, out=tmp_path / "run", progress=False)
+    assert summary["final"]["val/images"] == 6
+    assert math.isfinite(summary["final"]["val/AP"])

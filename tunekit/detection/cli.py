@@ -32,6 +32,13 @@ def add_data_command(sub: argparse._SubParsersAction) -> None:
         "--size", type=int, default=d.size, help=f"image side in pixels (default {d.size})"
     )
     p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
+    p.add_argument(
+        "--layout",
+        choices=("shapes", "coco"),
+        default="shapes",
+        help="file names: tunekit's (train/, instances_train.json) or COCO 2017's (train2017/, "
+        "annotations/instances_train2017.json), which data.name=coco reads (default shapes)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace the folder if it exists")
     p.set_defaults(func=cmd_shapes)
 
@@ -44,7 +51,7 @@ def cmd_shapes(args: argparse.Namespace) -> int:
     check_output_dir(args.out)
     spec = ShapesSpec(train=args.train, val=args.val, size=args.size, seed=args.seed)
     try:
-        out = generate_shapes(args.out, spec, overwrite=args.overwrite)
+        out = generate_shapes(args.out, spec, overwrite=args.overwrite, layout=args.layout)
     except TunekitError as exc:
         # Name the command-line flag, not the spec field.
         if exc.field and not exc.field.startswith("--"):

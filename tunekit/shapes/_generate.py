@@ -50,6 +50,14 @@ _BG_LOW, _BG_HIGH = 40, 215
 # A shape is kept only if this much of it stays visible under the ones drawn later.
 MIN_VISIBLE = 0.5
 
+#: Folder and annotation-file names of each split: tunekit's own, or COCO 2017's
+#: (``train2017/``, ``annotations/instances_train2017.json``), which the ``coco`` data
+#: builder reads, so a study's COCO path runs on a machine without COCO.
+LAYOUTS = {
+    "shapes": {"train": "train", "val": "val"},
+    "coco": {"train": "train2017", "val": "val2017"},
+}
+
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     # A linear gradient between two muted colours in a random direction, plus light noise.
@@ -138,18 +146,23 @@ def _render(rng: np.random.Generator, spec: ShapesSpec) -> tuple[np.ndarray, lis
     return img, anns
 
 
-def _write_split(out: Path, split: str, count: int, spec: ShapesSpec, split_seed: int) -> None:
+def _write_split(
+    out: Path, split: str, count: int, spec: ShapesSpec, split_seed: int, layout: str
+) -> None:
     rng = np.random.default_rng([spec.seed, split_seed])
-    folder = out / split
+    name = LAYOUTS[layout][split]
+    folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     for idx in range(count):
         img, anns = _render(rng, spec)
-        name = f"{idx:06d}.png"
-        Image.fromarray(img).save(folder / name, optimize=False)
+        file_name = f"{idx:06d}.png"
+        Image.fromarray(img).save(folder / file_name, optimize=False)
         image_id = idx + 1
-        images.append({"id": image_id, "file_name": name, "width": spec.size, "height": spec.size})
+        images.append(
+            {"id": image_id, "file_name": file_name, "width": spec.size, "height": spec.size}
+        )
         for a in anns:
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, **a})
     data = {
@@ -160,17 +173,26 @@ def _write_split(out: Path, split: str, count: int, spec: ShapesSpec, split_seed
         "categories": CATEGORIES,
     }
     (out / "annotations").mkdir(exist_ok=True)
-    (out / "annotations" / f"instances_{split}.json").write_text(json.dumps(data))
+    (out / "annotations" / f"instances_{name}.json").write_text(json.dumps(data))
 
 
-def shapes_complete(root: Path) -> bool:
-    return all((root / "annotations" / f"instances_{s}.json").is_file() for s in ("train", "val"))
+def shapes_complete(root: Path, layout: str = "shapes") -> bool:
+    return all(
+        (root / "annotations" / f"instances_{s}.json").is_file() for s in LAYOUTS[layout].values()
+    )
 
 
 def generate_shapes(
-    out: str | os.PathLike[str], spec: ShapesSpec | None = None, *, overwrite: bool = False
+    out: str | os.PathLike[str],
+    spec: ShapesSpec | None = None,
+    *,
+    overwrite: bool = False,
+    layout: str = "shapes",
 ) -> Path:
     """Writes a shapes dataset (``train/``, ``val/``, ``annotations/instances_{train,val}.json``).
+
+    ``layout="coco"`` names the splits as COCO 2017 does (``train2017/``,
+    ``annotations/instances_train2017.json``, ...), for the ``coco`` data builder.
 
     Generation happens in a temporary folder beside ``out`` that is renamed into
     place at the end, so a crash leaves nothing half-written and two processes
@@ -184,7 +206,7 @@ def generate_shapes(
     spec.check()
     out = Path(out).expanduser()
     if out.exists() and not overwrite:
-        if shapes_complete(out):
+        if shapes_complete(out, layout):
             return out
         if any(out.iterdir()):
             raise DataError(
@@ -198,8 +220,8 @@ def generate_shapes(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     old: Path | None = None
     try:
-        _write_split(tmp, "train", spec.train, spec, 0)
-        _write_split(tmp, "val", spec.val, spec, 1)
+        _write_split(tmp, "train", spec.train, spec, 0, layout)
+        _write_split(tmp, "val", spec.val, spec, 1, layout)
         (tmp / "annotations" / "spec.json").write_text(json.dumps(asdict(spec), indent=2))
         if overwrite and out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
@@ -208,7 +230,7 @@ def generate_shapes(
             os.rename(tmp, out)
         except OSError:
             # Another process renamed its copy first; theirs holds the same files.
-            if not shapes_complete(out):
+            if not shapes_complete(out, layout):
                 raise
     finally:
         for leftover in (tmp, old):
