@@ -98,6 +98,8 @@ def grid_sampler(space: Space, seed: int) -> BaseSampler:
         '_Grid'
     """
     if has_conditions(space):
-        return _Tree(seed=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return _Tree(seed=seed)
     values: dict[str, Any] = grid_search_space(space)
     return _Grid(values, seed=seed)
