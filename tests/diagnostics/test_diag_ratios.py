@@ -91,3 +91,49 @@ def test_frozen_parameters_are_not_watched_and_ratios_come_every_interval() -> N
     assert seen == [2, 4, 6, 8]
     assert set(monitor.last_ratios) == {"fc2"}
     assert not [w for w in monitor.warnings if w["layer"] == "fc1"]
+
+
+WARMUP_STEPS = 24
+
+
+def _warmup_run(peak_lr: float) -> tuple[UpdateRatioMonitor, dict[int, float]]:
+    """40 steps of plain SGD whose LR rises linearly from peak/1000 over 24 steps, then holds."""
+    monitor = UpdateRatioMonitor(interval=1, patience=3)
+    trainer = tiny_trainer(
+        [monitor],
+        optimizer=lambda m: torch.optim.SGD(m.parameters(), lr=peak_lr),
+        n=64,
+        batch_size=8,
+        epochs=5,
+    )
+    trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(
+        trainer.optimizer, lambda step: min(1.0, 0.001 + step / WARMUP_STEPS)
+    )
+    ratios: dict[int, float] = {}
+    trainer.metrics.subscribe(
+        lambda r: (
+            ratios.update({r["step"]: r["update_ratio/fc1"]}) if "update_ratio/fc1" in r else None
+        )
+    )
+    trainer.train()
+    return monitor, ratios
+
+
+def test_low_ratios_during_a_warmup_are_not_warned_about() -> None:
+    # At its peak this LR gives fc1 a healthy ratio (about 4e-4); the warmup's first steps
+    # give ratios a hundred times smaller, which warned before: the highest LR seen during
+    # a rising warmup is the current one, so they did not look like a warmup at all.
+    monitor, ratios = _warmup_run(1e-3)
+    low_in_warmup = [s for s, r in ratios.items() if s <= WARMUP_STEPS and r < 1e-4]
+    assert len(low_in_warmup) >= 4  # patience 3 would have fired
+    assert min(ratios[s] for s in ratios if s > WARMUP_STEPS) > 2e-4
+    assert not [w for w in monitor.warnings if "too low" in w["message"]], monitor.warnings
+
+
+def test_a_learning_rate_too_low_after_the_warmup_still_warns() -> None:
+    monitor, ratios = _warmup_run(1e-5)
+    assert max(ratios[s] for s in ratios if s > WARMUP_STEPS) < 1e-5
+    low = [w for w in monitor.warnings if "too low" in w["message"]]
+    assert {w["layer"] for w in low} == {"fc1", "fc2"}
+    # Not before the LR stopped rising: three checks in a row past the warmup's end.
+    assert all(w["step"] == WARMUP_STEPS + 3 for w in low), low

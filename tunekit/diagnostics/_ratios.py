@@ -17,6 +17,12 @@ def _norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     return list(torch._foreach_norm(tensors)) if tensors else []
 
 
+def _scheduled_peak(scheduler: Any) -> float:
+    """The LR a scheduler scales (tunekit's LambdaLR factors peak at 1): its largest base LR."""
+    base = getattr(scheduler, "base_lrs", None) or [0.0]
+    return max(float(b) for b in base)
+
+
 class UpdateRatioMonitor(DiagnosticHook):
     """Measures ``‖w_after − w_before‖ / ‖w_before‖`` from the change the optimizer really made.
 
@@ -30,11 +36,13 @@ class UpdateRatioMonitor(DiagnosticHook):
     A layer whose ratio stays outside ``bounds`` for ``patience`` checks in a
     row gets one warning event (again only after it came back in bounds); a
     ratio of exactly 0 means the layer is not trained at all (not in the
-    optimizer, or its learning rate is 0). While the schedule has annealed
-    the learning rate below ``anneal_fraction`` of its peak (a cosine tail,
-    a late step decay, warmup's start) small ratios are expected and not
-    counted. Parameters with
-    ``requires_grad=False`` are frozen on purpose and not watched.
+    optimizer, or its learning rate is 0). While the schedule has the
+    learning rate below ``anneal_fraction`` of its peak (a cosine tail, a late
+    step decay, warmup's start), and while the learning rate is still rising
+    (all of a warmup), small ratios are expected and not counted. The peak is
+    the scheduler's base LR (what a warmup rises to) or the highest LR seen,
+    whichever is larger: during a warmup the highest seen is the current LR.
+    Parameters with ``requires_grad=False`` are frozen on purpose and not watched.
 
     Records: ``update_ratio/<layer>``, ``grad_norm/<layer>``,
     ``weight_norm/<layer>``, ``param_update_ratio/<parameter>``; on the steps
@@ -48,7 +56,7 @@ class UpdateRatioMonitor(DiagnosticHook):
         patience: checks in a row out of bounds before a warning.
         keep_updates_every: put the update tensors of steps divisible by this (for histograms).
         anneal_fraction: below this fraction of the peak learning rate, ratios
-            under the lower bound are not counted.
+            under the lower bound are not counted (nor while the learning rate rises).
     """
 
     priority = 20
@@ -67,6 +75,8 @@ class UpdateRatioMonitor(DiagnosticHook):
         self.keep_updates_every = keep_updates_every
         self.anneal_fraction = anneal_fraction
         self._peak_lr = 0.0
+        # The LR at the previous measurement: an LR above it is a warmup still rising.
+        self._last_lr: float | None = None
         #: the last measurement: layer -> ratio (None where the weights were all zero)
         self.last_ratios: dict[str, float | None] = {}
         self.last_step: int | None = None
@@ -92,6 +102,7 @@ class UpdateRatioMonitor(DiagnosticHook):
         # its schedule starts again: the watched layers and the peak LR start again too.
         self._layout = ParamLayout.of(self.trainer.module)
         self._peak_lr = 0.0
+        self._last_lr = None
         self._out_of_bounds.clear()
         self._warned.clear()
 
@@ -130,7 +141,11 @@ class UpdateRatioMonitor(DiagnosticHook):
                 self.metrics.put_histogram(f"updates/{name}", delta)
         lr = max(float(group["lr"]) for group in t.optimizer.param_groups)
         self._peak_lr = max(self._peak_lr, lr)
-        self._report(layout, d, w, g, t.step, annealed=lr < self.anneal_fraction * self._peak_lr)
+        rising = self._last_lr is not None and lr > self._last_lr
+        self._last_lr = lr
+        peak = max(self._peak_lr, _scheduled_peak(t.scheduler))
+        annealed = rising or lr < self.anneal_fraction * peak
+        self._report(layout, d, w, g, t.step, annealed=annealed)
 
     def _report(
         self,
@@ -205,9 +220,12 @@ class UpdateRatioMonitor(DiagnosticHook):
             "out_of_bounds": dict(self._out_of_bounds),
             "warned": sorted(self._warned),
             "peak_lr": self._peak_lr,
+            "last_lr": self._last_lr,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._out_of_bounds = {str(k): int(v) for k, v in state.get("out_of_bounds", {}).items()}
         self._warned = set(state.get("warned", []))
         self._peak_lr = float(state.get("peak_lr", 0.0))
+        last = state.get("last_lr")
+        self._last_lr = None if last is None else float(last)

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import optuna
 from optuna.pruners import BasePruner
-from optuna.samplers import BaseSampler
+from optuna.samplers import BaseSampler, BruteForceSampler, GridSampler
+from optuna.study import Study as OptunaStudy
+from optuna.trial import FrozenTrial, TrialState
 
+from ._space import Space, grid_search_space, has_conditions
 from ._study import PrunerName, PrunerSpec, SamplerName
 
 #: Quasi-random (Sobol) or random to explore, TPE to exploit; built from (seed, n_startup).
+#: A grid needs the stage's ranges, which are known only once the stage starts: until then
+#: it samples at random, and :func:`grid_sampler` replaces it (see StagedSearch.space).
 SAMPLERS: dict[SamplerName, Callable[[int, int], BaseSampler]] = {
+    "grid": lambda seed, _: optuna.samplers.RandomSampler(seed=seed),
     # scramble: unscrambled Sobol starts at the centre and corners, which wastes trials.
     "qmc": lambda seed, _: optuna.samplers.QMCSampler(
         scramble=True, seed=seed, warn_independent_sampling=False, warn_asynchronous_seeding=False
@@ -50,3 +57,49 @@ def build_sampler(name: SamplerName, seed: int, n_startup: int) -> BaseSampler:
 def build_pruner(spec: PrunerSpec, epochs: int) -> BasePruner:
     """The stage's pruner; Hyperband's ``max_resource`` is the stage's ``epochs`` unless given."""
     return PRUNERS[spec.name](spec, epochs)
+
+
+class _Grid(GridSampler):
+    """Optuna's grid, without stopping the study after its last point (ask-and-tell cannot)."""
+
+    def after_trial(
+        self,
+        study: OptunaStudy,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        # A stage ends when its trial count (the grid's size) is accounted for.
+        return None
+
+
+class _Tree(BruteForceSampler):
+    """Optuna's exhaustive sampler for define-by-run spaces, without stopping the study either."""
+
+    def after_trial(
+        self,
+        study: OptunaStudy,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        return None
+
+
+def grid_sampler(space: Space, seed: int) -> BaseSampler:
+    """A grid over ``space``: Optuna's GridSampler, or for a space with conditional parameters
+    its BruteForceSampler, which walks each choice's own parameters and so never repeats a
+    point that differs only in a parameter the trial does not use.
+
+    Example:
+        >>> from tunekit.search._space import Range
+        >>> from optuna.distributions import CategoricalDistribution as C
+        >>> grid_sampler({"a": Range("a", C((1, 2)))}, seed=0).__class__.__name__
+        '_Grid'
+    """
+    if has_conditions(space):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return _Tree(seed=seed)
+    values: dict[str, Any] = grid_search_space(space)
+    return _Grid(values, seed=seed)

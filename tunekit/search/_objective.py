@@ -27,6 +27,7 @@ from tunekit.config import (
 from tunekit.engine import HookBase
 from tunekit.errors import ConfigError
 
+from ._space import recipe_values
 from ._study import StageSpec, Study
 
 
@@ -97,27 +98,41 @@ def trial_recipe(
 ) -> Recipe:
     """The recipe one trial trains: study and stage overrides, fixed values, sampled values.
 
+    ``params`` are the trial's Optuna parameters or their :func:`recipe_values` (an
+    or_zero switch that is on sets its parameter to 0). A section swap's choice
+    (sampled or fixed) applies that choice's overrides, after the study's and the
+    stage's and before the space's other values, which are more specific.
     A fixed parameter with a condition (``when``) is set only where ``params`` meet
     it. A trial whose ``optim.name`` (sampled or fixed) differs from the recipe's
     leaves out the recipe's optimizer settings (an SGD recipe's momentum in an
     RMSprop or Adam trial): they were chosen for another optimizer, and the
     trial's own come from the study or the optimizer's defaults.
     """
+    params = recipe_values(params)
     data = apply_overrides(copy.deepcopy(recipe_data), [*study.set, *stage.set, *study.overrides])
     fixed = {n: s.value for n, s in study.space.items() if s.role == "fixed"}
     values = {**fixed, **params}
     if "optim.name" in values:
         drop_optimizer_settings(data, values["optim.name"])
+    swaps = {n: s.swaps for n, s in study.space.items() if s.swaps is not None}
+    for name, overrides in swaps.items():
+        if name in values and _condition_met(study.space[name].when, values):
+            for path, value in overrides[values[name]].items():
+                set_path(data, path, copy.deepcopy(value))
     for name, spec in study.space.items():
-        met = all(values.get(k) in allowed for k, allowed in (spec.when or {}).items())
-        if spec.role == "fixed" and met:
+        if spec.role == "fixed" and name not in swaps and _condition_met(spec.when, values):
             set_path(data, name, spec.value)
     for name, value in params.items():
-        set_path(data, name, value)
+        if name not in swaps:
+            set_path(data, name, value)
     set_path(data, "train.epochs", stage.epochs)
     set_path(data, "train.metric", study.metric)
     set_path(data, "train.mode", study.mode)
     return validate(Recipe, data, file=file)
+
+
+def _condition_met(when: dict[str, list[Any]] | None, values: dict[str, Any]) -> bool:
+    return all(values.get(k) in allowed for k, allowed in (when or {}).items())
 
 
 def drop_optimizer_settings(data: dict[str, Any], name: Any) -> None:

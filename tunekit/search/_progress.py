@@ -6,7 +6,9 @@ import contextlib
 import threading
 from typing import Any
 
+from ._space import recipe_values
 from ._stages import StagedSearch, count_trials
+from ._study import ZERO_SUFFIX
 
 
 def trial_rows(search: StagedSearch, limit: int = 20) -> list[dict[str, Any]]:
@@ -19,7 +21,7 @@ def trial_rows(search: StagedSearch, limit: int = 20) -> list[dict[str, Any]]:
                 "stage": stage.name,
                 "trial": t.number,
                 "state": t.state.name.lower(),
-                "params": dict(t.params),
+                "params": recipe_values(t.params),
                 "epoch": steps[-1] if steps else None,
                 "current": t.intermediate_values[steps[-1]] if steps else None,
                 "value": t.value,
@@ -42,7 +44,8 @@ def render_table(search: StagedSearch) -> Any:
     from rich.table import Table
 
     rows = trial_rows(search)
-    names = list(search.base_space)
+    # An or_zero pair is one column: its switch's value shows as the parameter's 0.
+    names = [n for n in search.base_space if not n.endswith(ZERO_SUFFIX)]
     table = Table(
         title=f"study {search.study.name} — {search.study.metric} ({search.study.direction})"
     )

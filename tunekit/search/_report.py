@@ -24,6 +24,7 @@ from optuna.trial import TrialState
 from tunekit.errors import TunekitError
 from tunekit.report import figure_html, html_page, read_records, write_text_file
 
+from ._space import recipe_values
 from ._stages import StagedSearch, stage_data
 
 
@@ -60,7 +61,7 @@ def study_report_data(search: StagedSearch) -> dict[str, Any]:
                     "stage": st.name,
                     "trial": t.number,
                     "state": t.state.name,
-                    "params": dict(t.params),
+                    "params": recipe_values(t.params),
                     "value": t.value,
                     "intermediate": {int(k): float(v) for k, v in t.intermediate_values.items()},
                     "pruned_at": max(t.intermediate_values)
@@ -346,7 +347,7 @@ def write_hparams(search: StagedSearch, directory: Path) -> int:
             if t.state not in (TrialState.COMPLETE, TrialState.PRUNED) or t.value is None:
                 continue
             hparams: dict[str, Any] = {"stage": st.name, "epochs": st.spec.epochs}
-            for k, v in t.params.items():
+            for k, v in recipe_values(t.params).items():
                 hparams[k] = v if isinstance(v, (int, float, str, bool)) else str(v)
             run = f"{st.name}-trial-{t.number:04d}"
             with SummaryWriter(log_dir=str(directory / run)) as w:

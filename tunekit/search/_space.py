@@ -9,6 +9,12 @@ A range with a condition (``when``) is sampled only in trials where the
 categorical parameters it names took one of its values; the unconditional
 ranges are sampled first, so a condition reads values of the same trial
 (Optuna's define-by-run: a trial's parameters are the ones it suggested).
+
+A parameter with ``or_zero`` is two ranges built from the same pieces: a
+categorical switch ``<name>:zero`` and the log range, conditional on the
+switch being off. The sampler models both, refinement narrows both, and
+:func:`recipe_values` turns the pair back into one number for the recipe
+and for every summary.
 """
 
 from __future__ import annotations
@@ -16,12 +22,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any
 
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from ._study import ParamSpec, RefineSpec
+from ._study import ZERO_SUFFIX, ParamSpec, RefineSpec
 
 #: Optuna's distributions that a study's ranges use.
 Distribution = FloatDistribution | IntDistribution | CategoricalDistribution
@@ -182,12 +189,93 @@ def check_points(space: Space) -> list[dict[str, Any]]:
 
 
 def space_from_specs(specs: dict[str, ParamSpec]) -> Space:
-    """The sampled part of a study's space (fixed parameters become recipe overrides)."""
-    return {
-        name: Range.from_dict({**s.model_dump(), "name": name})
-        for name, s in specs.items()
-        if s.role != "fixed"
-    }
+    """The sampled part of a study's space (fixed parameters become recipe overrides).
+
+    An ``or_zero`` parameter becomes its switch ``<name>:zero`` (False, True) and its
+    log range, sampled only where the switch is False (under the parameter's own
+    condition, if it has one, for both).
+    """
+    space: Space = {}
+    for name, s in specs.items():
+        if s.role == "fixed":
+            continue
+        r = Range.from_dict({**s.model_dump(), "name": name})
+        if s.or_zero:
+            switch = name + ZERO_SUFFIX
+            space[switch] = Range(
+                switch, CategoricalDistribution((False, True)), r.role, when=r.when
+            )
+            r = replace(r, when=(*(r.when or ()), (switch, (False,))))
+        space[name] = r
+    return space
+
+
+def recipe_values(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A trial's Optuna parameters as recipe values: an or_zero pair becomes one number.
+
+    ``{"optim.weight_decay:zero": True}`` -> ``{"optim.weight_decay": 0.0}``; with the switch
+    False, the drawn value stands alone.
+
+    Example:
+        >>> recipe_values({"optim.lr": 0.1, "optim.weight_decay:zero": True})
+        {'optim.lr': 0.1, 'optim.weight_decay': 0.0}
+    """
+    out: dict[str, Any] = {}
+    for name, value in params.items():
+        if not name.endswith(ZERO_SUFFIX):
+            out[name] = value
+        elif value is True:
+            out[name.removesuffix(ZERO_SUFFIX)] = 0.0
+    return out
+
+
+def grid_values(r: Range) -> list[Any]:
+    """Every value a grid takes for ``r``: its choices, or its range's low to high by its step.
+
+    Raises:
+        ValueError: a float range without a step (the study schema refuses it in a grid).
+    """
+    d = r.dist
+    if isinstance(d, CategoricalDistribution):
+        return list(d.choices)
+    if isinstance(d, IntDistribution):
+        return list(range(d.low, d.high + 1, d.step))
+    if d.step is None:
+        raise ValueError(f"{r.name} is a float range without a step, which has no grid")
+    # In decimals, as Optuna's BruteForceSampler counts: 0.1 * 3 must be 0.3, not 0.30000000000000004.
+    low, step = Decimal(str(d.low)), Decimal(str(d.step))
+    n = int((Decimal(str(d.high)) - low) / step) + 1
+    return [float(low + k * step) for k in range(n)]
+
+
+def grid_points(space: Space) -> list[dict[str, Any]]:
+    """The points of a grid over ``space``: every combination of the unconditional values, and
+    under each, every combination of the conditional ranges active there (once each).
+
+    Example:
+        >>> from optuna.distributions import CategoricalDistribution as C
+        >>> len(grid_points({"a": Range("a", C((1, 2))), "b": Range("b", C((3, 4)))}))
+        4
+    """
+    points: list[dict[str, Any]] = [{}]
+    for name, r in sorted(space.items(), key=lambda item: item[1].when is not None):
+        values = grid_values(r)
+        points = [
+            {**p, name: v} if r.active(p) else p
+            for p in points
+            for v in (values if r.active(p) else [None])
+        ]
+    return points
+
+
+def has_conditions(space: Space) -> bool:
+    """Whether some range of ``space`` is sampled only under a condition."""
+    return any(r.when is not None for r in space.values())
+
+
+def grid_search_space(space: Space) -> dict[str, list[Any]]:
+    """Optuna's GridSampler form of an unconditional ``space``: each name with its values."""
+    return {name: grid_values(r) for name, r in space.items()}
 
 
 @dataclass(frozen=True)

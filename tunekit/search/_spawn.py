@@ -34,8 +34,8 @@ def gpu_groups(workers: int, per_trial: int) -> list[str | None]:
 
 def spawn_workers(ctx: SearchContext, workers: int) -> list[subprocess.Popen[bytes]]:
     """Starts ``workers`` worker processes on this machine (they end when this process ends)."""
-    groups = gpu_groups(workers, ctx.study.gpus_per_trial)
-    threads = max(1, (os.cpu_count() or 1) // max(1, workers * ctx.study.gpus_per_trial))
+    groups = gpu_groups(workers, ctx.study.trial_gpus)
+    threads = max(1, (os.cpu_count() or 1) // max(1, workers * ctx.study.trial_gpus))
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for i, gpus in enumerate(groups):

@@ -23,8 +23,8 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from ._builders import build_pruner, build_sampler
-from ._space import EdgeFlag, Range, Space, refine_space, space_from_specs
+from ._builders import build_pruner, build_sampler, grid_sampler
+from ._space import EdgeFlag, Range, Space, recipe_values, refine_space, space_from_specs
 from ._study import RefineSpec, StageSpec, Study
 
 SPACE_ATTR = "tunekit:space"
@@ -227,6 +227,7 @@ class StagedSearch:
         stored = s.user_attrs.get(SPACE_ATTR)
         if stored is not None:
             self._spaces[stage.index] = {n: Range.from_dict(d) for n, d in stored.items()}
+            self._use_grid(stage, self._spaces[stage.index])
             return self._spaces[stage.index]
         if stage.index == 0:
             space, flags = self.base_space, []
@@ -247,7 +248,14 @@ class StagedSearch:
         s.set_user_attr(
             FLAGS_ATTR, [f.__dict__ | {"old": list(f.old), "new": list(f.new)} for f in flags]
         )
+        self._use_grid(stage, space)
         return space
+
+    def _use_grid(self, stage: Stage, space: Space) -> None:
+        # A grid is built from the stage's ranges, known only now (see _builders.SAMPLERS).
+        if stage.spec.sampler == "grid":
+            seed = self.study.seed * 1000 + stage.index
+            self.optuna_study(stage).sampler = grid_sampler(space, seed)
 
     def flags(self, stage: Stage) -> list[EdgeFlag]:
         s = self.existing(stage)
@@ -265,8 +273,8 @@ class StagedSearch:
         trial would repeat the best one, the same run under the same seed, and
         spend a whole trial to learn nothing.
         """
-        if stage.index == 0 or not stage.spec.seed_best:
-            return
+        if stage.index == 0 or not stage.spec.seed_best or stage.spec.sampler == "grid":
+            return  # a grid runs its own points, each once
         prev = self.stages[stage.index - 1].spec
         if (stage.spec.epochs, stage.spec.set) == (prev.epochs, prev.set):
             return
@@ -357,9 +365,13 @@ def summary_data(search: StagedSearch, study_dir: Path, storage_desc: str) -> di
             continue
         per: dict[str, Any] = {}
         for _, t in search.all_trials():
-            if t.state != TrialState.COMPLETE or name not in t.params or t.value is None:
+            if (
+                t.state != TrialState.COMPLETE
+                or name not in recipe_values(t.params)
+                or t.value is None
+            ):
                 continue
-            key = json.dumps(t.params[name])
+            key = json.dumps(recipe_values(t.params)[name])
             cur = per.get(key)
             better = cur is None or (
                 t.value > cur["value"] if study.direction == "maximize" else t.value < cur["value"]
@@ -384,7 +396,7 @@ def _trial_dict(t: FrozenTrial) -> dict[str, Any]:
     return {
         "trial": t.number,
         "value": t.value,
-        "params": dict(t.params),
+        "params": recipe_values(t.params),
         "run_dir": t.user_attrs.get("run_dir"),
         "epochs_run": t.user_attrs.get("epochs_run"),
     }

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -38,11 +39,14 @@ MAX_WORKERS = 1024
 #: Stage k's sampler is seeded with seed * 1000 + k, and numpy takes seeds below 2**32.
 MAX_SEED = 4_000_000
 _DAY = 86_400.0
+#: An or_zero parameter's switch is sampled as "<name>:zero" (see tunekit.search._space).
+ZERO_SUFFIX = ":zero"
+_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
 Role = Literal["scientific", "nuisance", "fixed"]
 #: The samplers of tunekit.search._builders.SAMPLERS.
-SamplerName = Literal["qmc", "random", "tpe"]
+SamplerName = Literal["qmc", "random", "tpe", "grid"]
 #: The pruners of tunekit.search._builders.PRUNERS.
 PrunerName = Literal["none", "median", "asha", "hyperband"]
 
@@ -59,6 +63,15 @@ class ParamSpec(Section):
     list of values) samples it, or for a fixed one sets it, only in trials
     where that categorical parameter took one of those values, as Optuna's
     define-by-run spaces do (``optim.alpha`` only for RMSprop).
+
+    ``or_zero`` puts 0 beside a log range (``optim.weight_decay``: off, or
+    log-uniform between low and high): the trial samples a switch
+    ``<name>:zero`` first and the range only when the switch is off.
+
+    ``choices`` given as a mapping makes a section swap: the parameter's name is
+    a free word (``init``), each choice names recipe overrides
+    (``{scratch: {model.weights: null}, pretrained: {model.weights: w.pt}}``),
+    and a trial applies the overrides of the choice it drew.
     """
 
     type: Literal["log_uniform", "uniform", "int", "categorical"] = "uniform"
@@ -66,13 +79,28 @@ class ParamSpec(Section):
     low: float | None = None
     high: float | None = None
     step: float | None = None
-    choices: list[Any] | None = Field(None, max_length=MAX_CHOICES)
+    choices: list[Any] | dict[str, dict[str, Any]] | None = Field(None, max_length=MAX_CHOICES)
     value: Any = None
+    # 0 or a draw from the log range: a switch parameter, then the range (see the class doc).
+    or_zero: bool = False
     # Refinement never widens a range past these (e.g. momentum < 1).
     min: float | None = None
     max: float | None = None
     # Sampled (or set, when fixed) only where these categorical parameters took these values.
     when: dict[str, list[Any]] | None = Field(None, min_length=1, max_length=MAX_CONDITIONS)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _choices_mean_categorical(cls, data: Any) -> Any:
+        # {choices: [...]} or a swap's {choices: {...}} without a type can only be categorical.
+        if isinstance(data, dict) and "choices" in data and "type" not in data:
+            return {**data, "type": "categorical"}
+        return data
+
+    @property
+    def swaps(self) -> dict[str, dict[str, Any]] | None:
+        """A section swap's overrides per choice (None for a parameter that is a recipe field)."""
+        return self.choices if isinstance(self.choices, dict) else None
 
     @field_validator("when", mode="before")
     @classmethod
@@ -83,16 +111,43 @@ class ParamSpec(Section):
 
     @model_validator(mode="after")
     def _check(self) -> ParamSpec:
+        if self.swaps is not None:
+            self._check_swaps(self.swaps)
+        if self.or_zero and (self.type != "log_uniform" or self.role == "fixed"):
+            what = "a fixed parameter" if self.role == "fixed" else f"a {self.type} parameter"
+            raise FieldError(
+                "or_zero",
+                f"or_zero puts 0 beside a log_uniform range, and this is {what}; use "
+                "type: log_uniform (a uniform range reaches 0 with low: 0)",
+            )
+        if self.or_zero and self.low is not None and self.low <= 0:
+            raise FieldError(
+                "low",
+                f"with or_zero, low must be above 0, got {self.low}: the 0 is the switch's own "
+                "value and the range is log-uniform (e.g. low: 1e-6)",
+            )
         if self.role == "fixed":
             if self.value is None:
                 raise ValueError("a fixed parameter needs 'value'")
+            if self.swaps is not None and self.value not in self.swaps:
+                raise FieldError(
+                    "value",
+                    f"{self.value!r} is not one of the swap's choices "
+                    f"({', '.join(repr(c) for c in self.swaps)})",
+                )
             return self
         if self.type == "categorical":
             if not self.choices:
                 raise ValueError("a categorical parameter needs a non-empty 'choices' list")
-            if len({repr(c) for c in self.choices}) != len(self.choices):
+            if self.swaps is None and len({repr(c) for c in self.choices}) != len(self.choices):
                 raise ValueError(f"choices {self.choices} repeat a value; list each once")
             return self
+        if self.swaps is not None:
+            raise FieldError(
+                "type",
+                f"choices given as a mapping make a section swap, which is categorical, not "
+                f"{self.type}; remove 'type' or write type: categorical",
+            )
         if self.low is None or self.high is None:
             raise ValueError(f"a {self.type} parameter needs 'low' and 'high'")
         if not (math.isfinite(self.low) and math.isfinite(self.high)):
@@ -118,6 +173,28 @@ class ParamSpec(Section):
         if self.max is not None and self.high > self.max:
             raise ValueError(f"high {self.high} is above the hard limit max {self.max}")
         return self
+
+    @staticmethod
+    def _check_swaps(swaps: dict[str, dict[str, Any]]) -> None:
+        """Each choice's overrides are recipe paths (``model.weights``); check_study checks the values."""
+        for choice, overrides in swaps.items():
+            for key in overrides:
+                if not _DOTTED.match(key):
+                    raise FieldError(
+                        f"choices.{choice}",
+                        f"{key!r} is not a recipe field path; write section.field "
+                        "(e.g. model.weights: null)",
+                    )
+
+    def grid_problem(self) -> str | None:
+        """Why a grid cannot take this parameter (a range without a finite set of values), or None."""
+        if self.role == "fixed" or self.type in ("categorical", "int"):
+            return None
+        if self.or_zero:
+            return "an or_zero log range"
+        if self.type == "log_uniform":
+            return "a log_uniform range"
+        return None if self.step is not None else "a uniform range without a step"
 
 
 class PrunerSpec(Section):
@@ -182,6 +259,7 @@ class StageSpec(Section):
         "(e.g. name: coarse)",
     )
     sampler: SamplerName = "random"
+    # A grid stage left without a number runs every point of its grid (see grid_trials).
     trials: int = Field(default=10, gt=0, le=MAX_TRIALS)
     epochs: int = Field(default=2, gt=0, le=MAX_EPOCHS)
     pruner: PrunerSpec = Field(default_factory=lambda: PrunerSpec(name="none"))
@@ -197,6 +275,21 @@ class StageSpec(Section):
     @classmethod
     def _check_set(cls, overrides: list[str]) -> list[str]:
         return _check_overrides(overrides)
+
+    @model_validator(mode="after")
+    def _check_grid(self) -> StageSpec:
+        if self.sampler == "grid" and self.refine is not None:
+            raise FieldError(
+                "refine",
+                f"stage {self.name!r} is a grid, which runs every point of its space; remove "
+                "its 'refine' (refine a random, qmc or tpe stage instead)",
+            )
+        return self
+
+    @property
+    def trials_given(self) -> bool:
+        """Whether the study file (or --set) gave ``trials``; a grid stage's default is its size."""
+        return "trials" in self.model_fields_set
 
 
 class RoundsSpec(Section):
@@ -262,7 +355,8 @@ class Study(Section):
     rounds: RoundsSpec = Field(default_factory=lambda: RoundsSpec())
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
     # Processes (GPUs on a GPU machine, gloo processes on a CPU one) that train one trial.
-    gpus_per_trial: int = Field(default=1, gt=0, le=MAX_WORKERS)
+    # auto: every visible GPU shared out among the workers; one process without GPUs.
+    gpus_per_trial: Annotated[int, Field(gt=0, le=MAX_WORKERS)] | Literal["auto"] = "auto"
     workers: int = Field(default=1, gt=0, le=MAX_WORKERS)
     liveness: LivenessSpec = Field(default_factory=lambda: LivenessSpec())
     # Recipe overrides from the command line (--set recipe.a.b=v), applied after the stages' own.
@@ -314,12 +408,54 @@ class Study(Section):
                 "give at least one a range (role: nuisance or scientific)"
             )
         for name, spec in space.items():
+            if ":" in name:
+                # "<name>:zero" is an or_zero parameter's switch; no recipe field has a colon.
+                raise FieldError(name, f"{name!r} has a ':'; name a recipe field or a word")
             _check_condition(name, spec, space)
         return space
+
+    @model_validator(mode="after")
+    def _check_grids(self) -> Study:
+        for i, stage in enumerate(self.stages):
+            if stage.sampler != "grid":
+                continue
+            for name, spec in self.space.items():
+                problem = spec.grid_problem()
+                if problem is not None:
+                    raise FieldError(
+                        f"stages.{i}.sampler",
+                        f"grid with a range: stage {stage.name!r} is a grid and space parameter "
+                        f"{name!r} is {problem}, which has no finite set of points; give it a "
+                        "step (type: uniform), list its values (type: categorical, choices: "
+                        "[...]) or use sampler random, qmc or tpe",
+                    )
+            earlier = [s.name for s in self.stages[:i] if s.refine is not None]
+            if earlier:
+                raise FieldError(
+                    f"stages.{i}.sampler",
+                    f"stage {stage.name!r} is a grid, which runs the study's space as written, "
+                    f"after stage {earlier[0]!r} refined it; put the grid stage before any "
+                    "refining stage",
+                )
+        if self.rounds.extra and self.stages[-1].sampler == "grid":
+            raise FieldError(
+                "rounds.extra",
+                f"further rounds refine the last stage, and {self.stages[-1].name!r} is a grid; "
+                "end with a random, qmc or tpe stage, or set rounds.extra: 0",
+            )
+        return self
 
     @property
     def mode(self) -> str:
         return "max" if self.direction == "maximize" else "min"
+
+    @property
+    def trial_gpus(self) -> int:
+        """Processes a trial trains on: ``gpus_per_trial``, or 1 while ``auto`` is unresolved.
+
+        ``tunekit.search`` resolves ``auto`` when it prepares a search (see ``resolve_gpus``).
+        """
+        return self.gpus_per_trial if isinstance(self.gpus_per_trial, int) else 1
 
 
 def _check_condition(name: str, spec: ParamSpec, space: dict[str, ParamSpec]) -> None:

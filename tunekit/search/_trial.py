@@ -133,6 +133,7 @@ def run_trial_here(ctx: SearchContext, stage: Stage) -> TrialState | None:
     """Asks the stage's study for a trial and trains it in this process."""
     search = ctx.search
     study = search.optuna_study(stage)
+    search.space(stage)  # a grid stage's sampler is built from the stage's ranges, before asking
     trial = _ask(study)
     trial_id = search.trial_id(stage, trial.number)
     with Heartbeat(study, search.storage, trial_id, ctx.study.liveness):
@@ -156,7 +157,7 @@ def run_trial_ddp(ctx: SearchContext, stage_name: str) -> None:
 
 def run_trial_torchrun(ctx: SearchContext, stage: Stage) -> int:
     """Launches one DDP trial over ``gpus_per_trial`` processes and waits for it."""
-    nproc = ctx.study.gpus_per_trial
+    nproc = ctx.study.trial_gpus
     env = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     return launch(
         nproc, [*ctx.worker_args(), "--trial-stage", stage.name, "--no-progress"], env=env

@@ -20,7 +20,7 @@ from tunekit.errors import ConfigError, TunekitError, did_you_mean
 from tunekit.outputs import check_output_dir
 
 from ._objective import load_recipe_data, trial_recipe
-from ._space import Space, check_points, space_from_specs
+from ._space import Space, check_points, grid_points, space_from_specs
 from ._spawn import gpu_groups
 from ._stages import StagedSearch
 from ._storage import journal_path, masked, open_storage
@@ -103,9 +103,22 @@ def prepare_search(
     out: str | os.PathLike[str] | None = None,
     storage: str | None = None,
     from_sanity: str | None = None,
+    workers: int | None = None,
+    visible_gpus: int | None = None,
 ) -> SearchPlan:
-    """Loads a study and checks it against its recipe; writes nothing."""
+    """Loads a study and checks it against its recipe; writes nothing.
+
+    ``gpus_per_trial: auto`` is resolved here, for ``workers`` (the study's unless given)
+    and ``visible_gpus`` (``torch.cuda.device_count()`` unless given), and passed on to the
+    workers' processes as ``--set gpus_per_trial=N``; a grid stage without ``trials`` gets
+    its grid's size.
+    """
     cfg, path = load_study(study, overrides)
+    overrides = list(overrides or [])
+    if cfg.gpus_per_trial == "auto":
+        gpus = resolve_gpus(cfg, workers or cfg.workers, visible_gpus)
+        cfg = cfg.model_copy(update={"gpus_per_trial": gpus})
+        overrides.append(f"gpus_per_trial={gpus}")
     recipe_path = resolve_recipe_path(cfg.recipe, path)
     recipe_data = load_recipe_data(recipe_path)
     study_dir = Path(out) if out else Path(cfg.output_dir) / cfg.name
@@ -113,11 +126,12 @@ def prepare_search(
     space = space_from_specs(cfg.space)
     if from_sanity:
         space = ranges_from_sanity(space, from_sanity)
+    cfg = grid_trials(cfg, space, file=str(path))
     check_study(cfg, recipe_data, space, file=str(path), recipe_file=str(recipe_path))
     return SearchPlan(
         cfg,
         path,
-        list(overrides or []),
+        overrides,
         recipe_path,
         recipe_data,
         study_dir,
@@ -148,19 +162,78 @@ def open_search(
     return plan.open(create=create)
 
 
+def grid_trials(study: Study, space: Space, *, file: str) -> Study:
+    """``study`` with each grid stage's ``trials`` set to its grid's size where not given.
+
+    A grid stage's space is the study's (the schema refuses a grid after a refining stage).
+
+    Raises:
+        ConfigError: a grid stage asks for more trials than its grid has points.
+    """
+    stages = []
+    for stage in study.stages:
+        if stage.sampler == "grid":
+            size = len(grid_points(space))
+            if not stage.trials_given:
+                stage = stage.model_copy(update={"trials": size})
+            elif stage.trials > size:
+                raise ConfigError(
+                    f"value {stage.trials} is not allowed: stage {stage.name!r} is a grid of "
+                    f"{size} points, each run once; use at most {size} trials, or leave "
+                    "'trials' out to run them all",
+                    file=file,
+                    field=f"stages.{stage.name}.trials",
+                )
+        stages.append(stage)
+    return study.model_copy(update={"stages": stages})
+
+
+def resolve_gpus(study: Study, workers: int, visible: int | None = None) -> int:
+    """The processes one trial trains on: ``gpus_per_trial``, with ``auto`` resolved.
+
+    ``auto`` is every visible GPU for one worker and ``visible // workers`` for more
+    (at least 1); without GPUs it is one CPU process. ``visible`` is
+    ``torch.cuda.device_count()`` unless given.
+
+    Example:
+        >>> resolve_gpus(Study.model_validate({...}), workers=2, visible=8)  # doctest: +SKIP
+        4
+    """
+    if isinstance(study.gpus_per_trial, int):
+        return study.gpus_per_trial
+    n = torch.cuda.device_count() if visible is None else visible
+    return max(1, n // max(1, workers)) if n > 0 else 1
+
+
 MAX_WORKERS_PER_CORE = 4
 
 
-def check_workers(study: Study, workers: int, *, file: str | None = None) -> None:
+def check_workers(
+    study: Study, workers: int, *, file: str | None = None, visible: int | None = None
+) -> None:
     """``--workers`` must be 1 or more, and their GPUs must exist (on a GPU machine); without
-    GPUs a trial's ranks (``gpus_per_trial``) must not outnumber the CPU cores."""
+    GPUs a trial's ranks (``gpus_per_trial``) must not outnumber the CPU cores.
+
+    ``visible`` is the number of GPUs this machine shows (``torch.cuda.device_count()``
+    unless given).
+    """
     if workers < 1:
         raise ConfigError(
             f"value {workers} is not allowed: use 1 or more workers", field="--workers"
         )
+    gpus = torch.cuda.device_count() if visible is None else visible
+    per_trial = study.trial_gpus
+    if per_trial > gpus > 0:
+        raise ConfigError(
+            f"value {per_trial} is not allowed here: this machine has {gpus} visible GPU"
+            f"{'s' if gpus != 1 else ''} and a trial would need {per_trial}; use --set "
+            f"gpus_per_trial=auto (or at most {gpus}), or run it where a worker sees "
+            f"{per_trial} GPUs",
+            file=file,
+            field="gpus_per_trial",
+        )
     cores = os.cpu_count() or 1
-    per_trial = study.gpus_per_trial
-    if per_trial > cores and not torch.cuda.is_available():
+    if per_trial > cores and gpus == 0:
         # Without GPUs each of a trial's ranks is a gloo training process: more ranks than
         # cores only share the cores, and a GPU study's 8 would start silently on a laptop.
         raise ConfigError(
@@ -171,7 +244,7 @@ def check_workers(study: Study, workers: int, *, file: str | None = None) -> Non
             file=file,
             field="gpus_per_trial",
         )
-    if workers > MAX_WORKERS_PER_CORE * cores and not torch.cuda.is_available():
+    if workers > MAX_WORKERS_PER_CORE * cores and gpus == 0:
         # Each worker is a training process: past a few per core they only fight for it.
         raise ConfigError(
             f"value {workers} is not allowed: this machine has {cores} CPU cores and no GPU; "
@@ -179,8 +252,8 @@ def check_workers(study: Study, workers: int, *, file: str | None = None) -> Non
             "or start more workers on other machines against the same --storage",
             field="--workers",
         )
-    if workers > 1 or study.gpus_per_trial > 1:
-        gpu_groups(workers, study.gpus_per_trial)
+    if workers > 1 or per_trial > 1:
+        gpu_groups(workers, per_trial)
 
 
 def ranges_from_sanity(space: Space, file: str) -> Space:
@@ -238,14 +311,27 @@ def check_study(
             try:
                 recipes.append(trial_recipe(study, recipe_data, stage, point, file=recipe_file))
             except ConfigError as exc:
-                field = (
-                    f"space.{exc.field}" if exc.field and exc.field in study.space else exc.field
-                )
+                field = _space_field(study, point, exc.field)
                 message = (
                     f"stage {stage.name!r} makes a recipe that does not validate: {exc.message}"
                 )
                 raise ConfigError(message, file=file, field=field) from None
         check_metrics(study, stage, recipes[0], file)
+
+
+def _space_field(study: Study, point: dict[str, Any], field: str | None) -> str | None:
+    """The study file's place of a recipe error: a parameter, a swap choice's override, or
+    (for an error the space did not cause) the recipe's own field."""
+    if field and field in study.space:
+        return f"space.{field}"
+    for name, spec in study.space.items():
+        choice = point.get(name, spec.value)
+        if field is None or spec.swaps is None or choice not in spec.swaps:
+            continue
+        for path in spec.swaps[choice]:
+            if field == path or field.startswith(path + ".") or path.startswith(field + "."):
+                return f"space.{name}.choices.{choice}.{path}"
+    return field
 
 
 def check_metrics(study: Study, stage: StageSpec, recipe: Recipe, file: str) -> None:

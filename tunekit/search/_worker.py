@@ -44,7 +44,7 @@ def run_worker(
             reap_stale(study, ss.storage, spec)
             c = count_trials(study.get_trials(deepcopy=False))
             if c.waiting > 0 or (c.accounted < stage.spec.trials and ss.budget_left()):
-                if ctx.study.gpus_per_trial > 1:
+                if ctx.study.trial_gpus > 1:
                     rc = run_trial_torchrun(ctx, stage)
                     failures = failures + 1 if rc != 0 else 0
                     if rc == 2:

@@ -93,6 +93,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         out=args.out,
         storage=args.storage,
         from_sanity=args.from_sanity,
+        workers=args.workers,
     )
     # Per-layer warnings stay in each trial's run directory; the terminal shows the trials.
     logging.getLogger("tunekit.diagnostics").setLevel(logging.ERROR)
@@ -121,7 +122,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     procs: list[Any] = []
     try:
         with stop_on_signals(), _live(ctx, enabled=not args.no_progress):
-            if workers == 1 and ctx.study.gpus_per_trial == 1:
+            if workers == 1 and ctx.study.trial_gpus == 1:
                 run_worker(ctx)
             else:
                 procs = spawn_workers(ctx, workers)
@@ -162,7 +163,7 @@ def preflight_data(plan: Any) -> None:
     corner = check_points(space)[0]
     recipe = trial_recipe(plan.study, plan.recipe_data, spec, corner, file=str(plan.recipe_path))
     try:
-        check_inputs(recipe, nproc=plan.study.gpus_per_trial, file=str(plan.recipe_path))
+        check_inputs(recipe, nproc=plan.study.trial_gpus, file=str(plan.recipe_path))
     except TunekitError as exc:
         # The data's own hint names recipe fields; from `tunekit search` they are set as recipe.*.
         message = exc.message.replace("--set data.", "--set recipe.data.")
