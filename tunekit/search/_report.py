@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 from tunekit.errors import TunekitError
 from tunekit.report import figure_html, html_page, read_records, write_text_file
 
-from ._stages import StagedSearch, stage_data
+from ._stages import StagedSearch, summary_data
 
 
 def read_curve(run_dir: str | None, metric: str) -> dict[str, list[float]]:
@@ -46,38 +46,39 @@ def read_curve(run_dir: str | None, metric: str) -> dict[str, list[float]]:
 
 
 def study_report_data(search: StagedSearch) -> dict[str, Any]:
-    """Everything the report shows, as plain values."""
+    """Everything the report shows, as plain values (with the summary's per-cell bests and
+    repeat statistics)."""
     study = search.study
-    stages = []
+    summary = summary_data(search, Path("."), "")
     trials = []
-    for st in search.stages:
-        ts = search.trials(st)
-        stages.append(stage_data(search, st, ts))
-        for t in ts:
-            run_dir = t.user_attrs.get("run_dir")
-            trials.append(
-                {
-                    "stage": st.name,
-                    "trial": t.number,
-                    "state": t.state.name,
-                    "params": dict(t.params),
-                    "value": t.value,
-                    "intermediate": {int(k): float(v) for k, v in t.intermediate_values.items()},
-                    "pruned_at": max(t.intermediate_values)
-                    if t.state == TrialState.PRUNED and t.intermediate_values
-                    else None,
-                    "reason": t.user_attrs.get("failure_reason"),
-                    "run_dir": run_dir,
-                    "curve": read_curve(run_dir, study.metric),
-                }
-            )
+    for unit, t in search.all_trials():
+        run_dir = t.user_attrs.get("run_dir")
+        trials.append(
+            {
+                "stage": unit.name,
+                "cell": unit.cell.key,
+                "trial": t.number,
+                "state": t.state.name,
+                "params": dict(t.params),
+                "value": t.value,
+                "intermediate": {int(k): float(v) for k, v in t.intermediate_values.items()},
+                "pruned_at": max(t.intermediate_values)
+                if t.state == TrialState.PRUNED and t.intermediate_values
+                else None,
+                "reason": t.user_attrs.get("failure_reason"),
+                "run_dir": run_dir,
+                "curve": read_curve(run_dir, study.metric),
+            }
+        )
     return {
         "study": study.name,
         "metric": study.metric,
         "direction": study.direction,
         "roles": {k: v.role for k, v in study.space.items()},
-        "stages": stages,
+        "stages": summary["stages"],
         "trials": trials,
+        "cells": summary["cells"],
+        "repeats": summary["repeats"],
     }
 
 
@@ -93,7 +94,7 @@ def _optuna_plots(search: StagedSearch) -> list[tuple[str, str]]:
     import optuna.visualization as vis
 
     sections = []
-    for st in search.stages:
+    for st in search.all_units():
         s = search.existing(st)
         if s is None or not s.get_trials(deepcopy=False):
             continue
@@ -104,7 +105,7 @@ def _optuna_plots(search: StagedSearch) -> list[tuple[str, str]]:
             ("slices", vis.plot_slice),
             ("parameter importances", vis.plot_param_importances),
         ):
-            name = f"{st.name}: {title}"
+            name = f"{st.label}: {title}"
             try:
                 with warnings.catch_warnings():
                     # "too few trials for importances": the plot says so itself.
@@ -341,14 +342,16 @@ def write_hparams(search: StagedSearch, directory: Path) -> int:
         shutil.rmtree(directory)
     n = 0
     metric = search.study.metric
-    for st in search.stages:
+    for st in search.all_units():
         for t in search.trials(st):
             if t.state not in (TrialState.COMPLETE, TrialState.PRUNED) or t.value is None:
                 continue
-            hparams: dict[str, Any] = {"stage": st.name, "epochs": st.spec.epochs}
+            epochs = search.training_unit(st).spec.epochs
+            hparams: dict[str, Any] = {"stage": st.name, "epochs": epochs}
             for k, v in t.params.items():
                 hparams[k] = v if isinstance(v, (int, float, str, bool)) else str(v)
-            run = f"{st.name}-trial-{t.number:04d}"
+            cell = f"-{st.dir_name}" if st.dir_name else ""
+            run = f"{st.name}{cell}-trial-{t.number:04d}"
             with SummaryWriter(log_dir=str(directory / run)) as w:
                 w.add_hparams(hparams, {f"hparam/{metric}": float(t.value)}, run_name=".")
             n += 1
