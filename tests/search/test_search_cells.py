@@ -104,7 +104,7 @@ def test_two_workers_and_a_restart_fill_every_cell_and_refine_each_from_its_own_
 
 
 def test_a_repeat_stage_trains_each_cells_best_with_distinct_seeds(
-    write_study: Callable[..., Path], tmp_path: Path
+    write_study: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     study_file = write_study(
         "rep.yaml",
@@ -157,6 +157,15 @@ def test_a_repeat_stage_trains_each_cells_best_with_distinct_seeds(
     assert rep["cells"][rep["best_cell"]]["indistinguishable_from_best"] is True
     # The repeat's trials do not compete for the study's best: that is a searched setting.
     assert summary["best"]["stage"] == "coarse"
+    # The terminal summary and the study report show each cell's mean and interval.
+    from tunekit.search._report import render_report, study_report_data
+    from tunekit.search.cli import print_study_summary
+
+    print_study_summary(summary)
+    printed = capsys.readouterr().out
+    assert "±" in printed and "width=4" in printed and "Welch" in printed
+    page = render_report(study_report_data(ctx.search), [], None)
+    assert "<h2>cells</h2>" in page and "width=8" in page and "Welch" in page
 
 
 def test_cell_keys_use_short_names_and_the_product_of_choices(

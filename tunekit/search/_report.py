@@ -180,26 +180,34 @@ def _comparison_figure(data: dict[str, Any], compare: dict[str, Any]) -> Any:
     return fig
 
 
+def _stage_row(s: dict[str, Any]) -> str:
+    """One table row: a stage, or one cell of it (named ``stage cell``)."""
+    ranges = "<br>".join(
+        f"{html.escape(k)}: {html.escape(_range_text(v))}" for k, v in s["ranges"].items()
+    )
+    flags = "<br>".join(html.escape(f) for f in s["edge_flags"]) or "-"
+    c = s["counts"]
+    noise = s.get("noise")
+    tied = (
+        f"{len(noise['trials'])} (±{2 * noise['se']:.4f} on {noise['val_size']} items)"
+        if noise
+        else "-"
+    )
+    name = f"{s['name']} {s['cell']}" if s.get("cell") else s["name"]
+    return (
+        f"<tr><td>{html.escape(name)}</td><td>{s['sampler']}</td><td>{s['pruner']}</td>"
+        f"<td>{s['epochs']}</td><td>{s['trials_planned']}</td><td>{c['complete']}</td>"
+        f"<td>{c['pruned']}</td><td>{c['failed']}</td><td>{tied}</td><td>{ranges}</td>"
+        f"<td>{flags}</td></tr>"
+    )
+
+
 def _stages_table(data: dict[str, Any]) -> str:
     rows = []
-    for s in data["stages"]:
-        ranges = "<br>".join(
-            f"{html.escape(k)}: {html.escape(_range_text(v))}" for k, v in s["ranges"].items()
-        )
-        flags = "<br>".join(html.escape(f) for f in s["edge_flags"]) or "-"
-        c = s["counts"]
-        noise = s.get("noise")
-        tied = (
-            f"{len(noise['trials'])} (±{2 * noise['se']:.4f} on {noise['val_size']} items)"
-            if noise
-            else "-"
-        )
-        rows.append(
-            f"<tr><td>{html.escape(s['name'])}</td><td>{s['sampler']}</td><td>{s['pruner']}</td>"
-            f"<td>{s['epochs']}</td><td>{s['trials_planned']}</td><td>{c['complete']}</td>"
-            f"<td>{c['pruned']}</td><td>{c['failed']}</td><td>{tied}</td><td>{ranges}</td>"
-            f"<td>{flags}</td></tr>"
-        )
+    for stage in data["stages"]:
+        cells = stage.get("cells") or []
+        for s in [stage] if len(cells) < 2 else [{**stage, **c} for c in cells]:
+            rows.append(_stage_row(s))
     head = "".join(
         f"<th>{h}</th>"
         for h in (
@@ -217,6 +225,42 @@ def _stages_table(data: dict[str, Any]) -> str:
         )
     )
     return f"<table class=stages><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def _cells_table(data: dict[str, Any]) -> str:
+    """Each cell's best trial, and each repeat stage's mean ± 95% interval (empty without cells
+    or repeats)."""
+    cells = data.get("cells") or []
+    repeats = data.get("repeats") or []
+    if len(cells) < 2 and not repeats:
+        return ""
+    head = ["cell", "best", "stage", "trial"]
+    for rep in repeats:
+        head += [f"{rep['stage']}: mean ± 95% CI (n)", "vs the best cell"]
+    rows = []
+    for c in cells:
+        b = c["best"]
+        tds = [html.escape(c["cell"] or "-")]
+        tds += [f"{b['value']:.4f}", html.escape(b["stage"]), str(b["trial"])] if b else ["-"] * 3
+        for rep in repeats:
+            r = rep["cells"].get(c["cell"], {})
+            if r.get("ci95"):
+                lo, hi = r["ci95"]
+                tds.append(f"{r['mean']:.4f} ± {(hi - lo) / 2:.4f} ({r['n']})")
+            else:
+                tds.append("-")
+            same = r.get("indistinguishable_from_best")
+            tds.append(
+                "best"
+                if c["cell"] == rep["best_cell"]
+                else "-"
+                if same is None
+                else f"{'indistinguishable' if same else 'worse'} (p={r['p_vs_best']:.3g})"
+            )
+        rows.append("<tr>" + "".join(f"<td>{t}</td>" for t in tds) + "</tr>")
+    notes = "".join(f"<p class=note>{html.escape(rep['rule'])}</p>" for rep in repeats)
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    return f"<h2>cells</h2><table class=cells><tr>{th}</tr>{''.join(rows)}</table>{notes}"
 
 
 def _pruned_table(data: dict[str, Any]) -> str:
@@ -252,6 +296,7 @@ def render_report(
         f"<p>objective: {html.escape(data['metric'])} ({data['direction']})</p>",
         "<h2>stages and their ranges</h2>",
         _stages_table(data),
+        _cells_table(data),
     ]
     if compare:
         parts += [
