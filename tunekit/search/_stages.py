@@ -294,13 +294,22 @@ class StagedSearch:
         seed = self.study.seed * 1000 + unit.index
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = build_sampler(spec.sampler, seed, n_startup=max(2, spec.trials // 4))
+            pruner = build_pruner(spec.pruner, spec.epochs)
+            if load:
+                # Loaded, not created: a reader (a report, the live table) writes nothing.
+                return optuna.load_study(
+                    study_name=unit.study_name,
+                    storage=self.storage,
+                    sampler=sampler,
+                    pruner=pruner,
+                )
             return optuna.create_study(
                 storage=self.storage,
                 study_name=unit.study_name,
                 direction=self.study.direction,
-                sampler=build_sampler(spec.sampler, seed, n_startup=max(2, spec.trials // 4)),
-                pruner=build_pruner(spec.pruner, spec.epochs),
-                load_if_exists=load,
+                sampler=sampler,
+                pruner=pruner,
             )
 
     def _open(self, unit: Stage) -> tuple[optuna.Study, bool]:
@@ -325,7 +334,8 @@ class StagedSearch:
                 self.storage.get_study_id_from_name(unit.study_name)
             except KeyError:
                 return None
-        return self.optuna_study(unit)
+            self._studies[unit.study_name] = self._create(unit, load=True)
+        return self._studies[unit.study_name]
 
     def trial_id(self, unit: Stage, number: int) -> int:
         """The storage's id of the cell's trial ``number`` (what heartbeats and retries use)."""
