@@ -51,7 +51,7 @@ def test_two_workers_and_a_restart_fill_every_cell_and_refine_each_from_its_own_
         name="cells",
         space=CELL_SPACE,
         stages=[
-            {"name": "coarse", "sampler": "random", "trials": 3, "epochs": 1},
+            {"name": "coarse", "sampler": "random", "trials": 2, "epochs": 1},
             {"name": "fine", "sampler": "tpe", "trials": 1, "epochs": 2, "refine": {"top_k": 2}},
         ],
     )
