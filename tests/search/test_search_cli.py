@@ -71,7 +71,9 @@ def test_coco_scratch_on_shapes_at_a_tiny_budget_runs_end_to_end(
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert [s["name"] for s in summary["stages"]] == ["coarse", "fine"]
-    assert summary["counts"]["complete"] == 2 and summary["metric"] == "val/AP"
+    # One trial a stage in each of the 4 cells (schedule lengths 1x, 2x, 3x, 6x).
+    assert [c["cell"] for c in summary["cells"]] == [f"length_multiplier={m}" for m in (1, 2, 3, 6)]
+    assert summary["counts"]["complete"] == 2 * 4 and summary["metric"] == "val/AP"
     best = summary["best"]
     assert best["params"]["schedule.length_multiplier"] in (1, 2, 3, 6)
     run = json.loads((Path(best["run_dir"]) / "summary.json").read_text())

@@ -19,6 +19,7 @@ def trial_rows(search: StagedSearch, limit: int = 20) -> list[dict[str, Any]]:
         rows.append(
             {
                 "stage": stage.name,
+                "cell": stage.cell.key,
                 "trial": t.number,
                 "state": t.state.name.lower(),
                 "params": recipe_values(t.params),
@@ -72,9 +73,10 @@ def render_table(search: StagedSearch) -> Any:
     for st in search.stages:
         c = count_trials(search.trials(st))
         if c.accounted:
+            planned = sum(search.planned(u) for u in search.units(st))
             parts.append(
                 f"{st.name}: {c.complete} done, {c.pruned} pruned, {c.running} running, "
-                f"{c.failed} failed / {st.spec.trials}"
+                f"{c.failed} failed / {planned}"
             )
     table.caption = " · ".join(parts)
     return table

@@ -25,7 +25,7 @@ from tunekit.errors import TunekitError
 from tunekit.report import figure_html, html_page, read_records, write_text_file
 
 from ._space import recipe_values
-from ._stages import StagedSearch, stage_data
+from ._stages import StagedSearch, summary_data
 
 
 def read_curve(run_dir: str | None, metric: str) -> dict[str, list[float]]:
@@ -47,38 +47,39 @@ def read_curve(run_dir: str | None, metric: str) -> dict[str, list[float]]:
 
 
 def study_report_data(search: StagedSearch) -> dict[str, Any]:
-    """Everything the report shows, as plain values."""
+    """Everything the report shows, as plain values (with the summary's per-cell bests and
+    repeat statistics)."""
     study = search.study
-    stages = []
+    summary = summary_data(search, Path("."), "")
     trials = []
-    for st in search.stages:
-        ts = search.trials(st)
-        stages.append(stage_data(search, st, ts))
-        for t in ts:
-            run_dir = t.user_attrs.get("run_dir")
-            trials.append(
-                {
-                    "stage": st.name,
-                    "trial": t.number,
-                    "state": t.state.name,
-                    "params": recipe_values(t.params),
-                    "value": t.value,
-                    "intermediate": {int(k): float(v) for k, v in t.intermediate_values.items()},
-                    "pruned_at": max(t.intermediate_values)
-                    if t.state == TrialState.PRUNED and t.intermediate_values
-                    else None,
-                    "reason": t.user_attrs.get("failure_reason"),
-                    "run_dir": run_dir,
-                    "curve": read_curve(run_dir, study.metric),
-                }
-            )
+    for unit, t in search.all_trials():
+        run_dir = t.user_attrs.get("run_dir")
+        trials.append(
+            {
+                "stage": unit.name,
+                "cell": unit.cell.key,
+                "trial": t.number,
+                "state": t.state.name,
+                "params": recipe_values(t.params),
+                "value": t.value,
+                "intermediate": {int(k): float(v) for k, v in t.intermediate_values.items()},
+                "pruned_at": max(t.intermediate_values)
+                if t.state == TrialState.PRUNED and t.intermediate_values
+                else None,
+                "reason": t.user_attrs.get("failure_reason"),
+                "run_dir": run_dir,
+                "curve": read_curve(run_dir, study.metric),
+            }
+        )
     return {
         "study": study.name,
         "metric": study.metric,
         "direction": study.direction,
         "roles": {k: v.role for k, v in study.space.items()},
-        "stages": stages,
+        "stages": summary["stages"],
         "trials": trials,
+        "cells": summary["cells"],
+        "repeats": summary["repeats"],
     }
 
 
@@ -94,7 +95,7 @@ def _optuna_plots(search: StagedSearch) -> list[tuple[str, str]]:
     import optuna.visualization as vis
 
     sections = []
-    for st in search.stages:
+    for st in search.all_units():
         s = search.existing(st)
         if s is None or not s.get_trials(deepcopy=False):
             continue
@@ -105,7 +106,7 @@ def _optuna_plots(search: StagedSearch) -> list[tuple[str, str]]:
             ("slices", vis.plot_slice),
             ("parameter importances", vis.plot_param_importances),
         ):
-            name = f"{st.name}: {title}"
+            name = f"{st.label}: {title}"
             try:
                 with warnings.catch_warnings():
                     # "too few trials for importances": the plot says so itself.
@@ -180,26 +181,34 @@ def _comparison_figure(data: dict[str, Any], compare: dict[str, Any]) -> Any:
     return fig
 
 
+def _stage_row(s: dict[str, Any]) -> str:
+    """One table row: a stage, or one cell of it (named ``stage cell``)."""
+    ranges = "<br>".join(
+        f"{html.escape(k)}: {html.escape(_range_text(v))}" for k, v in s["ranges"].items()
+    )
+    flags = "<br>".join(html.escape(f) for f in s["edge_flags"]) or "-"
+    c = s["counts"]
+    noise = s.get("noise")
+    tied = (
+        f"{len(noise['trials'])} (±{2 * noise['se']:.4f} on {noise['val_size']} items)"
+        if noise
+        else "-"
+    )
+    name = f"{s['name']} {s['cell']}" if s.get("cell") else s["name"]
+    return (
+        f"<tr><td>{html.escape(name)}</td><td>{s['sampler']}</td><td>{s['pruner']}</td>"
+        f"<td>{s['epochs']}</td><td>{s['trials_planned']}</td><td>{c['complete']}</td>"
+        f"<td>{c['pruned']}</td><td>{c['failed']}</td><td>{tied}</td><td>{ranges}</td>"
+        f"<td>{flags}</td></tr>"
+    )
+
+
 def _stages_table(data: dict[str, Any]) -> str:
     rows = []
-    for s in data["stages"]:
-        ranges = "<br>".join(
-            f"{html.escape(k)}: {html.escape(_range_text(v))}" for k, v in s["ranges"].items()
-        )
-        flags = "<br>".join(html.escape(f) for f in s["edge_flags"]) or "-"
-        c = s["counts"]
-        noise = s.get("noise")
-        tied = (
-            f"{len(noise['trials'])} (±{2 * noise['se']:.4f} on {noise['val_size']} items)"
-            if noise
-            else "-"
-        )
-        rows.append(
-            f"<tr><td>{html.escape(s['name'])}</td><td>{s['sampler']}</td><td>{s['pruner']}</td>"
-            f"<td>{s['epochs']}</td><td>{s['trials_planned']}</td><td>{c['complete']}</td>"
-            f"<td>{c['pruned']}</td><td>{c['failed']}</td><td>{tied}</td><td>{ranges}</td>"
-            f"<td>{flags}</td></tr>"
-        )
+    for stage in data["stages"]:
+        cells = stage.get("cells") or []
+        for s in [stage] if len(cells) < 2 else [{**stage, **c} for c in cells]:
+            rows.append(_stage_row(s))
     head = "".join(
         f"<th>{h}</th>"
         for h in (
@@ -217,6 +226,42 @@ def _stages_table(data: dict[str, Any]) -> str:
         )
     )
     return f"<table class=stages><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def _cells_table(data: dict[str, Any]) -> str:
+    """Each cell's best trial, and each repeat stage's mean ± 95% interval (empty without cells
+    or repeats)."""
+    cells = data.get("cells") or []
+    repeats = data.get("repeats") or []
+    if len(cells) < 2 and not repeats:
+        return ""
+    head = ["cell", "best", "stage", "trial"]
+    for rep in repeats:
+        head += [f"{rep['stage']}: mean ± 95% CI (n)", "vs the best cell"]
+    rows = []
+    for c in cells:
+        b = c["best"]
+        tds = [html.escape(c["cell"] or "-")]
+        tds += [f"{b['value']:.4f}", html.escape(b["stage"]), str(b["trial"])] if b else ["-"] * 3
+        for rep in repeats:
+            r = rep["cells"].get(c["cell"], {})
+            if r.get("ci95"):
+                lo, hi = r["ci95"]
+                tds.append(f"{r['mean']:.4f} ± {(hi - lo) / 2:.4f} ({r['n']})")
+            else:
+                tds.append("-")
+            same = r.get("indistinguishable_from_best")
+            tds.append(
+                "best"
+                if c["cell"] == rep["best_cell"]
+                else "-"
+                if same is None
+                else f"{'indistinguishable' if same else 'worse'} (p={r['p_vs_best']:.3g})"
+            )
+        rows.append("<tr>" + "".join(f"<td>{t}</td>" for t in tds) + "</tr>")
+    notes = "".join(f"<p class=note>{html.escape(rep['rule'])}</p>" for rep in repeats)
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    return f"<h2>cells</h2><table class=cells><tr>{th}</tr>{''.join(rows)}</table>{notes}"
 
 
 def _pruned_table(data: dict[str, Any]) -> str:
@@ -252,6 +297,7 @@ def render_report(
         f"<p>objective: {html.escape(data['metric'])} ({data['direction']})</p>",
         "<h2>stages and their ranges</h2>",
         _stages_table(data),
+        _cells_table(data),
     ]
     if compare:
         parts += [
@@ -342,14 +388,16 @@ def write_hparams(search: StagedSearch, directory: Path) -> int:
         shutil.rmtree(directory)
     n = 0
     metric = search.study.metric
-    for st in search.stages:
+    for st in search.all_units():
         for t in search.trials(st):
             if t.state not in (TrialState.COMPLETE, TrialState.PRUNED) or t.value is None:
                 continue
-            hparams: dict[str, Any] = {"stage": st.name, "epochs": st.spec.epochs}
+            epochs = search.training_unit(st).spec.epochs
+            hparams: dict[str, Any] = {"stage": st.name, "epochs": epochs}
             for k, v in recipe_values(t.params).items():
                 hparams[k] = v if isinstance(v, (int, float, str, bool)) else str(v)
-            run = f"{st.name}-trial-{t.number:04d}"
+            cell = f"-{st.dir_name}" if st.dir_name else ""
+            run = f"{st.name}{cell}-trial-{t.number:04d}"
             with SummaryWriter(log_dir=str(directory / run)) as w:
                 w.add_hparams(hparams, {f"hparam/{metric}": float(t.value)}, run_name=".")
             n += 1

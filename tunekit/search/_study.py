@@ -249,8 +249,45 @@ class RefineSpec(Section):
     widen: float = Field(default=0.5, gt=0.0, le=100.0)
 
 
+MAX_REPEAT_SEEDS = 1000
+
+
+class RepeatSpec(Section):
+    """A repeat stage: each cell's best setting trained again with ``seeds`` seeds.
+
+    The recipe's top-level ``seed`` takes the values ``first_seed``,
+    ``first_seed + 1``, ... (distinct, the same on every worker and every rerun).
+    """
+
+    seeds: int = Field(le=MAX_REPEAT_SEEDS)
+    first_seed: int = Field(default=1, ge=0, le=2**31 - MAX_REPEAT_SEEDS)
+
+    @model_validator(mode="after")
+    def _check(self) -> RepeatSpec:
+        if self.seeds < 2:
+            raise FieldError(
+                "seeds",
+                f"a repeat needs 2 or more seeds to measure a spread, got {self.seeds}; "
+                "use e.g. repeat: {seeds: 5}",
+            )
+        return self
+
+    def seed_values(self) -> list[int]:
+        return [self.first_seed + i for i in range(self.seeds)]
+
+
+#: What a repeat stage takes from the stage it repeats, so it may not set them itself.
+_REPEAT_TAKES = ("sampler", "pruner", "refine", "trials", "epochs", "set")
+
+
 class StageSpec(Section):
-    """One round of the search: a sampler, a number of trials of a fixed length, a pruner."""
+    """One round of the search: a sampler, a number of trials of a fixed length, a pruner.
+
+    ``trials`` is per cell: a study with scientific parameters runs it for each
+    of their values (or combinations). A stage with ``repeat`` samples nothing:
+    it trains each cell's best setting again with several seeds (see
+    :class:`RepeatSpec` and ``docs/search.md``).
+    """
 
     name: str = Field(
         pattern=r"^[A-Za-z0-9_-]+$",
@@ -270,6 +307,8 @@ class StageSpec(Section):
     # Run the previous stage's best parameters first when this stage trains differently
     # (other epochs or set): a fine stage starts from what worked.
     seed_best: bool = True
+    # Train each cell's best setting again with several seeds (no sampling, no pruning).
+    repeat: RepeatSpec | None = None
 
     @field_validator("set")
     @classmethod
@@ -290,6 +329,23 @@ class StageSpec(Section):
     def trials_given(self) -> bool:
         """Whether the study file (or --set) gave ``trials``; a grid stage's default is its size."""
         return "trials" in self.model_fields_set
+
+    @model_validator(mode="after")
+    def _check_repeat(self) -> StageSpec:
+        if self.repeat is None:
+            return self
+        for name in _REPEAT_TAKES:
+            if name in self.model_fields_set:
+                raise FieldError(
+                    name,
+                    f"a repeat stage trains each cell's best setting again as the stage it "
+                    f"came from did, so it takes no {name!r} of its own; remove it",
+                )
+        return self
+
+    @property
+    def is_repeat(self) -> bool:
+        return self.repeat is not None
 
 
 class RoundsSpec(Section):
@@ -391,6 +447,13 @@ class Study(Section):
                     "give each stage its own name",
                 )
             first[stage.name] = i
+        if stages and stages[0].repeat is not None:
+            raise FieldError(
+                "0.repeat",
+                "the first stage has no earlier best setting to repeat; put a searching "
+                "stage before it (e.g. stages: [{name: coarse, trials: 8}, "
+                "{name: final, repeat: {seeds: 5}}])",
+            )
         if stages and stages[0].refine is not None:
             raise FieldError(
                 "0.refine",
@@ -411,6 +474,7 @@ class Study(Section):
             if ":" in name:
                 # "<name>:zero" is an or_zero parameter's switch; no recipe field has a colon.
                 raise FieldError(name, f"{name!r} has a ':'; name a recipe field or a word")
+            _check_scientific(name, spec)
             _check_condition(name, spec, space)
         return space
 
@@ -445,6 +509,16 @@ class Study(Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _check_rounds(self) -> Study:
+        if self.rounds.extra and self.stages[-1].repeat is not None:
+            raise FieldError(
+                "rounds.extra",
+                f"further rounds repeat the last stage, and {self.stages[-1].name!r} is a "
+                "repeat stage; set rounds.extra to 0 or end the stages with a searching one",
+            )
+        return self
+
     @property
     def mode(self) -> str:
         return "max" if self.direction == "maximize" else "min"
@@ -456,6 +530,26 @@ class Study(Section):
         ``tunekit.search`` resolves ``auto`` when it prepares a search (see ``resolve_gpus``).
         """
         return self.gpus_per_trial if isinstance(self.gpus_per_trial, int) else 1
+
+
+def _check_scientific(name: str, spec: ParamSpec) -> None:
+    """A scientific parameter lists its values: each one is a cell tuned on its own."""
+    if spec.role != "scientific":
+        return
+    if spec.type != "categorical":
+        low, high = spec.low, spec.high
+        raise FieldError(
+            f"{name}.type",
+            f"a scientific parameter must be categorical, got type {spec.type}: each of its "
+            f"values gets its own tuning, so list them (e.g. {{type: categorical, choices: "
+            f"[{low}, {high}], role: scientific}}) or make it a nuisance parameter",
+        )
+    if spec.when is not None:
+        raise FieldError(
+            f"{name}.when",
+            "a scientific parameter is compared in every trial, so it cannot have a condition; "
+            "remove its 'when'",
+        )
 
 
 def _check_condition(name: str, spec: ParamSpec, space: dict[str, ParamSpec]) -> None:

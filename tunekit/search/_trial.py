@@ -40,7 +40,8 @@ def execute_trial(
     else:
         params, number = {}, -1
     params, number = broadcast_object((params, number))
-    run_dir = ctx.study_dir / "trials" / stage.name / f"trial-{number:04d}"
+    # Each cell numbers its trials from 0: its own folder keeps them apart.
+    run_dir = ctx.study_dir / "trials" / stage.name / stage.dir_name / f"trial-{number:04d}"
     recipe = trial_recipe(ctx.study, ctx.recipe_data, stage.spec, params, file=str(ctx.recipe_path))
     hook = PruningHook(trial, ctx.study.metric, stage.spec.pruner.metric)
     if trial is not None:
@@ -142,9 +143,10 @@ def run_trial_here(ctx: SearchContext, stage: Stage) -> TrialState | None:
 
 def run_trial_ddp(ctx: SearchContext, stage_name: str) -> None:
     """The body of one torchrun job: rank 0 asks and tells, every rank trains."""
-    stage = next((s for s in ctx.search.stages if s.name == stage_name), None)
-    if stage is None:
+    unit = ctx.search.find_unit(stage_name)
+    if unit is None:
         raise ConfigError(f"unknown stage {stage_name!r}", field="--trial-stage")
+    stage = ctx.search.training_unit(unit)
     dist = init_distributed(str(ctx.recipe_data.get("train", {}).get("device", "auto")))
     try:
         if dist.is_main:
@@ -160,5 +162,5 @@ def run_trial_torchrun(ctx: SearchContext, stage: Stage) -> int:
     nproc = ctx.study.trial_gpus
     env = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     return launch(
-        nproc, [*ctx.worker_args(), "--trial-stage", stage.name, "--no-progress"], env=env
+        nproc, [*ctx.worker_args(), "--trial-stage", stage.label, "--no-progress"], env=env
     )

@@ -51,10 +51,10 @@ class SearchPlan:
             self._check_exists()
         backend = open_storage(self.storage_url, self.study_dir, self.study.liveness)
         search = StagedSearch(self.study, backend, base_space=self.space)
-        if not create and search.existing(search.stages[0]) is None:
+        first = search.units(search.stages[0])[0]
+        if not create and search.existing(first) is None:
             raise self._missing(
-                f"storage {masked(self.storage_url or '')} holds no study "
-                f"{search.stages[0].study_name!r}"
+                f"storage {masked(self.storage_url or '')} holds no study {first.study_name!r}"
             )
         plan = {f.name: getattr(self, f.name) for f in fields(SearchPlan)}
         return SearchContext(**{**plan, "overrides": list(self.overrides)}, search=search)

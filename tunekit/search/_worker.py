@@ -17,7 +17,7 @@ from typing import Any
 from tunekit.errors import TunekitError
 
 from ._liveness import reap_stale
-from ._stages import StagedSearch, count_trials, summary_data
+from ._stages import Stage, StagedSearch, count_trials, summary_data
 from ._trial import run_trial_here, run_trial_torchrun
 from ._validate import SearchContext
 
@@ -31,21 +31,24 @@ def run_worker(
 ) -> int:
     """Runs trials until every stage is done (or ``max_trials`` here, or ``stop`` is set).
 
-    Returns how many trials this worker started.
+    Within a stage, each trial goes to the cell with the fewest accounted trials
+    (the first cell in :func:`plan_cells` order on a tie) among those with
+    trials left or waiting, so workers on any number of machines fill the cells
+    evenly; a stage is done when every cell has its planned trials and none is
+    running. Returns how many trials this worker started.
     """
     ss = ctx.search
-    spec = ctx.study.liveness
     started = failures = 0
     for stage in ss.stages:
-        study = ss.optuna_study(stage)
-        ss.space(stage)
-        ss.seed_best(stage)
+        units = ss.units(stage)
+        for unit in units:
+            ss.prepare(unit)
         while stop is None or not stop.is_set():
-            reap_stale(study, ss.storage, spec)
-            c = count_trials(study.get_trials(deepcopy=False))
-            if c.waiting > 0 or (c.accounted < stage.spec.trials and ss.budget_left()):
+            chosen = _next_unit(ctx, units)
+            if chosen is not None:
+                unit = ss.training_unit(chosen)
                 if ctx.study.trial_gpus > 1:
-                    rc = run_trial_torchrun(ctx, stage)
+                    rc = run_trial_torchrun(ctx, unit)
                     failures = failures + 1 if rc != 0 else 0
                     if rc == 2:
                         # Rank 0 printed the user's mistake (missing data, a bad value) already.
@@ -58,11 +61,11 @@ def run_worker(
                             f"three DDP trials in a row exited with code {rc}; see their output above"
                         )
                 else:
-                    run_trial_here(ctx, stage)
+                    run_trial_here(ctx, unit)
                 started += 1
                 if max_trials is not None and started >= max_trials:
                     return started
-            elif c.running > 0:
+            elif any(ss.counts(u).running for u in units):
                 # Others are finishing this stage; the next one needs their results.
                 time.sleep(poll_s)
             else:
@@ -70,6 +73,26 @@ def run_worker(
         if not ss.budget_left() or (stop is not None and stop.is_set()):
             break
     return started
+
+
+def _next_unit(ctx: SearchContext, units: list[Stage]) -> Stage | None:
+    """The cell that takes the next trial: a waiting trial (a retry, a seeded or repeat
+    trial) or budget left, fewest accounted trials first; None when no cell has either."""
+    ss = ctx.search
+    budget: bool | None = None
+    open_: list[tuple[int, int, Stage]] = []
+    for unit in units:
+        study = ss.optuna_study(unit)
+        reap_stale(study, ss.storage, ctx.study.liveness)
+        c = count_trials(study.get_trials(deepcopy=False))
+        more = False
+        # A repeat cell samples nothing: it runs the trials its stage enqueued, and no others.
+        if not unit.spec.is_repeat and c.accounted < ss.planned(unit):
+            budget = ss.budget_left() if budget is None else budget
+            more = budget
+        if c.waiting > 0 or more:
+            open_.append((c.accounted, unit.cell.index, unit))
+    return min(open_, key=lambda o: o[:2])[2] if open_ else None
 
 
 def write_summary(ctx: SearchContext) -> dict[str, Any]:
@@ -95,23 +118,27 @@ def unfinished(search: StagedSearch) -> str | None:
     """What is left of the plan, in words; None when every stage is done or the budget is spent.
 
     This is the worker loop's own rule (:func:`run_worker`): a stage is done when
-    its planned trials are accounted for and none is running or waiting.
+    each of its cells has its planned trials accounted for and none is running or
+    waiting. The first cell with something left is named (``stage coarse cell
+    length_multiplier=2 has ...``).
     """
     for stage in search.stages:
-        c = search.counts(stage)
-        finished = c.complete + c.pruned + c.failed - c.retried
-        if c.running or c.waiting:
-            parts = [f"{c.running} left running"] if c.running else []
-            parts += [f"{c.waiting} waiting to run"] if c.waiting else []
-            return (
-                f"stage {stage.name} has {finished} of {stage.spec.trials} trials finished, "
-                + " and ".join(parts)
-            )
-        budget = search.budget_left()
-        if c.accounted < stage.spec.trials and budget:
-            return f"stage {stage.name} has {finished} of {stage.spec.trials} trials finished"
-        if not budget:
-            return None
+        for unit in search.units(stage):
+            c = search.counts(unit)
+            planned = search.planned(unit)
+            where = f"stage {stage.name}" + (f" cell {unit.cell.key}" if unit.cell.key else "")
+            finished = c.complete + c.pruned + c.failed - c.retried
+            if c.running or c.waiting:
+                parts = [f"{c.running} left running"] if c.running else []
+                parts += [f"{c.waiting} waiting to run"] if c.waiting else []
+                return f"{where} has {finished} of {planned} trials finished, " + " and ".join(
+                    parts
+                )
+            budget = search.budget_left()
+            if not budget:
+                return None
+            if c.accounted < planned:
+                return f"{where} has {finished} of {planned} trials finished"
     return None
 
 
@@ -134,8 +161,8 @@ def retries(search: StagedSearch) -> list[dict[str, Any]]:
     whose storage let Optuna's callback append to a cached trial's list sees later ones.
     """
     out: list[dict[str, Any]] = []
-    for stage in search.stages:
-        trials = sorted(search.trials(stage), key=lambda t: t.number)
+    for unit in search.all_units():
+        trials = sorted(search.trials(unit), key=lambda t: t.number)
         by_number = {t.number: t for t in trials}
         for t in trials:
             earlier = [n for n in t.system_attrs.get("retry_history") or [] if n < t.number]
@@ -143,12 +170,11 @@ def retries(search: StagedSearch) -> list[dict[str, Any]]:
                 continue
             failed = by_number.get(earlier[-1])
             reason = failed.user_attrs.get("failure_reason") if failed is not None else None
-            out.append(
-                {
-                    "stage": stage.name,
-                    "trial": earlier[-1],
-                    "reason": failure_kind(reason),
-                    "retried_as": t.number,
-                }
-            )
+            row = {
+                "stage": unit.name,
+                "trial": earlier[-1],
+                "reason": failure_kind(reason),
+                "retried_as": t.number,
+            }
+            out.append({**row, "cell": unit.cell.key} if unit.cell.key else row)
     return out

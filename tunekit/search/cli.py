@@ -229,10 +229,20 @@ def print_study_summary(summary: dict[str, Any]) -> None:
         )
     console.print(table)
     for st in summary["stages"]:
-        ranges = ", ".join(f"{k} {_range_text(v)}" for k, v in st["ranges"].items())
-        console.print(f"{st['name']} ranges: {ranges}")
+        if st.get("repeat"):
+            continue
+        cells = st.get("cells") or []
+        for c in cells if len(cells) > 1 else [{"cell": "", "ranges": st["ranges"]}]:
+            ranges = ", ".join(
+                f"{k} {_range_text(v)}"
+                for k, v in c["ranges"].items()
+                if k not in c.get("values", {})
+            )
+            where = f"{st['name']} {c['cell']}" if c["cell"] else st["name"]
+            console.print(f"{where} ranges: {ranges}")
         for flag in st["edge_flags"]:
             console.print(f"[yellow]edge[/] ({st['name']}): {flag}")
+    print_cells(summary)
     best = summary["best"]
     if best:
         params = ", ".join(
@@ -256,6 +266,47 @@ def print_study_summary(summary: dict[str, Any]) -> None:
             f"{r['stage']}: trial {r['trial']} ({r['reason']}) was retried as trial {r['retried_as']}"
         )
     print(f"study directory: {summary['study_dir']}")
+
+
+def print_cells(summary: dict[str, Any]) -> None:
+    """Each cell's best trial and, after a repeat stage, its mean ± 95% interval over seeds."""
+    cells = summary.get("cells") or []
+    if len(cells) < 2 and not summary.get("repeats"):
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"cells — best {summary['metric']} per value of the scientific parameters")
+    repeats = summary.get("repeats") or []
+    columns = ["cell", "best", "stage", "trial"]
+    for rep in repeats:
+        columns += [f"{rep['stage']}: mean ± 95% CI", "n", "vs best"]
+    for col in columns:
+        table.add_column(col)
+    for c in cells:
+        b = c["best"]
+        row = [c["cell"] or "-", f"{b['value']:.4f}" if b else "-"]
+        row += [b["stage"], str(b["trial"])] if b else ["-", "-"]
+        for rep in repeats:
+            r = rep["cells"].get(c["cell"], {})
+            if r.get("ci95"):
+                lo, hi = r["ci95"]
+                row.append(f"{r['mean']:.4f} ± {(hi - lo) / 2:.4f}")
+            else:
+                row.append(f"{r['mean']:.4f}" if r.get("mean") is not None else "-")
+            row.append(str(r.get("n", 0)))
+            same = r.get("indistinguishable_from_best")
+            row.append(
+                "best"
+                if c["cell"] == rep["best_cell"]
+                else "-"
+                if same is None
+                else f"{'indistinguishable' if same else 'worse'} (p={r['p_vs_best']:.3g})"
+            )
+        table.add_row(*row)
+    Console().print(table)
+    for rep in repeats:
+        print(f"{rep['stage']}: {rep['rule']}")
 
 
 def _range_text(r: dict[str, Any]) -> str:
