@@ -164,8 +164,25 @@ def test_a_repeat_stage_trains_each_cells_best_with_distinct_seeds(
     print_study_summary(summary)
     printed = capsys.readouterr().out
     assert "±" in printed and "width=4" in printed and "Welch" in printed
-    page = render_report(study_report_data(ctx.search), [], None)
+    data = study_report_data(ctx.search)
+    page = render_report(data, [], None)
     assert "<h2>cells</h2>" in page and "width=8" in page and "Welch" in page
+    # The figure: each cell's best trial against its optimizer steps, and the repeat's means.
+    fig = data["figure"]
+    assert [c["cell"] for c in fig["curves"]] == [u.cell.key for u in ctx.search.units(coarse)]
+    for c, cell in zip(fig["curves"], summary["cells"]):
+        assert c["trial"] == cell["best"]["trial"] and c["group"] == c["cell"]
+        records = [
+            json.loads(line)
+            for line in (Path(cell["best"]["run_dir"]) / "metrics.jsonl").read_text().splitlines()
+        ]
+        epochs = [r for r in records if r["kind"] == "epoch"]
+        assert c["steps"] == [r["step"] for r in epochs] and c["end_step"] == epochs[-1]["step"]
+        assert c["values"] == [r["val/top1"] for r in epochs]
+    assert {f["cell"]: (f["mean"], f["n"]) for f in fig["finals"]} == {
+        k: (r["mean"], 3) for k, r in rep["cells"].items()
+    }
+    assert "<h2>scientific comparison</h2>" in page
 
 
 def test_cell_keys_use_short_names_and_the_product_of_choices(

@@ -24,6 +24,7 @@ from optuna.trial import TrialState
 from tunekit.errors import TunekitError
 from tunekit.report import figure_html, html_page, read_records, write_text_file
 
+from ._figure import curves_figure, figure_data, finals_figure
 from ._space import recipe_values
 from ._stages import StagedSearch, summary_data
 
@@ -80,6 +81,7 @@ def study_report_data(search: StagedSearch) -> dict[str, Any]:
         "trials": trials,
         "cells": summary["cells"],
         "repeats": summary["repeats"],
+        "figure": figure_data(summary["cells"], summary["repeats"], study.metric),
     }
 
 
@@ -299,6 +301,11 @@ def render_report(
         _stages_table(data),
         _cells_table(data),
     ]
+    figure = data.get("figure")
+    if figure is not None:
+        parts += ["<h2>scientific comparison</h2>", _fig_html(curves_figure(figure))]
+        if figure["finals"]:
+            parts.append(_fig_html(finals_figure(figure)))
     if compare:
         parts += [
             f"<h2>compared study: {html.escape(compare['study'])}</h2>",
