@@ -11,6 +11,7 @@ from ._loading import (
     validate,
 )
 from ._recipe import (
+    MAX_COUNT,
     MAX_EPOCHS,
     OPTIMIZER_SETTINGS,
     AugmentConfig,
@@ -33,6 +34,7 @@ from ._recipe import (
 from ._yaml import load_yaml
 
 __all__ = [
+    "MAX_COUNT",
     "MAX_EPOCHS",
     "OPTIMIZER_SETTINGS",
     "AugmentConfig",
