@@ -185,7 +185,7 @@ class StagedSearch:
                     study_name=stage.study_name,
                     direction=self.study.direction,
                     sampler=build_sampler(spec.sampler, seed, n_startup=max(2, spec.trials // 4)),
-                    pruner=build_pruner(spec.pruner, spec.epochs),
+                    pruner=build_pruner(spec.pruner, spec.steps),
                     load_if_exists=True,
                 )
             self._studies[stage.index] = s
@@ -268,7 +268,11 @@ class StagedSearch:
         if stage.index == 0 or not stage.spec.seed_best:
             return
         prev = self.stages[stage.index - 1].spec
-        if (stage.spec.epochs, stage.spec.set) == (prev.epochs, prev.set):
+        if (stage.spec.epochs, stage.spec.steps, stage.spec.set) == (
+            prev.epochs,
+            prev.steps,
+            prev.set,
+        ):
             return
         s = self.optuna_study(stage)
         if s.user_attrs.get(SEEDED_ATTR) or s.get_trials(deepcopy=False):
@@ -329,6 +333,7 @@ def stage_data(search: StagedSearch, st: Stage, trials: list[FrozenTrial]) -> di
         "sampler": st.spec.sampler,
         "pruner": st.spec.pruner.name,
         "epochs": st.spec.epochs,
+        "steps": st.spec.steps,
         "trials_planned": st.spec.trials,
         "ranges": dict(stored or {}),
         "edge_flags": [f.message() for f in search.flags(st)],
