@@ -107,7 +107,9 @@ def test_report_data_and_html_render_in_chromium(digits_study: dict, tmp_path: P
         assert len(t["curve"]["epoch"]) == len(t["intermediate"]) >= 1
         if t["state"] == "PRUNED":
             stage = next(s for s in data["stages"] if s["name"] == t["stage"])
-            assert t["pruned_at"] < stage["epochs"]
+            # Pruned at the optimizer step of its last evaluation, before the stage's end.
+            assert t["pruned_at"] == max(t["curve"]["step"])
+            assert max(t["curve"]["epoch"]) < stage["epochs"]
     path = study_report("digits", out=str(digits_study["out"]))
     assert path == digits_study["out"] / "report.html"
     text = path.read_text()
@@ -160,7 +162,7 @@ def test_live_table_rows(digits_study: dict) -> None:
     assert {r["state"] for r in rows} <= {"complete", "pruned"}
     for r in rows:
         assert set(r["params"]) == {"optim.lr", "optim.weight_decay"}
-        assert r["epoch"] is not None and r["current"] is not None
+        assert r["step"] is not None and r["current"] is not None
     console = Console(record=True, width=160)
     console.print(render_table(digits_study["ctx"].search))
     text = console.export_text()

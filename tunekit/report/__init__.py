@@ -16,6 +16,7 @@ if TYPE_CHECKING:
         LossData,
         RatioBand,
         Series,
+        StepAxis,
         activation_data,
         event_rows,
         grad_data,
@@ -25,9 +26,17 @@ if TYPE_CHECKING:
         moving_average,
         ratio_band,
         ratio_heatmap,
+        step_axis,
     )
     from ._diagnose import CHECKS, Curves, Verdict, curves_from_run, diagnose, diagnose_curves
-    from ._html import ReportData, render_html, report_data, write_report
+    from ._html import (
+        ReportData,
+        label_steps,
+        render_html,
+        report_data,
+        step_hover,
+        write_report,
+    )
     from ._page import figure_html, html_page, write_text_file
     from ._runs import RunRecords, load_run, read_records
 
@@ -41,6 +50,7 @@ _SOURCES = {
         "LossData",
         "RatioBand",
         "Series",
+        "StepAxis",
         "activation_data",
         "event_rows",
         "grad_data",
@@ -50,9 +60,17 @@ _SOURCES = {
         "moving_average",
         "ratio_band",
         "ratio_heatmap",
+        "step_axis",
     ),
     "._diagnose": ("CHECKS", "Curves", "Verdict", "curves_from_run", "diagnose", "diagnose_curves"),
-    "._html": ("ReportData", "render_html", "report_data", "write_report"),
+    "._html": (
+        "ReportData",
+        "label_steps",
+        "render_html",
+        "report_data",
+        "step_hover",
+        "write_report",
+    ),
     "._page": ("figure_html", "html_page", "write_text_file"),
     "._runs": ("RunRecords", "load_run", "read_records"),
 }
@@ -71,6 +89,7 @@ __all__ = [
     "ReportData",
     "RunRecords",
     "Series",
+    "StepAxis",
     "Verdict",
     "activation_data",
     "curves_from_run",
@@ -80,6 +99,7 @@ __all__ = [
     "figure_html",
     "grad_data",
     "html_page",
+    "label_steps",
     "load_run",
     "loss_data",
     "lr_data",
@@ -90,6 +110,8 @@ __all__ = [
     "read_records",
     "render_html",
     "report_data",
+    "step_axis",
+    "step_hover",
     "write_report",
     "write_text_file",
 ]
