@@ -116,6 +116,11 @@ class Design:
     fine_warmup: int = 1  # the fine stage's median pruner compares from the unit after this
 
     @property
+    def steps_per_unit(self) -> int:
+        """Optimizer steps a unit: the pruners' resources count steps (trials report at them)."""
+        return self.steps or STEPS_PER_EPOCH
+
+    @property
     def epochs_per_unit(self) -> float:
         return self.steps / STEPS_PER_EPOCH if self.steps else 1.0
 
@@ -201,7 +206,7 @@ def tunekit_study(
                 "set": EMA,
                 "pruner": {
                     "name": "asha",
-                    "min_resource": 1,
+                    "min_resource": design.steps_per_unit,
                     "reduction_factor": REDUCTION,
                     "metric": "ema/val/top1",
                 },
@@ -216,7 +221,7 @@ def tunekit_study(
                 "pruner": {
                     "name": "median",
                     "n_startup_trials": 3,
-                    "n_warmup_steps": design.fine_warmup,
+                    "n_warmup_steps": design.fine_warmup * design.steps_per_unit,
                     "metric": "ema/val/top1",
                 },
             },

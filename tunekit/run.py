@@ -259,6 +259,9 @@ def schedule_length(recipe: Recipe) -> tuple[int, ScheduleConfig]:
     """Epochs and schedule after ``schedule.length_multiplier`` (the 1x, 2x, 6x of detection).
 
     The multiplier stretches ``train.epochs`` and the step milestones; warmup stays as long.
+    ``train.max_steps`` is not stretched: it is a budget of optimizer steps, so a 6x run and
+    a 1x run cut at the same ``max_steps`` train as many steps, each at the start of its own
+    (full-length) schedule.
     """
     m = recipe.schedule.length_multiplier
     if m == 1.0:
@@ -418,6 +421,7 @@ def build_trainer(
         max_steps_per_epoch=t.max_steps_per_epoch,
         eval_every=t.eval_every,
         accumulate_steps=t.accumulate_steps,
+        max_steps=t.max_steps,
     )
     return trainer, comp
 
@@ -611,6 +615,10 @@ def make_summary(trainer: Trainer, recipe: Recipe, run_dir: Path, wall: float) -
         "epochs_run": trainer.epoch,
         "epochs_planned": trainer.epochs,
         "steps": trainer.step,
+        # The planned length in steps (what the schedule spans), and the cut if any.
+        "steps_planned": trainer.epochs * trainer.steps_per_epoch,
+        "max_steps": trainer.max_steps,
+        "images": trainer.step * trainer.images_per_step,
         "world_size": trainer.dist.world_size,
         "stop_reason": trainer.stop_reason,
         "wall_time_s": wall,

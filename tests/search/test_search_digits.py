@@ -107,7 +107,9 @@ def test_report_data_and_html_render_in_chromium(digits_study: dict, tmp_path: P
         assert len(t["curve"]["epoch"]) == len(t["intermediate"]) >= 1
         if t["state"] == "PRUNED":
             stage = next(s for s in data["stages"] if s["name"] == t["stage"])
-            assert t["pruned_at"] < stage["epochs"]
+            # Pruned at the optimizer step of its last evaluation, before the stage's end.
+            assert t["pruned_at"] == max(t["curve"]["step"])
+            assert max(t["curve"]["epoch"]) < stage["epochs"]
     path = study_report("digits", out=str(digits_study["out"]))
     assert path == digits_study["out"] / "report.html"
     text = path.read_text()
@@ -136,18 +138,22 @@ def test_tensorboard_hparams_read_back(digits_study: dict, tmp_path: Path) -> No
 
 
 def test_compare_view_puts_two_studies_side_by_side(digits_study: dict, tmp_path: Path) -> None:
-    from tunekit.search._report import metric_by_epochs
+    from tunekit.search._report import metric_by_steps
 
     data = study_report_data(digits_study["ctx"].search)
-    points = metric_by_epochs(data)
-    # coarse trials run 2 epochs, fine 5, final 10; each length's best is its best complete trial.
-    assert set(points) <= {2, 5, 10} and 10 in points
-    assert points[10] == max(t["value"] for t in data["trials"] if t["stage"] == "final")
+    points = metric_by_steps(data)
+    # coarse trials run 2 epochs, fine 5, final 10, of the same steps; each length's best is
+    # its best complete trial, at the optimizer steps it ran.
+    final = [t for t in data["trials"] if t["stage"] == "final" and t["state"] == "COMPLETE"]
+    spe = int(max(final[0]["curve"]["step"])) // 10
+    assert set(points) <= {2 * spe, 5 * spe, 10 * spe} and 10 * spe in points
+    assert points[10 * spe][0] == max(t["value"] for t in final)
+    assert points[10 * spe][1] == 10 * spe * 64  # the images seen: batch 64
     target = tmp_path / "cmp.html"
     path = study_report(str(digits_study["out"]), out=str(target), compare=str(digits_study["out"]))
     assert path == target
     text = target.read_text()
-    assert "compared study: digits" in text and "against training epochs" in text
+    assert "compared study: digits" in text and "against training length" in text
 
 
 def test_live_table_rows(digits_study: dict) -> None:
@@ -160,7 +166,7 @@ def test_live_table_rows(digits_study: dict) -> None:
     assert {r["state"] for r in rows} <= {"complete", "pruned"}
     for r in rows:
         assert set(r["params"]) == {"optim.lr", "optim.weight_decay"}
-        assert r["epoch"] is not None and r["current"] is not None
+        assert r["step"] is not None and r["current"] is not None
     console = Console(record=True, width=160)
     console.print(render_table(digits_study["ctx"].search))
     text = console.export_text()

@@ -36,8 +36,8 @@ def test_pruner_sees_the_ema_metric_and_trials_keep_their_own(
             for line in Path(t.user_attrs["run_dir"], "metrics.jsonl").read_text().splitlines()
         ]
         epochs = [r for r in records if r.get("kind") == "epoch" and "val/top1" in r]
-        # What the pruner saw, epoch by epoch: the EMA model's top-1, not the model's.
-        assert t.intermediate_values == {int(r["epoch"]): r["ema/val/top1"] for r in epochs}
+        # What the pruner saw, epoch by epoch at its step: the EMA model's top-1, not the model's.
+        assert t.intermediate_values == {int(r["step"]): r["ema/val/top1"] for r in epochs}
         if t.state == optuna.trial.TrialState.COMPLETE:
             # The trial's value is the study's metric: the model's own best top-1.
             assert t.value == max(r["val/top1"] for r in epochs)

@@ -151,16 +151,17 @@ def test_ddp_trials_with_pruning(write_study: Callable[..., Path], tmp_path: Pat
     good, bad = next(iter(all_trials(None, out, "ddp").values()))
     assert good.state == TrialState.COMPLETE and good.user_attrs["epochs_run"] == 2
     assert bad.state == TrialState.PRUNED, (bad.intermediate_values, good.intermediate_values)
-    # Rank 0 reported each epoch; all ranks stopped together right after the pruned one.
+    # Rank 0 reported each epoch, at its optimizer step (6 an epoch); all ranks stopped
+    # together right after the pruned one.
     stopped = bad.user_attrs["epochs_run"]
-    assert stopped < 2 and sorted(bad.intermediate_values) == list(range(1, stopped + 1))
+    assert stopped < 2 and sorted(bad.intermediate_values) == [6 * e for e in range(1, stopped + 1)]
     import json
 
     for t in (good, bad):
         summary = json.loads((Path(t.user_attrs["run_dir"]) / "summary.json").read_text())
         assert summary["world_size"] == 2  # trained by two gloo processes
     assert (
-        f"pruned at epoch {stopped}"
+        f"pruned at step {6 * stopped}, epoch {stopped} "
         in json.loads((Path(bad.user_attrs["run_dir"]) / "summary.json").read_text())["stop_reason"]
     )
 

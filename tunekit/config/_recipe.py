@@ -279,6 +279,10 @@ class TrainConfig(_Section):
     accumulate_steps: int = Field(1, gt=0, le=MAX_ACCUMULATE)
     # Cut each epoch short (for smoke runs and search trials on big data), in optimizer steps.
     max_steps_per_epoch: Count | None = None
+    # Stop after this many optimizer steps in all (a truncated run, as a search trial is).
+    # Not stretched by schedule.length_multiplier, and the LR schedule keeps its full
+    # length (train.epochs x the multiplier): the run sees the start of its real schedule.
+    max_steps: Count | None = None
     eval_every: int = Field(1, gt=0, le=MAX_EPOCHS)
     # Metric that picks the best checkpoint and drives early stopping / pruning, as the
     # epoch record names it: val/top1, ema/val/top1 (the EMA model's), ...

@@ -60,6 +60,12 @@ class Trainer:
     step; ``loss`` is then the mean of the k batches' losses and ``batch`` the
     last of them. An epoch's batches that do not fill a last step are skipped.
 
+    With ``max_steps``, training ends after that many optimizer steps in all,
+    mid-epoch if need be: the cut epoch counts as run, is evaluated, and its
+    record's ``epoch`` is the fraction reached (``2.5``). The schedule is not
+    told: it was built for ``epochs``, and a cut run sees its beginning.
+    ``stop_reason`` then says ``max_steps``.
+
     Args:
         model: the network, already on its device (wrapped in DDP when distributed).
         optimizer, scheduler: the scheduler is stepped once per iteration.
@@ -67,6 +73,7 @@ class Trainer:
         hooks: run in ``priority`` order, then the order given.
         amp_dtype: autocast dtype, or None for full precision.
         scaler: a GradScaler for fp16, else None.
+        max_steps: optimizer steps after which training ends (None: ``epochs`` alone).
     """
 
     def __init__(
@@ -88,6 +95,7 @@ class Trainer:
         max_steps_per_epoch: int | None = None,
         eval_every: int = 1,
         accumulate_steps: int = 1,
+        max_steps: int | None = None,
     ) -> None:
         self.model = model
         self.optimizer = optimizer
@@ -105,6 +113,7 @@ class Trainer:
         self.max_steps_per_epoch = max_steps_per_epoch
         self.eval_every = eval_every
         self.accumulate_steps = accumulate_steps
+        self.max_steps = max_steps
 
         self.epoch = 0  # finished epochs
         self.step = 0  # finished optimizer steps
@@ -140,6 +149,18 @@ class Trainer:
         return self.steps_per_epoch * self.accumulate_steps
 
     @property
+    def images_per_step(self) -> int:
+        """Images (items) one optimizer step trains on, over all ranks: the global batch
+        times ``accumulate_steps``; ``step * images_per_step`` is the images seen."""
+        per_rank = self.train_loader.batch_size or 1
+        return per_rank * self.dist.world_size * self.accumulate_steps
+
+    @property
+    def out_of_steps(self) -> bool:
+        """Whether ``max_steps`` optimizer steps have been taken."""
+        return self.max_steps is not None and self.step >= self.max_steps
+
+    @property
     def lr(self) -> float:
         """The scheduled LR (parameter groups with an LR multiplier get a multiple of it)."""
         return base_lr(self.optimizer)
@@ -167,12 +188,17 @@ class Trainer:
     # -- the loop ---------------------------------------------------------
 
     def train(self) -> None:
-        """Runs from ``self.epoch`` to ``self.epochs``, or until a stop is requested."""
+        """Runs from ``self.epoch`` to ``self.epochs``, until ``max_steps``, or until a stop
+        is requested."""
         self.metrics.start(self.step, self.steps_per_epoch)
         try:
             self._call("before_train")
-            while self.epoch < self.epochs and self.stop_reason is None:
+            while self.epoch < self.epochs and self.stop_reason is None and not self.out_of_steps:
                 self._run_epoch()
+            planned = self.epochs * self.steps_per_epoch
+            if self.out_of_steps and self.stop_reason is None and self.step < planned:
+                # A normal end, said so that a summary tells a cut run from a finished one.
+                self.stop_reason = f"max_steps: {self.max_steps} optimizer steps taken"
         finally:
             self._call("after_train", self.metrics.end_train)
 
@@ -187,7 +213,7 @@ class Trainer:
         per_step = self.accumulate_steps
         limit = self.steps_per_epoch * per_step
         for i, batch in enumerate(self.train_loader):
-            if i >= limit:
+            if i >= limit or self.out_of_steps:
                 break
             self.iter_in_epoch, part = divmod(i, per_step)
             if part == 0:
@@ -211,16 +237,19 @@ class Trainer:
         )
         all_reduce_sum(stats)
         self.epoch += 1
+        # A cut epoch (max_steps) is recorded at the fraction reached; a whole one at its count.
+        cut = n < self.steps_per_epoch
         record = {
-            "epoch": float(self.epoch),
+            "epoch": self.metrics.epoch_at(self.step) if cut else float(self.epoch),
             "step": float(self.step),
+            "images": float(self.step * self.images_per_step),
             "train/loss": float(stats[0] / stats[1]) if stats[1] > 0 else math.nan,
             "lr": self.lr,
             "time/epoch_s": elapsed,
         }
         for i, k in enumerate(terms):
             record[f"train/{k}"] = float(stats[2 + i] / stats[1]) if stats[1] > 0 else math.nan
-        due = self.epoch % self.eval_every == 0 or self.epoch == self.epochs
+        due = self.epoch % self.eval_every == 0 or self.epoch == self.epochs or self.out_of_steps
         evaluation = self.evaluate() if self.val_loader is not None and due else None
         self.metrics.begin_epoch_record(record, evaluation)
         self._call("after_epoch", self.metrics.end_epoch)

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
         LossData,
         RatioBand,
         Series,
+        StepAxis,
         activation_data,
         event_rows,
         grad_data,
@@ -25,9 +26,17 @@ if TYPE_CHECKING:
         moving_average,
         ratio_band,
         ratio_heatmap,
+        step_axis,
     )
     from ._diagnose import CHECKS, Curves, Verdict, curves_from_run, diagnose, diagnose_curves
-    from ._html import ReportData, render_html, report_data, write_report
+    from ._html import (
+        ReportData,
+        label_steps,
+        render_html,
+        report_data,
+        step_hover,
+        write_report,
+    )
     from ._page import figure_html, html_page, write_text_file
     from ._runs import RunRecords, load_run, read_records
 else:

@@ -45,11 +45,18 @@ def default_window(n: int) -> int:
 
 @dataclass
 class Series:
-    """One curve: ``x`` and ``y`` of equal length."""
+    """One curve: ``x`` and ``y`` of equal length; ``epochs`` and ``images`` (seen by then)
+    beside each point when the records carry them (NaN where they do not)."""
 
     name: str
     x: list[float] = field(default_factory=list)
     y: list[float] = field(default_factory=list)
+    epochs: list[float] = field(default_factory=list)
+    images: list[float] = field(default_factory=list)
+
+
+def _float_or_nan(v: Any) -> float:
+    return float(v) if _finite(v) else math.nan
 
 
 def series(
@@ -67,7 +74,58 @@ def series(
         ):
             s.x.append(float(at))
             s.y.append(float(v))
+            s.epochs.append(_float_or_nan(r.get("epoch")))
+            s.images.append(_float_or_nan(r.get("images")))
     return s
+
+
+@dataclass
+class StepAxis:
+    """What the optimizer steps on a curve's x axis mean, when every curve agrees.
+
+    Epochs and images of different runs hold different numbers of steps, so curves are
+    drawn against steps; epochs label the axis too only when every curve has the same
+    ``steps_per_epoch`` (``epoch_ticks``: (step, epoch) pairs), and images likewise with
+    the same ``images_per_step``. None where the curves disagree or do not say.
+    """
+
+    steps_per_epoch: float | None = None
+    images_per_step: float | None = None
+    epoch_ticks: list[tuple[float, float]] = field(default_factory=list)
+
+
+def _agreed(values: list[float]) -> float | None:
+    """The value when every one is the same (to a part in 1e6), else None."""
+    if not values:
+        return None
+    first = values[0]
+    return first if all(math.isclose(v, first, rel_tol=1e-6) for v in values) else None
+
+
+def step_axis(curves: Sequence[Series]) -> StepAxis:
+    """The :class:`StepAxis` of curves drawn against optimizer steps.
+
+    A curve's steps per epoch come from its points at whole epochs (a run cut by
+    ``train.max_steps`` ends at a fraction of one, which says nothing more).
+    """
+    per_epoch: list[float] = []
+    per_step: list[float] = []
+    for c in curves:
+        spe = [
+            x / e for x, e in zip(c.x, c.epochs) if _finite(e) and e >= 1 and float(e).is_integer()
+        ]
+        ips = [i / x for x, i in zip(c.x, c.images) if _finite(i) and x > 0]
+        if spe:
+            per_epoch.append(spe[0])
+        if ips:
+            per_step.append(ips[0])
+    spe_all = _agreed(per_epoch) if len(per_epoch) == sum(1 for c in curves if c.x) else None
+    ips_all = _agreed(per_step) if len(per_step) == sum(1 for c in curves if c.x) else None
+    ticks: list[tuple[float, float]] = []
+    if spe_all:
+        last = max((x for c in curves for x in c.x), default=0.0)
+        ticks = [(e * spe_all, float(e)) for e in range(0, int(last / spe_all) + 1)]
+    return StepAxis(spe_all, ips_all, ticks)
 
 
 @dataclass
@@ -112,11 +170,12 @@ def loss_data(run: RunRecords, window: int | None = None) -> LossData:
 
 
 def metric_data(run: RunRecords) -> list[Series]:
-    """Validation metrics (``val/*`` but the loss) against the epoch."""
+    """Validation metrics (``val/*`` but the loss) against the optimizer step (each point
+    with its epoch and images seen)."""
     keys: list[str] = []
     for r in run.epochs:
         keys += [k for k in r if k.startswith("val/") and k != "val/loss" and k not in keys]
-    return [s for s in (series(run.epochs, k, x="epoch") for k in keys) if s.x]
+    return [s for s in (series(run.epochs, k, x="step") for k in keys) if s.x]
 
 
 def lr_data(run: RunRecords) -> Series:

@@ -17,6 +17,7 @@ from ._data import (
     LossData,
     RatioBand,
     Series,
+    StepAxis,
     activation_data,
     event_rows,
     grad_data,
@@ -25,6 +26,7 @@ from ._data import (
     metric_data,
     ratio_band,
     ratio_heatmap,
+    step_axis,
 )
 from ._diagnose import Verdict, curves_from_run, diagnose_curves
 from ._page import figure_html, html_page, write_text_file
@@ -39,6 +41,8 @@ class ReportData:
     run_dir: str
     loss: LossData
     metrics: list[Series]
+    #: what the metrics' x axis (optimizer steps) means in epochs and images
+    axis: StepAxis
     lr: Series
     heatmap: HeatmapData
     band: RatioBand
@@ -57,11 +61,13 @@ def report_data(run: RunRecords) -> ReportData:
         notes.append(f"{run.skipped_lines} unreadable line(s) in metrics.jsonl were skipped")
     if heat.zero_layers:
         notes.append("ratio exactly 0 (not trained) for: " + ", ".join(heat.zero_layers))
+    metrics = metric_data(run)
     return ReportData(
         title=f"tunekit run report: {run.name}",
         run_dir=str(run.run_dir),
         loss=loss_data(run),
-        metrics=metric_data(run),
+        metrics=metrics,
+        axis=step_axis(metrics),
         lr=lr_data(run),
         heatmap=heat,
         band=ratio_band(heat),
@@ -154,14 +160,54 @@ def loss_figure(d: LossData) -> Any | None:
     return fig
 
 
-def metrics_figure(metrics: list[Series]) -> Any | None:
+def step_hover(s: Series) -> dict[str, Any]:
+    """A trace's ``customdata`` and ``hovertemplate``: step, epoch and images seen at each point."""
+    return {
+        "customdata": [[e, i] for e, i in zip(s.epochs, s.images)],
+        "hovertemplate": "%{fullData.name}<br>step %{x}<br>epoch %{customdata[0]:.2f}"
+        "<br>images %{customdata[1]:,.0f}<br>value %{y:.4g}<extra></extra>",
+    }
+
+
+def label_steps(fig: Any, axis: StepAxis) -> None:
+    """Titles the x axis (optimizer steps) and, where every curve agrees on the steps of an
+    epoch, labels the epochs on a second axis along the top."""
+    import plotly.graph_objects as go
+
+    title = "optimizer step"
+    if axis.images_per_step:
+        title += f" ({axis.images_per_step:g} images a step)"
+    fig.update_layout(xaxis_title=title)
+    if not axis.epoch_ticks:
+        return
+    steps = [x for x, _ in axis.epoch_ticks]
+    # An invisible trace on the top axis makes plotly draw it; `matches` keeps it aligned.
+    fig.add_trace(
+        go.Scatter(x=steps, y=[None] * len(steps), xaxis="x2", showlegend=False, hoverinfo="skip")
+    )
+    fig.update_layout(
+        xaxis2={
+            "overlaying": "x",
+            "side": "top",
+            "matches": "x",
+            "tickvals": steps,
+            "ticktext": [f"{e:g}" for _, e in axis.epoch_ticks],
+            "title": f"epoch ({axis.steps_per_epoch:g} steps)",
+            "showgrid": False,
+        },
+        margin={**_LAYOUT["margin"], "t": 80},
+    )
+
+
+def metrics_figure(metrics: list[Series], axis: StepAxis | None = None) -> Any | None:
     import plotly.graph_objects as go
 
     if not metrics:
         return None
-    fig = _fig("Validation metrics", "epoch", "value")
+    fig = _fig("Validation metrics", "optimizer step", "value")
     for s in metrics:
-        fig.add_trace(go.Scatter(x=s.x, y=s.y, mode="lines+markers", name=s.name))
+        fig.add_trace(go.Scatter(x=s.x, y=s.y, mode="lines+markers", name=s.name, **step_hover(s)))
+    label_steps(fig, axis or step_axis(metrics))
     return fig
 
 
@@ -288,7 +334,11 @@ def render_html(data: ReportData) -> str:
     sections: list[str] = []
     figures = [
         ("loss", loss_figure(data.loss), "No train loss was recorded."),
-        ("metrics", metrics_figure(data.metrics), "No validation metrics were recorded."),
+        (
+            "metrics",
+            metrics_figure(data.metrics, data.axis),
+            "No validation metrics were recorded.",
+        ),
         ("lr", lr_figure(data.lr), "No learning rate was recorded."),
         (
             "ratios",

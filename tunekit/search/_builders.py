@@ -30,18 +30,19 @@ SAMPLERS: dict[SamplerName, Callable[[int, int], BaseSampler]] = {
     ),
 }
 
-#: Median, successive halving (ASHA), Hyperband or none; built from (spec, the stage's epochs).
-PRUNERS: dict[PrunerName, Callable[[PrunerSpec, int], BasePruner]] = {
-    "none": lambda spec, epochs: optuna.pruners.NopPruner(),
-    "median": lambda spec, epochs: optuna.pruners.MedianPruner(
+#: Median, successive halving (ASHA), Hyperband or none; built from (spec, the stage's steps).
+#: Trials report at optimizer steps, so every resource counts optimizer steps.
+PRUNERS: dict[PrunerName, Callable[[PrunerSpec, int | None], BasePruner]] = {
+    "none": lambda spec, steps: optuna.pruners.NopPruner(),
+    "median": lambda spec, steps: optuna.pruners.MedianPruner(
         n_startup_trials=spec.n_startup_trials, n_warmup_steps=spec.n_warmup_steps
     ),
-    "asha": lambda spec, epochs: optuna.pruners.SuccessiveHalvingPruner(
+    "asha": lambda spec, steps: optuna.pruners.SuccessiveHalvingPruner(
         min_resource=spec.min_resource, reduction_factor=spec.reduction_factor
     ),
-    "hyperband": lambda spec, epochs: optuna.pruners.HyperbandPruner(
+    "hyperband": lambda spec, steps: optuna.pruners.HyperbandPruner(
         min_resource=spec.min_resource,
-        max_resource=spec.max_resource or epochs,
+        max_resource=spec.max_resource or steps or "auto",
         reduction_factor=spec.reduction_factor,
     ),
 }
@@ -54,9 +55,10 @@ def build_sampler(name: SamplerName, seed: int, n_startup: int) -> BaseSampler:
         return SAMPLERS[name](seed, n_startup)
 
 
-def build_pruner(spec: PrunerSpec, epochs: int) -> BasePruner:
-    """The stage's pruner; Hyperband's ``max_resource`` is the stage's ``epochs`` unless given."""
-    return PRUNERS[spec.name](spec, epochs)
+def build_pruner(spec: PrunerSpec, steps: int | None) -> BasePruner:
+    """The stage's pruner; Hyperband's ``max_resource`` is the stage's ``steps`` unless given
+    (and Optuna's ``"auto"``, the first finished trial's steps, for a stage without them)."""
+    return PRUNERS[spec.name](spec, steps)
 
 
 class _Grid(GridSampler):

@@ -34,6 +34,11 @@ from ._study import StageSpec, Study
 class PruningHook(HookBase):
     """Reports ``metric`` after each evaluated epoch and stops a trial the pruner rejects.
 
+    The value is reported at the trial's global optimizer step (``trainer.step``), not
+    its epoch: trials of different schedule lengths or epoch sizes meet the pruner at
+    equal iterations, and the pruner's resources (``min_resource``, ``n_warmup_steps``)
+    count optimizer steps.
+
     Also stops a trial whose training loss went non-finite (and says so in
     ``reason``), so a diverged trial costs no more epochs.
 
@@ -52,8 +57,9 @@ class PruningHook(HookBase):
         self.trial = trial
         self.metric = metric
         self.prune_metric = prune_metric or metric
-        self.pruned_at: int | None = None
+        self.pruned_at: int | None = None  # the optimizer step
         self.reason: str | None = None
+        #: what was reported, by optimizer step
         self.reported: dict[int, float] = {}
 
     def after_epoch(self) -> None:
@@ -81,11 +87,13 @@ class PruningHook(HookBase):
                 field="pruner.metric",
             )
         seen = float(record[self.prune_metric])
-        self.trial.report(seen, t.epoch)
-        self.reported[t.epoch] = seen
+        self.trial.report(seen, t.step)
+        self.reported[t.step] = seen
         if self.trial.should_prune():
-            self.pruned_at = t.epoch
-            t.request_stop(f"pruned at epoch {t.epoch} ({self.prune_metric} {seen:.4g})")
+            self.pruned_at = t.step
+            t.request_stop(
+                f"pruned at step {t.step}, epoch {record['epoch']:g} ({self.prune_metric} {seen:.4g})"
+            )
 
 
 def trial_recipe(
@@ -125,7 +133,10 @@ def trial_recipe(
     for name, value in params.items():
         if name not in swaps:
             set_path(data, name, value)
-    set_path(data, "train.epochs", stage.epochs)
+    if stage.steps is None or "epochs" in stage.model_fields_set:
+        set_path(data, "train.epochs", stage.epochs)
+    if stage.steps is not None:
+        set_path(data, "train.max_steps", stage.steps)
     set_path(data, "train.metric", study.metric)
     set_path(data, "train.mode", study.mode)
     return validate(Recipe, data, file=file)

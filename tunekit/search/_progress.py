@@ -23,7 +23,7 @@ def trial_rows(search: StagedSearch, limit: int = 20) -> list[dict[str, Any]]:
                 "trial": t.number,
                 "state": t.state.name.lower(),
                 "params": recipe_values(t.params),
-                "epoch": steps[-1] if steps else None,
+                "step": steps[-1] if steps else None,
                 "current": t.intermediate_values[steps[-1]] if steps else None,
                 "value": t.value,
                 "note": t.user_attrs.get("failure_reason") or "",
@@ -50,7 +50,7 @@ def render_table(search: StagedSearch) -> Any:
     table = Table(
         title=f"study {search.study.name} — {search.study.metric} ({search.study.direction})"
     )
-    for col in ["stage", "trial", "state", *names, "epoch", "current", "value"]:
+    for col in ["stage", "trial", "state", *names, "step", "current", "value"]:
         table.add_column(col, justify="right" if col not in ("stage", "state") else "left")
     style = {
         "running": "cyan",
@@ -65,7 +65,7 @@ def render_table(search: StagedSearch) -> Any:
             str(r["trial"]),
             f"[{style.get(r['state'], '')}]{r['state']}[/]",
             *(_fmt(r["params"].get(n)) for n in names),
-            _fmt(r["epoch"]),
+            _fmt(r["step"]),
             _fmt(r["current"]),
             _fmt(r["value"]),
         )

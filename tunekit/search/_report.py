@@ -4,8 +4,8 @@ The report's data is computed first as plain values (:func:`study_report_data`)
 and rendered after: Optuna's own plots (optimisation history, parallel
 coordinates, slices, importances, intermediate values) for each stage, the
 learning curve of every trial from its ``metrics.jsonl``, the stages with
-their ranges and edge flags, and the pruned trials with the epoch they
-stopped at. A plot that cannot be drawn (too few trials) is replaced by a
+their ranges and edge flags, and the pruned trials with the optimizer step
+they stopped at. A plot that cannot be drawn (too few trials) is replaced by a
 line saying why; the report never fails for it.
 """
 
@@ -22,7 +22,17 @@ from typing import Any
 from optuna.trial import TrialState
 
 from tunekit.errors import TunekitError
-from tunekit.report import figure_html, html_page, read_records, write_text_file
+from tunekit.report import (
+    Series,
+    StepAxis,
+    figure_html,
+    html_page,
+    label_steps,
+    read_records,
+    step_axis,
+    step_hover,
+    write_text_file,
+)
 
 from ._figure import curves_figure, figure_data, finals_figure
 from ._space import recipe_values
@@ -30,8 +40,15 @@ from ._stages import StagedSearch, summary_data
 
 
 def read_curve(run_dir: str | None, metric: str) -> dict[str, list[float]]:
-    """A trial's per-epoch ``metric`` and training loss from its metrics.jsonl (bad records skipped)."""
-    out: dict[str, list[float]] = {"epoch": [], "metric": [], "train_loss": []}
+    """A trial's per-epoch ``metric`` and training loss from its metrics.jsonl (bad records
+    skipped), each at its optimizer step, epoch and images seen (NaN in older records)."""
+    out: dict[str, list[float]] = {
+        "step": [],
+        "epoch": [],
+        "images": [],
+        "metric": [],
+        "train_loss": [],
+    }
     if not run_dir:
         return out
     path = Path(run_dir) / "metrics.jsonl"
@@ -41,7 +58,9 @@ def read_curve(run_dir: str | None, metric: str) -> dict[str, list[float]]:
     for rec in records:
         if rec["kind"] != "epoch" or metric not in rec:
             continue
+        out["step"].append(float(rec["step"]))
         out["epoch"].append(rec["epoch"])
+        out["images"].append(rec.get("images", math.nan))
         out["metric"].append(rec[metric])
         out["train_loss"].append(rec.get("train/loss", math.nan))
     return out
@@ -119,6 +138,23 @@ def _optuna_plots(search: StagedSearch) -> list[tuple[str, str]]:
     return sections
 
 
+def curve_series(curve: dict[str, list[float]], name: str = "") -> Series:
+    """A trial's curve (:func:`read_curve`) as a run report's :class:`Series` against steps."""
+    return Series(
+        name,
+        list(curve.get("step", [])),
+        list(curve["metric"]),
+        list(curve["epoch"]),
+        list(curve.get("images", [])),
+    )
+
+
+def curves_axis(data: dict[str, Any], compare: dict[str, Any] | None = None) -> StepAxis:
+    """What the steps of every trial's curve (of both studies) mean in epochs and images."""
+    studies = [data, *([compare] if compare else [])]
+    return step_axis([curve_series(t["curve"]) for d in studies for t in d["trials"]])
+
+
 def _curves_figure(data: dict[str, Any], compare: dict[str, Any] | None) -> Any:
     import plotly.graph_objects as go
 
@@ -127,40 +163,47 @@ def _curves_figure(data: dict[str, Any], compare: dict[str, Any] | None) -> Any:
     for k, d in enumerate([data, *([compare] if compare else [])]):
         stage_names = [s["name"] for s in d["stages"]]
         for t in d["trials"]:
-            c = t["curve"]
-            if not c["epoch"]:
+            s = curve_series(t["curve"], f"{d['study']} {t['stage']} #{t['trial']}")
+            if not s.x:
                 continue
             colour = palette[(stage_names.index(t["stage"]) + 3 * k) % len(palette)]
             fig.add_trace(
                 go.Scatter(
-                    x=c["epoch"],
-                    y=c["metric"],
+                    x=s.x,
+                    y=s.y,
                     mode="lines+markers",
-                    name=f"{d['study']} {t['stage']} #{t['trial']} ({t['state'].lower()})",
+                    name=f"{s.name} ({t['state'].lower()})",
                     line={"color": colour, "dash": "dot" if t["state"] == "PRUNED" else "solid"},
                     opacity=0.8,
+                    **step_hover(s),
                 )
             )
     fig.update_layout(
-        title=f"learning curves: {data['metric']} against training epochs",
-        xaxis_title="epoch",
+        title=f"learning curves: {data['metric']} against optimizer steps",
         yaxis_title=data["metric"],
     )
+    label_steps(fig, curves_axis(data, compare))
     return fig
 
 
-def metric_by_epochs(data: dict[str, Any]) -> dict[int, float]:
-    """The best metric a study reached for each training length (epochs a complete trial ran)."""
+def metric_by_steps(data: dict[str, Any]) -> dict[int, tuple[float, float]]:
+    """The best metric a study reached for each training length: the optimizer steps a
+    complete trial ran, to (its best value, the images it had seen; NaN if not recorded).
+
+    Steps, not epochs: the epochs of two studies (or of a 1x and a 6x schedule) hold
+    different numbers of iterations.
+    """
     sign = 1.0 if data["direction"] == "maximize" else -1.0
-    best: dict[int, float] = {}
+    best: dict[int, tuple[float, float]] = {}
     for t in data["trials"]:
         c = t["curve"]
-        if t["state"] != "COMPLETE" or not c["epoch"]:
+        if t["state"] != "COMPLETE" or not c.get("step"):
             continue
-        epochs = int(max(c["epoch"]))
+        last = max(range(len(c["step"])), key=lambda i: c["step"][i])
+        steps = int(c["step"][last])
         value = max(c["metric"], key=lambda v: sign * v)
-        if epochs not in best or sign * value > sign * best[epochs]:
-            best[epochs] = value
+        if steps not in best or sign * value > sign * best[steps][0]:
+            best[steps] = (value, c.get("images", [math.nan] * (last + 1))[last])
     return dict(sorted(best.items()))
 
 
@@ -169,15 +212,20 @@ def _comparison_figure(data: dict[str, Any], compare: dict[str, Any]) -> Any:
 
     fig = go.Figure()
     for d in (data, compare):
-        points = metric_by_epochs(d)
+        points = metric_by_steps(d)
         fig.add_trace(
             go.Scatter(
-                x=list(points), y=list(points.values()), mode="lines+markers", name=d["study"]
+                x=list(points),
+                y=[v for v, _ in points.values()],
+                customdata=[i for _, i in points.values()],
+                hovertemplate="%{x} steps<br>%{customdata:,.0f} images<br>%{y:.4g}",
+                mode="lines+markers",
+                name=d["study"],
             )
         )
     fig.update_layout(
-        title=f"best {data['metric']} against training epochs",
-        xaxis_title="training epochs of the trial",
+        title=f"best {data['metric']} against training length",
+        xaxis_title="optimizer steps of the trial",
         yaxis_title=data["metric"],
     )
     return fig
@@ -199,7 +247,7 @@ def _stage_row(s: dict[str, Any]) -> str:
     name = f"{s['name']} {s['cell']}" if s.get("cell") else s["name"]
     return (
         f"<tr><td>{html.escape(name)}</td><td>{s['sampler']}</td><td>{s['pruner']}</td>"
-        f"<td>{s['epochs']}</td><td>{s['trials_planned']}</td><td>{c['complete']}</td>"
+        f"<td>{s['epochs']}{_steps_text(s)}</td><td>{s['trials_planned']}</td><td>{c['complete']}</td>"
         f"<td>{c['pruned']}</td><td>{c['failed']}</td><td>{tied}</td><td>{ranges}</td>"
         f"<td>{flags}</td></tr>"
     )
@@ -217,7 +265,7 @@ def _stages_table(data: dict[str, Any]) -> str:
             "stage",
             "sampler",
             "pruner",
-            "epochs",
+            "epochs (steps)",
             "planned",
             "complete",
             "pruned",
@@ -277,9 +325,13 @@ def _pruned_table(data: dict[str, Any]) -> str:
     if not rows:
         return "<p class=note>no trial was pruned or failed.</p>"
     return (
-        "<table class=pruned><tr><th>stage</th><th>trial</th><th>state</th><th>stopped at epoch</th>"
+        "<table class=pruned><tr><th>stage</th><th>trial</th><th>state</th><th>stopped at step</th>"
         f"<th>reason</th></tr>{''.join(rows)}</table>"
     )
+
+
+def _steps_text(stage: dict[str, Any]) -> str:
+    return f" (cut at {stage['steps']})" if stage.get("steps") else ""
 
 
 def _range_text(r: dict[str, Any]) -> str:
@@ -401,6 +453,9 @@ def write_hparams(search: StagedSearch, directory: Path) -> int:
                 continue
             epochs = search.training_unit(st).spec.epochs
             hparams: dict[str, Any] = {"stage": st.name, "epochs": epochs}
+            steps = search.training_unit(st).spec.steps
+            if steps is not None:
+                hparams["steps"] = steps
             for k, v in recipe_values(t.params).items():
                 hparams[k] = v if isinstance(v, (int, float, str, bool)) else str(v)
             cell = f"-{st.dir_name}" if st.dir_name else ""

@@ -295,7 +295,7 @@ class StagedSearch:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             sampler = build_sampler(spec.sampler, seed, n_startup=max(2, spec.trials // 4))
-            pruner = build_pruner(spec.pruner, spec.epochs)
+            pruner = build_pruner(spec.pruner, spec.steps)
             if load:
                 # Loaded, not created: a reader (a report, the live table) writes nothing.
                 return optuna.load_study(
@@ -472,7 +472,11 @@ class StagedSearch:
         if unit.spec.sampler == "grid":
             return  # a grid runs its own points, each once
         prev = earlier[0]
-        if (unit.spec.epochs, unit.spec.set) == (prev.spec.epochs, prev.spec.set):
+        if (unit.spec.epochs, unit.spec.steps, unit.spec.set) == (
+            prev.spec.epochs,
+            prev.spec.steps,
+            prev.spec.set,
+        ):
             return
         s = self.optuna_study(unit)
         if s.user_attrs.get(SEEDED_ATTR) or s.get_trials(deepcopy=False):
@@ -613,6 +617,7 @@ def cell_data(search: StagedSearch, unit: Stage) -> dict[str, Any]:
     if unit.spec.is_repeat:
         row["repeat_of"] = s.user_attrs.get(REPEAT_ATTR) if s is not None else None
         row["epochs"] = search.training_unit(unit).spec.epochs
+        row["steps"] = search.training_unit(unit).spec.steps
     return row
 
 
@@ -636,6 +641,7 @@ def stage_data(search: StagedSearch, st: Stage) -> dict[str, Any]:
         "sampler": "repeat" if spec.is_repeat else spec.sampler,
         "pruner": spec.pruner.name,
         "epochs": (one or {}).get("epochs", spec.epochs) if spec.is_repeat else spec.epochs,
+        "steps": (one or {}).get("steps", spec.steps) if spec.is_repeat else spec.steps,
         "trials_planned": sum(c["trials_planned"] for c in cells),
         "repeat": spec.repeat.model_dump() if spec.repeat else None,
         "ranges": one["ranges"] if one else {},

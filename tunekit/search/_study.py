@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from tunekit.config import (
+    MAX_COUNT,
     MAX_EPOCHS,
     FieldError,
     Section,
@@ -212,14 +213,17 @@ class PrunerSpec(Section):
     def _metric_key(cls, value: str | None) -> str | None:
         return None if value is None else metric_key(value)
 
+    # Trials report at their global optimizer step, so these count optimizer steps
+    # (what Optuna's trial.report(value, step) takes): trials meet at equal iterations.
     # median
     n_startup_trials: int = Field(default=3, ge=0, le=MAX_TRIALS)
-    n_warmup_steps: int = Field(default=0, ge=0, le=MAX_EPOCHS)
+    n_warmup_steps: int = Field(default=0, ge=0, le=MAX_COUNT)
     # asha / hyperband
-    min_resource: int = Field(default=1, gt=0, le=MAX_EPOCHS)
+    min_resource: int = Field(default=1, gt=0, le=MAX_COUNT)
     reduction_factor: int = Field(default=3, le=100)
-    # hyperband: the number of epochs of the stage unless given.
-    max_resource: int | None = Field(default=None, gt=0, le=MAX_EPOCHS)
+    # hyperband: the stage's steps unless given (without them, Optuna's "auto": the
+    # steps of the first trial that finishes).
+    max_resource: int | None = Field(default=None, gt=0, le=MAX_COUNT)
 
     @model_validator(mode="after")
     def _check(self) -> PrunerSpec:
@@ -298,7 +302,12 @@ class StageSpec(Section):
     sampler: SamplerName = "random"
     # A grid stage left without a number runs every point of its grid (see grid_trials).
     trials: int = Field(default=10, gt=0, le=MAX_TRIALS)
+    # The trial's train.epochs: the length of its LR schedule (x schedule.length_multiplier).
     epochs: int = Field(default=2, gt=0, le=MAX_EPOCHS)
+    # A budget of optimizer steps (train.max_steps), the same for every trial whatever its
+    # schedule length: the trial stops there, partway through its full-length schedule,
+    # which is the recipe's train.epochs unless the stage gives epochs too.
+    steps: int | None = Field(default=None, gt=0, le=MAX_COUNT)
     pruner: PrunerSpec = Field(default_factory=lambda: PrunerSpec(name="none"))
     # Narrow the previous stage's ranges around its top-k (absent on the first stage).
     refine: RefineSpec | None = None
