@@ -23,9 +23,10 @@ if TYPE_CHECKING:
     from ._initial_loss import HeadCheck, InitialLossResult, check_initial_loss
     from ._lr_finder import LRCheckResult, check_learning_rate
     from ._overfit import OverfitResult, overfit_small_sample
-    from ._range_test import LRRangeResult, lr_range_test, suggest_lr
+    from ._range_test import LRRangeResult, lr_range_test
     from ._recipe import SanityOptions, SanityReport, plain_recipe, run_sanity
     from ._report import render_html, write_report
+    from ._rules import DEFAULT_RULE, RULES, suggest_all, suggest_lr
     from ._state import ProbeState, preserved, restore, snapshot
     from ._update_ratio import UpdateRatioResult, update_ratio
 
@@ -35,7 +36,8 @@ _SOURCES = {
     "._initial_loss": ("HeadCheck", "InitialLossResult", "check_initial_loss"),
     "._cross_check": ("CrossCheckResult", "ShortRun", "cross_check_lrs"),
     "._lr_finder": ("LRCheckResult", "check_learning_rate"),
-    "._range_test": ("LRRangeResult", "lr_range_test", "suggest_lr"),
+    "._range_test": ("LRRangeResult", "lr_range_test"),
+    "._rules": ("DEFAULT_RULE", "RULES", "suggest_all", "suggest_lr"),
     "._update_ratio": ("UpdateRatioResult", "update_ratio"),
     "._overfit": ("OverfitResult", "overfit_small_sample"),
     "._recipe": ("SanityOptions", "SanityReport", "plain_recipe", "run_sanity"),
@@ -46,6 +48,8 @@ if not TYPE_CHECKING:
     __getattr__, __dir__ = attach(__name__, _SOURCES)
 
 __all__ = [
+    "DEFAULT_RULE",
+    "RULES",
     "CrossCheckResult",
     "HeadCheck",
     "InitialLossResult",
@@ -71,6 +75,7 @@ __all__ = [
     "restore",
     "run_sanity",
     "snapshot",
+    "suggest_all",
     "suggest_lr",
     "update_ratio",
     "write_report",

@@ -26,6 +26,7 @@ from torch import nn
 from ._base import LossFn, Objective, Verdict, prefetch
 from ._cross_check import CROSS_CHECK_LRS, CrossCheckResult, cross_check_lrs
 from ._range_test import CHECK_RANGE, LRRangeResult, lr_range_test
+from ._rules import DEFAULT_RULE, RULES, check_rule
 from ._state import preserved
 from ._update_ratio import UpdateRatioResult, update_ratio
 
@@ -51,6 +52,7 @@ class LRCheckResult:
         return {
             "chosen": self.chosen,
             "suggestion": self.range_test.suggestion,
+            "rule": self.range_test.rule,
             "search_space": self.search_space,
             "range_test": self.range_test.to_dict(),
             "cross_check": self.cross_check.to_dict(),
@@ -82,6 +84,8 @@ def check_learning_rate(
     num_iter: int = 100,
     cross_check_iter: int = 100,
     candidates: Sequence[float] = CROSS_CHECK_LRS,
+    rule: str = DEFAULT_RULE,
+    cross_check_rules: Sequence[str] | None = None,
     weight_decay: float = 1e-4,
     ratio_steps: int = 10,
     cache_mb: float = 512.0,
@@ -109,11 +113,14 @@ def check_learning_rate(
         start_lr=start_lr,
         end_lr=end_lr,
         num_iter=num_iter,
+        rule=rule,
         objective=objective,
     )
     lrs = list(candidates)
-    if rt.suggestion is not None and all(abs(math.log10(rt.suggestion / x)) > 1e-3 for x in lrs):
-        lrs.append(rt.suggestion)
+    for name in [rule, *(RULES if cross_check_rules is None else cross_check_rules)]:
+        found = rt.suggestions.get(check_rule(name))
+        if found is not None and all(abs(math.log10(found / x)) > 1e-3 for x in lrs):
+            lrs.append(found)
     cc = cross_check_lrs(
         model,
         optimizer,
