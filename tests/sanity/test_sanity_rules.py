@@ -13,7 +13,17 @@ from torch import nn
 
 import tunekit
 from tunekit.cli import main
-from tunekit.sanity import DEFAULT_RULE, RULES, SanityError, suggest_all, suggest_lr
+from tunekit.sanity import (
+    DEFAULT_RULE,
+    RULES,
+    CrossCheckResult,
+    SanityError,
+    ShortRun,
+    Verdict,
+    recommend,
+    suggest_all,
+    suggest_lr,
+)
 
 DIGITS = str(Path(__file__).resolve().parents[2] / "recipes" / "digits.yaml")
 LRS = list(np.logspace(-7, 1, 101))  # 0.08 decades a point
@@ -139,9 +149,48 @@ def test_lr_find_reports_the_default_rule_and_takes_another(tmp_path: Path) -> N
     assert lr["suggestion"] == rt["suggestions"][DEFAULT_RULE]
     assert lr["rule"] == DEFAULT_RULE
 
-    other = _lr_find(tmp_path / "steepest", "--rule", "steepest")
-    assert other["range_test"]["rule"] == "steepest" and other["rule"] == "steepest"
-    assert other["suggestion"] == other["range_test"]["suggestions"]["steepest"]
+    assert lr["chosen"] is not None and lr["chosen_by"]
+    if lr["chosen_by"].startswith(f"the {DEFAULT_RULE} suggestion"):
+        assert lr["chosen"] == pytest.approx(lr["suggestion"])
+    tried = [run["lr"] for run in lr["cross_check"]["runs"]]
+    assert all(any(math.isclose(s, t) for t in tried) for s in rt["suggestions"].values() if s)
+
+    other = _lr_find(tmp_path / "valley", "--rule", "valley")
+    assert other["range_test"]["rule"] == "valley" and other["rule"] == "valley"
+    assert other["suggestion"] == other["range_test"]["suggestions"]["valley"]
+
+
+def _runs(*falls: tuple[float, float | None]) -> CrossCheckResult:
+    runs = [
+        ShortRun(
+            lr,
+            [],
+            2.0,
+            math.inf if f is None else 2.0 * (1 - f),
+            -math.inf if f is None else f,
+            f is None,
+        )
+        for lr, f in falls
+    ]
+    best = max((r for r in runs if not r.diverged), key=lambda r: r.fall)
+    return CrossCheckResult(runs, best.lr, 100, 1e-4, Verdict("lr cross-check", "PASS", "", "", ""))
+
+
+def test_the_suggestion_stays_unless_its_short_run_is_clearly_worse() -> None:
+    close = _runs((0.1, 0.95), (0.03, 0.90), (0.01, 0.80))
+    lr, why = recommend(0.03, "steepest", close)
+    assert lr == 0.03 and why.startswith("the steepest suggestion")
+
+    worse = _runs((0.1, 0.95), (0.03, 0.60), (0.01, 0.80))
+    lr, why = recommend(0.03, "steepest", worse)
+    assert lr == 0.1 and "fell by only 60%" in why
+
+    diverged = _runs((3.0, None), (0.1, 0.95), (0.01, 0.80))
+    lr, why = recommend(3.0, "steepest", diverged)
+    assert lr == 0.1 and "diverged" in why
+
+    lr, why = recommend(None, "valley", close)
+    assert lr == 0.1 and "no suggestion" in why
 
 
 def test_an_unknown_rule_on_the_command_line_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ._base import Objective, SanityError, Verdict
     from ._cross_check import CrossCheckResult, ShortRun, cross_check_lrs
     from ._initial_loss import HeadCheck, InitialLossResult, check_initial_loss
-    from ._lr_finder import LRCheckResult, check_learning_rate
+    from ._lr_finder import LRCheckResult, check_learning_rate, recommend
     from ._overfit import OverfitResult, overfit_small_sample
     from ._range_test import LRRangeResult, lr_range_test
     from ._recipe import SanityOptions, SanityReport, plain_recipe, run_sanity
@@ -35,7 +35,7 @@ _SOURCES = {
     "._base": ("Objective", "SanityError", "Verdict"),
     "._initial_loss": ("HeadCheck", "InitialLossResult", "check_initial_loss"),
     "._cross_check": ("CrossCheckResult", "ShortRun", "cross_check_lrs"),
-    "._lr_finder": ("LRCheckResult", "check_learning_rate"),
+    "._lr_finder": ("LRCheckResult", "check_learning_rate", "recommend"),
     "._range_test": ("LRRangeResult", "lr_range_test"),
     "._rules": ("DEFAULT_RULE", "RULES", "suggest_all", "suggest_lr"),
     "._update_ratio": ("UpdateRatioResult", "update_ratio"),
@@ -71,6 +71,7 @@ __all__ = [
     "overfit_small_sample",
     "plain_recipe",
     "preserved",
+    "recommend",
     "render_html",
     "restore",
     "run_sanity",

@@ -2,8 +2,8 @@
 
 The LR grows exponentially each step (default 1e-7 to 10 over 100 steps)
 while the smoothed loss is recorded; the sweep stops once the loss passes 4x
-its best. The suggestion is read off the smoothed loss against log LR by the chosen rule (``_rules.py``: fastai's valley by default, steepest
-slope, minimum/10), with non-finite points dropped first, or "no suggestion"
+its best. The suggestion is read off the smoothed loss against log LR by the chosen rule (``_rules.py``: the steepest slope by default, fastai's
+valley, minimum/10), with non-finite points dropped first, or "no suggestion"
 with the reason; every rule's suggestion is kept for the report.
 
 torch-lr-finder and Lightning's tuner run the same test, but each is tied to
@@ -129,14 +129,14 @@ def lr_range_test(
             100-step sweep; 0.98 (fastai, Lightning) lags about 50 steps, which
             shifts the steepest point of the smoothed curve toward larger LRs.
         skip_start: points at the start left out of the suggestion (the average is still settling).
-        rule: how the suggestion is read off the curve: ``valley`` (fastai's, the
-            default: the closest to the best LR of short trainings in
-            benchmarks/lr_finder.py), ``steepest`` (torch-lr-finder's) or ``min10``.
+        rule: how the suggestion is read off the curve: ``steepest`` (torch-lr-finder's,
+            the default: the closest to the best LR of short trainings in
+            benchmarks/lr_finder.py), ``valley`` (fastai's) or ``min10``.
 
     Example:
         >>> result = tunekit.lr_range_test(model, opt, loader, nn.CrossEntropyLoss())  # doctest: +SKIP
         >>> result.suggestion, result.reason  # doctest: +SKIP
-        (0.012, 'halfway along the longest fall of the smoothed loss (points 31..80)')
+        (0.012, 'steepest fall of the smoothed loss against log LR')
     """
     check_rule(rule)
     if not 0 < start_lr < end_lr:
