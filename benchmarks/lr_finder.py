@@ -19,7 +19,7 @@ Reported per task and rule: the suggestion, its ratio to the best grid LR (goal:
 within 1.5x), and the accuracy at the suggestion, interpolated in log LR from the
 grid (clamped, and marked, outside it).
 
-    python benchmarks/lr_finder.py                         # all tasks, seeds 0 1 (about 15 min on 2 busy cores)
+    python benchmarks/lr_finder.py                         # all tasks, seeds 0 1 (9 to 18 min a task on 2 busy cores)
     python benchmarks/lr_finder.py --tasks digits_sgd --no-write
     python benchmarks/lr_finder.py --timing     # the range test's wall time against torch-lr-finder's
 
