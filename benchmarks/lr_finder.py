@@ -1,27 +1,45 @@
-"""tunekit's LR range test against the torch-lr-finder package, in one run.
+"""Where each LR-suggestion rule lands against the best LR of a grid of short trainings.
 
-Same model and starting weights, same data (the same batches in the same
-order), same optimizer, same sweep (1e-7 to 10, exponential, 100 iterations),
-same smoothing (0.95) and the same divergence stop (4x the best smoothed
-loss). The two alternate, round after round, each restoring the model
-afterwards (tunekit does it itself; torch-lr-finder through ``reset()``,
-which is included in its time). Reported: median wall time per range test,
-the ratio tunekit / torch-lr-finder (goal <= 1.0), and both suggestions
-(tunekit: steepest fall of the smoothed loss against log LR after the first
-10 points; torch-lr-finder: its ``plot(suggest_lr=True)``, the steepest
-gradient of its smoothed loss with 10 points skipped at the start and 5 at
-the end).
+For each task (a recipe plus overrides, every one CPU-sized):
 
-    python benchmarks/lr_finder.py              # digits CNN on the CPU (on a GPU when there is one)
-    python benchmarks/lr_finder.py --rounds 3 --no-write
+1. a grid: 2 epochs of the recipe (no warmup, no augmentation, cosine decay) at
+   LRs 2x apart, over ``--seeds``; the score of an LR is the mean over the seeds
+   of the final validation top-1, and the best LR of the grid is the target;
+2. one range test and cross-check, exactly as ``tunekit lr-find`` runs them
+   (``run_sanity`` with the LR check alone, seed 0), with every rule's
+   suggestion added to the cross-check's short runs;
+3. each rule's suggestion read off that one curve: ``steepest`` (torch-lr-finder),
+   ``valley`` (fastai), ``min10`` (fastai's minimum), and the cross-check's pick
+   among the fixed LRs 1e-1..1e-4 plus one rule's suggestion (what tunekit
+   recommended before, with ``steepest``) or among the rules' suggestions alone.
+   Every short run starts from the same restored state on the same batches, so
+   the pick among a subset of them is the pick a cross-check of that subset makes.
+
+Reported per task and rule: the suggestion, its ratio to the best grid LR (goal:
+within 1.5x), and the accuracy at the suggestion, interpolated in log LR from the
+grid (clamped, and marked, outside it).
+
+    python benchmarks/lr_finder.py                         # all tasks, seeds 0 1 (9 to 18 min a task on 2 busy cores)
+    python benchmarks/lr_finder.py --tasks digits_sgd --no-write
+    python benchmarks/lr_finder.py --timing     # the range test's wall time against torch-lr-finder's
+
+``--timing`` runs the same model, weights, batches, optimizer, sweep (1e-7 to 10,
+100 iterations), smoothing (0.95) and divergence stop (4x) through tunekit's
+``lr_range_test`` and torch-lr-finder's ``range_test`` + ``reset``, alternating
+round by round, and reports the median wall time of each and both
+steepest-slope suggestions (the figure in RESULTS.md's "LR range test vs
+torch-lr-finder" section).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
+import math
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -32,18 +50,167 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 from torch_lr_finder import LRFinder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, median, write_section
+from _common import machine, median, write_section, write_seeds_section
 
-from tunekit.config import DataConfig
+from tunekit.config import DataConfig, Recipe, load_recipe
 from tunekit.data import build_data
 from tunekit.models import SmallCNN
-from tunekit.sanity import lr_range_test
+from tunekit.run import build_trainer
+from tunekit.sanity import RULES, SanityOptions, lr_range_test, run_sanity
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEDS = [0, 1]
+DECADES = [1e-1, 1e-2, 1e-3, 1e-4]  # the cross-check's fixed LRs
+SGD_GRID = [0.025 * 2**k for k in range(7)]  # 0.025 .. 1.6
+ADAM_GRID = [5e-4 * 2**k for k in range(7)]  # 5e-4 .. 0.032
+SHORT = [
+    "train.epochs=2",
+    "schedule.warmup_epochs=0",
+    "data.augment.random_crop_padding=0",
+    "diagnostics.enabled=false",
+]
+ADAMW = [
+    "optim.name=adamw",
+    "optim.momentum=null",
+    "optim.nesterov=null",
+    "optim.weight_decay=0.01",
+]
+
+#: name -> (recipe file, overrides, model section replacing the recipe's or None, LR grid, what)
+TASKS: dict[str, tuple[str, list[str], dict[str, Any] | None, list[float], str]] = {
+    "digits_sgd": (
+        "recipes/digits.yaml",
+        [],
+        None,
+        SGD_GRID,
+        "digits 16x16, SmallCNN width 16 (BN), SGD momentum 0.9 Nesterov, wd 5e-4, batch 64",
+    ),
+    "digits_adamw": (
+        "recipes/digits.yaml",
+        ADAMW,
+        None,
+        ADAM_GRID,
+        "digits 16x16, SmallCNN width 16 (BN), AdamW wd 0.01, batch 64",
+    ),
+    "digits_tiny_resnet": (
+        "recipes/digits.yaml",
+        [],
+        {
+            "builder": "tunekit.detection:tiny_resnet",
+            "kwargs": {"width": 8, "norm": "gn", "in_channels": 1},
+        },
+        SGD_GRID,
+        "digits 16x16, TinyResNet width 8 (GroupNorm), SGD momentum 0.9 Nesterov, wd 5e-4, batch 64",
+    ),
+}
+
+
+def recipe(task: str, extra: list[str]) -> Recipe:
+    path, overrides, model, _, _ = TASKS[task]
+    r = load_recipe(ROOT / path, [*SHORT, *overrides, *extra])
+    if model is None:
+        return r
+    data = r.model_dump(exclude_unset=True)
+    data["model"] = model
+    return Recipe.model_validate(data)
+
+
+def train_grid(task: str, seeds: list[int]) -> dict[float, list[float]]:
+    scores: dict[float, list[float]] = {}
+    for lr in TASKS[task][3]:
+        for seed in seeds:
+            with tempfile.TemporaryDirectory() as tmp:
+                trainer, _ = build_trainer(
+                    recipe(task, [f"optim.lr={lr}", f"seed={seed}"]), Path(tmp), progress=False
+                )
+                trainer.train()
+            acc = float(trainer.history[-1]["val/top1"])
+            scores.setdefault(lr, []).append(acc)
+            print(f"  {task} lr {lr:.3g} seed {seed}: top1 {acc:.3f}", flush=True)
+    return scores
+
+
+def probe(task: str) -> dict[str, Any]:
+    """One range test and cross-check as `tunekit lr-find` runs them, every rule's pick added."""
+    r = recipe(task, ["seed=0"])
+    started = time.perf_counter()
+    report = run_sanity(r, options=SanityOptions(checks=("lr",), cross_check_rules=tuple(RULES)))
+    assert report.lr is not None
+    rt, cc = report.lr.range_test, report.lr.cross_check
+    runs = {run.lr: (-math.inf if run.diverged else run.fall) for run in cc.runs}
+    return {
+        "suggestions": {k: report.recipe_lr(v) if v else None for k, v in rt.suggestions.items()},
+        "runs": {str(report.recipe_lr(lr)): fall for lr, fall in runs.items()},
+        "chosen": report.recipe_lr(report.lr.chosen) if report.lr.chosen else None,
+        "default_rule": rt.rule,
+        "chosen_by": report.lr.chosen_by,
+        "wall_s": time.perf_counter() - started,
+    }
+
+
+def pick(runs: dict[float, float], among: list[float | None]) -> float | None:
+    """The cross-check's winner among ``among``: the largest fall, which must be positive."""
+    falls = {lr: f for lr, f in runs.items() if any(c and math.isclose(lr, c) for c in among)}
+    best = max(falls, key=lambda lr: falls[lr], default=None)
+    return best if best is not None and falls[best] > 0 else None
+
+
+def rows(task: str, res: dict[str, Any]) -> list[tuple[str, float | None]]:
+    s: dict[str, float | None] = res["suggestions"]
+    runs = {float(k): v for k, v in res["runs"].items()}
+    decades: list[float | None] = list(DECADES)
+    out: list[tuple[str, float | None]] = [(f"rule `{k}`", v) for k, v in s.items()]
+    out += [
+        (
+            "cross-check: 1e-1..1e-4 + `steepest` (tunekit before)",
+            pick(runs, [*decades, s["steepest"]]),
+        ),
+        ("cross-check: 1e-1..1e-4 + `valley`", pick(runs, [*decades, s["valley"]])),
+        ("cross-check: 1e-1..1e-4 + every rule", pick(runs, [*decades, *s.values()])),
+        ("cross-check: the rules' suggestions alone", pick(runs, list(s.values()))),
+        (f"**tunekit now** (`lr-find`'s chosen LR, rule `{res['default_rule']}`)", res["chosen"]),
+    ]
+    return out
+
+
+def accuracy_at(lr: float, grid: dict[float, float]) -> str:
+    lrs = sorted(grid)
+    x = np.log2(lrs)
+    acc = float(np.interp(math.log2(lr), x, [grid[k] for k in lrs]))
+    edge = " (edge)" if not lrs[0] / 1.01 <= lr <= lrs[-1] * 1.01 else ""
+    return f"{acc:.1%}{edge}"
+
+
+def table(task: str, scores: dict[float, list[float]], res: dict[str, Any]) -> list[str]:
+    grid = {lr: float(np.mean(v)) for lr, v in scores.items()}
+    best = max(grid, key=lambda lr: grid[lr])
+    at_edge = " (at the grid's edge)" if best in (min(grid), max(grid)) else ""
+    lines = [
+        f"### {task}: {TASKS[task][4]}",
+        "",
+        "Grid (mean top-1 over the seeds): "
+        + ", ".join(f"{lr:.3g}: {grid[lr]:.1%}" for lr in sorted(grid))
+        + f". Best LR **{best:.3g}** ({grid[best]:.1%}){at_edge}. Range test and cross-check: "
+        f"{res['wall_s']:.0f} s.",
+        "",
+        "| rule | suggested LR | / best grid LR | within 1.5x | top-1 at the suggestion |",
+        "|---|---|---|---|---|",
+    ]
+    for name, lr in rows(task, res):
+        if lr is None:
+            lines.append(f"| {name} | none | | no | |")
+            continue
+        ratio = lr / best
+        ok = "yes" if 1 / 1.5 <= ratio <= 1.5 else "no"
+        lines.append(f"| {name} | {lr:.3g} | {ratio:.2f} | {ok} | {accuracy_at(lr, grid)} |")
+    return lines
 
 
 def sync(device: torch.device) -> None:
@@ -78,6 +245,7 @@ def run_tunekit(
         end_lr=10.0,
         num_iter=args.iters,
         beta=0.95,
+        rule="steepest",  # the rule torch-lr-finder uses
     )
     sync(args.device)
     return time.perf_counter() - t, res.suggestion, len(res.lrs)
@@ -105,15 +273,8 @@ def run_peer(
     return elapsed, suggestion, n
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--rounds", type=int, default=7, help="alternating rounds (each runs both once)")
-    p.add_argument("--iters", type=int, default=100)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--no-write", action="store_true", help="print only, do not update RESULTS.md")
-    args = p.parse_args()
+def timing(args: argparse.Namespace) -> None:
+    """The range test's wall time against torch-lr-finder's, alternating round by round."""
     args.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     torch.manual_seed(0)
@@ -171,6 +332,80 @@ def main() -> None:
             " (GPU)" if args.device.type == "cuda" else ""
         )
         write_section(title, body)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
+    p.add_argument("--seeds", nargs="+", type=int, default=SEEDS)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument(
+        "--cache", type=Path, default=None, help="a JSON file of finished tasks to reuse and extend"
+    )
+    p.add_argument(
+        "--reprobe",
+        action="store_true",
+        help="run the range test and cross-check again, keep the cached grid",
+    )
+    p.add_argument("--no-write", action="store_true", help="print only, do not update RESULTS.md")
+    p.add_argument(
+        "--timing",
+        action="store_true",
+        help="time the range test against torch-lr-finder instead (same sweep, same batches)",
+    )
+    p.add_argument("--rounds", type=int, default=7, help="--timing: alternating rounds")
+    p.add_argument("--iters", type=int, default=100, help="--timing: range-test steps")
+    p.add_argument("--batch", type=int, default=64, help="--timing: batch size")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.timing:
+        timing(args)
+        return
+    cache: dict[str, Any] = {}
+    if args.cache is not None and args.cache.exists():
+        cache = json.loads(args.cache.read_text())
+    started = time.perf_counter()
+    body: list[str] = []
+    for task in args.tasks:
+        if task in cache and args.reprobe:
+            print(f"{task}: range test and cross-check (grid from the cache)", flush=True)
+            cache[task]["probe"] = probe(task)
+            if args.cache is not None:
+                args.cache.write_text(json.dumps(cache, indent=1))
+        if task not in cache or cache[task]["seeds"] != args.seeds:
+            print(f"{task}: range test and cross-check", flush=True)
+            res = probe(task)
+            print(f"{task}: grid", flush=True)
+            scores = train_grid(task, args.seeds)
+            cache[task] = {
+                "seeds": args.seeds,
+                "probe": res,
+                "grid": {str(k): v for k, v in scores.items()},
+            }
+            if args.cache is not None:
+                args.cache.write_text(json.dumps(cache, indent=1))
+        entry = cache[task]
+        scores = {float(k): v for k, v in entry["grid"].items()}
+        body += [*table(task, scores, entry["probe"]), ""]
+    head = [
+        f"Machine: {machine()}; torch threads {args.threads}. Seeds {args.seeds} for the grid, "
+        "seed 0 for the range test and cross-check (100 steps each, batch 64, 1e-7..10, smoothing 0.95). "
+        f"Wall time {time.perf_counter() - started:.0f} s"
+        + (f" (tasks read from {args.cache.name} not counted)." if args.cache else "."),
+        "",
+    ]
+    text = "\n".join(head + body)
+    print(text)
+    if not args.no_write:
+        write_seeds_section(
+            "lr_finder: LR suggestion rules against the best LR of short trainings",
+            "lr_finder.py",
+            args.seeds,
+            SEEDS,
+            text,
+        )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ def _curve(lrs: np.ndarray, steepest: float) -> list[float]:
 
 def test_suggestion_is_the_steepest_fall_against_log_lr() -> None:
     lrs = np.logspace(-7, 1, 100)
-    lr, reason = suggest_lr(list(lrs), list(_curve(lrs, 1e-3)))
+    lr, reason = suggest_lr(list(lrs), list(_curve(lrs, 1e-3)), rule="steepest")
     assert lr is not None and 1e-3 / 1.3 < lr < 1e-3 * 1.3
     assert "steepest" in reason
 
@@ -45,7 +45,7 @@ def test_non_finite_points_are_dropped_and_said() -> None:
     losses[-3:] = [math.inf] * 3
     smoothed = smooth(losses, 0.0)
     assert smoothed[30] is None
-    lr, reason = suggest_lr(list(lrs), smoothed)
+    lr, reason = suggest_lr(list(lrs), smoothed, rule="steepest")
     assert lr is not None and 1e-2 / 1.3 < lr < 1e-2 * 1.3
     assert "4 non-finite points dropped" in reason
 

@@ -1,8 +1,9 @@
 """Step 3b: the LR cross-check by short runs.
 
 Short runs (about 100 steps) at 1e-1, 1e-2, 1e-3, 1e-4 and the range test's
-suggestion, each from the same restored state and data, with a small weight
-decay on; the LR whose loss falls most is the chosen one.
+suggestions, each from the same restored state and data, with a small weight
+decay on; the LR whose loss falls most is the cross-check's pick
+(``check_learning_rate`` keeps the suggestion unless its run falls clearly less).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from ._state import preserved, set_hyper
 
 CHECK_CROSS = "lr cross-check"
 
-#: The fixed LRs the cross-check always tries (the suggestion is added to them).
+#: The fixed LRs the cross-check always tries (the rules' suggestions are added to them).
 CROSS_CHECK_LRS = (1e-1, 1e-2, 1e-3, 1e-4)
 
 

@@ -2,10 +2,12 @@
 
 Three probes, each in its own file and each starting from the same restored state:
 
-1. the LR range test (:mod:`._range_test`): an exponential LR sweep whose
-   steepest fall of the smoothed loss is the suggestion;
-2. a cross-check by short runs (:mod:`._cross_check`) at 1e-1 .. 1e-4 and the
-   suggestion; the LR whose loss falls most is the chosen one;
+1. the LR range test (:mod:`._range_test`): an exponential LR sweep; a rule
+   (:mod:`._rules`, the steepest fall of the smoothed loss by default) reads
+   the suggestion off it;
+2. a cross-check by short runs (:mod:`._cross_check`) at 1e-1 .. 1e-4 and every
+   rule's suggestion; the suggestion stays the chosen LR unless its run falls
+   clearly less than the best run (then the best run's LR is chosen);
 3. the update/weight ratio (:mod:`._update_ratio`) at the chosen LR (a
    healthy step moves weights by about 1e-3).
 
@@ -26,6 +28,7 @@ from torch import nn
 from ._base import LossFn, Objective, Verdict, prefetch
 from ._cross_check import CROSS_CHECK_LRS, CrossCheckResult, cross_check_lrs
 from ._range_test import CHECK_RANGE, LRRangeResult, lr_range_test
+from ._rules import DEFAULT_RULE, RULES, check_rule
 from ._state import preserved
 from ._update_ratio import UpdateRatioResult, update_ratio
 
@@ -39,6 +42,7 @@ class LRCheckResult:
     ratio: UpdateRatioResult | None
     chosen: float | None
     search_space: dict[str, list[float]] = field(default_factory=dict)
+    chosen_by: str = ""  # why ``chosen``: the rule's suggestion kept, or the cross-check's pick
 
     @property
     def verdicts(self) -> list[Verdict]:
@@ -50,7 +54,9 @@ class LRCheckResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "chosen": self.chosen,
+            "chosen_by": self.chosen_by,
             "suggestion": self.range_test.suggestion,
+            "rule": self.range_test.rule,
             "search_space": self.search_space,
             "range_test": self.range_test.to_dict(),
             "cross_check": self.cross_check.to_dict(),
@@ -71,6 +77,37 @@ def search_space(chosen: float, optimizer: torch.optim.Optimizer) -> dict[str, l
     return {"lr": [chosen / 10, chosen * 10], "weight_decay": wd}
 
 
+#: The range test's suggestion stays the chosen LR unless its short run fell by less than this
+#: share of the best short run's fall (or diverged). The cross-check's own pick, the largest
+#: fall after ~100 steps on the same batches, was further from the best LR of 2-epoch
+#: trainings than the suggestion in benchmarks/lr_finder.py (docs/sanity.md), so it only
+#: overrules a suggestion that visibly trains worse.
+KEEP_SUGGESTION = 0.9
+
+
+def recommend(
+    suggestion: float | None, rule: str, cc: CrossCheckResult
+) -> tuple[float | None, str]:
+    """The chosen LR and why: the suggestion when its short run holds up, else the cross-check's."""
+    best = max((r.fall for r in cc.runs if not r.diverged), default=-math.inf)
+    own = next(
+        (r for r in cc.runs if suggestion is not None and math.isclose(r.lr, suggestion)), None
+    )
+    if own is not None and not own.diverged and own.fall > 0 and own.fall >= KEEP_SUGGESTION * best:
+        return own.lr, (
+            f"the {rule} suggestion (its short run: loss -{own.fall:.0%}; the best: -{best:.0%})"
+        )
+    if cc.chosen is None:
+        return None, "no LR made the loss fall in the cross-check"
+    if own is None:
+        why = "no suggestion"
+    elif own.diverged:
+        why = f"the {rule} suggestion {own.lr:.3g} diverged in its short run"
+    else:
+        why = f"the {rule} suggestion {own.lr:.3g} fell by only {own.fall:.0%} in its short run"
+    return cc.chosen, f"the cross-check's largest fall ({why})"
+
+
 def check_learning_rate(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -82,12 +119,19 @@ def check_learning_rate(
     num_iter: int = 100,
     cross_check_iter: int = 100,
     candidates: Sequence[float] = CROSS_CHECK_LRS,
+    rule: str = DEFAULT_RULE,
+    cross_check_rules: Sequence[str] | None = None,
     weight_decay: float = 1e-4,
     ratio_steps: int = 10,
     cache_mb: float = 512.0,
     objective: Objective | None = None,
 ) -> LRCheckResult:
-    """Range test, cross-check by short runs (with the suggestion added), and the ratio at the chosen LR.
+    """Range test, cross-check by short runs (with every rule's suggestion added), and the ratio
+    at the chosen LR.
+
+    The chosen LR is ``rule``'s suggestion unless its short run diverged or fell
+    by less than :data:`KEEP_SUGGESTION` of the best run's fall; then it is the
+    cross-check's pick (see :func:`recommend`).
 
     The batches are loaded once and held in memory when they fit in
     ``cache_mb`` (every run then reads the same batches, which also makes the
@@ -109,11 +153,14 @@ def check_learning_rate(
         start_lr=start_lr,
         end_lr=end_lr,
         num_iter=num_iter,
+        rule=rule,
         objective=objective,
     )
     lrs = list(candidates)
-    if rt.suggestion is not None and all(abs(math.log10(rt.suggestion / x)) > 1e-3 for x in lrs):
-        lrs.append(rt.suggestion)
+    for name in [rule, *(RULES if cross_check_rules is None else cross_check_rules)]:
+        found = rt.suggestions.get(check_rule(name))
+        if found is not None and all(abs(math.log10(found / x)) > 1e-3 for x in lrs):
+            lrs.append(found)
     cc = cross_check_lrs(
         model,
         optimizer,
@@ -124,11 +171,12 @@ def check_learning_rate(
         weight_decay=weight_decay,
         objective=objective,
     )
+    chosen, chosen_by = recommend(rt.suggestion, rt.rule, cc)
     ratio = None
     space: dict[str, list[float]] = {}
-    if cc.chosen is not None:
+    if chosen is not None:
         ratio = update_ratio(
-            model, optimizer, loader, loss_fn, lr=cc.chosen, steps=ratio_steps, objective=objective
+            model, optimizer, loader, loss_fn, lr=chosen, steps=ratio_steps, objective=objective
         )
-        space = search_space(cc.chosen, optimizer)
-    return LRCheckResult(rt, cc, ratio, cc.chosen, space)
+        space = search_space(chosen, optimizer)
+    return LRCheckResult(rt, cc, ratio, chosen, space, chosen_by)

@@ -2,8 +2,9 @@
 
 The LR grows exponentially each step (default 1e-7 to 10 over 100 steps)
 while the smoothed loss is recorded; the sweep stops once the loss passes 4x
-its best. The suggestion is where the smoothed loss falls fastest against log
-LR, with non-finite points dropped first, or "no suggestion" with the reason.
+its best. The suggestion is read off the smoothed loss against log LR by the chosen rule (``_rules.py``: the steepest slope by default, fastai's
+valley, minimum/10), with non-finite points dropped first, or "no suggestion"
+with the reason; every rule's suggestion is kept for the report.
 
 torch-lr-finder and Lightning's tuner run the same test, but each is tied to
 its own loop (a criterion on ``model(inputs)`` or a LightningModule); this one
@@ -15,10 +16,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -33,6 +33,7 @@ from ._base import (
     model_device,
     require_trainable,
 )
+from ._rules import DEFAULT_RULE, check_rule, suggest_all, suggest_lr
 from ._state import preserved, set_hyper
 
 CHECK_RANGE = "lr range test"
@@ -46,10 +47,12 @@ class LRRangeResult(ProbeResult):
         lrs, losses: the LR and raw loss of every step run.
         smoothed: the bias-corrected exponential moving average of the loss
             (None where the raw loss was not finite).
-        suggestion: where the smoothed loss falls fastest against log LR, or None.
+        suggestion: the LR ``rule`` reads off the smoothed loss, or None.
         reason: why there is (or is no) suggestion.
         min_loss_lr: the LR at the lowest smoothed loss.
         stop_reason: why the sweep ended.
+        rule: the rule behind ``suggestion`` (a key of ``tunekit.sanity.RULES``).
+        suggestions: every rule's suggestion on the same curve (None where it has none).
     """
 
     lrs: list[float]
@@ -63,6 +66,8 @@ class LRRangeResult(ProbeResult):
     end_lr: float
     num_iter: int
     verdict: Verdict
+    rule: str = DEFAULT_RULE
+    suggestions: dict[str, float | None] = field(default_factory=dict)
 
     def plot_data(self) -> dict[str, Any]:
         """LR, raw and smoothed loss per step, and the suggestion (None when there is none)."""
@@ -94,45 +99,6 @@ def smooth(losses: Sequence[float], beta: float) -> list[float | None]:
     return out
 
 
-def suggest_lr(
-    lrs: Sequence[float],
-    smoothed: Sequence[float | None],
-    *,
-    skip_start: int = 10,
-    skip_end: int = 1,
-) -> tuple[float | None, str]:
-    """The LR where the smoothed loss falls fastest against log LR, before its minimum.
-
-    Non-finite points are dropped first. Returns ``(None, reason)`` when there
-    is nothing to suggest, never raises.
-    """
-    points = [
-        (lr, s) for lr, s in zip(lrs, smoothed) if s is not None and math.isfinite(s) and lr > 0
-    ]
-    dropped = len(lrs) - len(points)
-    points = points[skip_start : len(points) - skip_end if skip_end else None]
-    note = f" ({dropped} non-finite points dropped)" if dropped else ""
-    if len(points) < 5:
-        return (
-            None,
-            f"too few finite points to take a slope ({len(points)} after skipping the first {skip_start}){note}",
-        )
-    x = np.log10([p[0] for p in points])
-    y = np.array([p[1] for p in points])
-    lowest = int(np.argmin(y))
-    if lowest < 2:
-        return (
-            None,
-            f"the loss did not fall anywhere in the sweep (lowest at LR {points[lowest][0]:.2g}){note}",
-        )
-    fall = (y[0] - y[lowest]) / max(abs(y[0]), 1e-12)
-    if fall < 0.02:
-        return None, f"the loss fell by only {fall:.1%} over the sweep{note}"
-    slope = np.gradient(y[: lowest + 1], x[: lowest + 1])
-    i = int(np.argmin(slope))
-    return float(10 ** x[i]), f"steepest fall of the smoothed loss against log LR{note}"
-
-
 def lr_range_test(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -145,6 +111,7 @@ def lr_range_test(
     beta: float = 0.95,
     diverge_factor: float = 4.0,
     skip_start: int = 10,
+    rule: str = DEFAULT_RULE,
     objective: Objective | None = None,
 ) -> LRRangeResult:
     """Runs an exponential LR sweep and suggests an LR; model, optimizer and RNGs are restored.
@@ -162,12 +129,16 @@ def lr_range_test(
             100-step sweep; 0.98 (fastai, Lightning) lags about 50 steps, which
             shifts the steepest point of the smoothed curve toward larger LRs.
         skip_start: points at the start left out of the suggestion (the average is still settling).
+        rule: how the suggestion is read off the curve: ``steepest`` (torch-lr-finder's,
+            the default: the closest to the best LR of short trainings in
+            benchmarks/lr_finder.py), ``valley`` (fastai's) or ``min10``.
 
     Example:
         >>> result = tunekit.lr_range_test(model, opt, loader, nn.CrossEntropyLoss())  # doctest: +SKIP
         >>> result.suggestion, result.reason  # doctest: +SKIP
         (0.012, 'steepest fall of the smoothed loss against log LR')
     """
+    check_rule(rule)
     if not 0 < start_lr < end_lr:
         raise SanityError(
             f"{CHECK_RANGE}: start_lr={start_lr} and end_lr={end_lr} need 0 < start_lr < end_lr"
@@ -209,14 +180,15 @@ def lr_range_test(
                 break
             objective.step(model, optimizer, out.loss)
     sm = smooth(losses, beta)
-    suggestion, reason = suggest_lr(lrs, sm, skip_start=skip_start)
+    suggestion, reason = suggest_lr(lrs, sm, rule=rule, skip_start=skip_start)
+    suggestions = suggest_all(lrs, sm, skip_start=skip_start)
     finite = [(s, lr) for s, lr in zip(sm, lrs) if s is not None]
     min_loss_lr = min(finite)[1] if finite else None
     if suggestion is not None:
         verdict = Verdict(
             CHECK_RANGE,
             "PASS",
-            f"suggestion {suggestion:.3g}",
+            f"suggestion {suggestion:.3g} ({rule})",
             f"a fall in [{start_lr:g}, {end_lr:g}]",
             f"{reason}; {stop_reason}",
         )
@@ -250,4 +222,6 @@ def lr_range_test(
         end_lr,
         num_iter,
         verdict,
+        rule,
+        suggestions,
     )

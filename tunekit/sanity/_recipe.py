@@ -19,6 +19,7 @@ from ._base import Objective, SanityError, Status, Verdict, worst
 from ._initial_loss import InitialLossResult, check_initial_loss
 from ._lr_finder import LRCheckResult, check_learning_rate
 from ._overfit import OverfitResult, overfit_small_sample
+from ._rules import DEFAULT_RULE
 
 FORMAT = "tunekit-sanity-v1"
 
@@ -36,6 +37,8 @@ class SanityOptions:
     lr_iters: int = 100
     cross_check_iters: int = 100
     cross_check_weight_decay: float = 1e-4
+    rule: str = DEFAULT_RULE
+    cross_check_rules: tuple[str, ...] | None = None  # None: every rule's suggestion joins
     ratio_steps: int = 10
     checks: tuple[str, ...] = ("initial_loss", "overfit", "lr")
 
@@ -202,6 +205,8 @@ def run_sanity(
             num_iter=opts.lr_iters,
             cross_check_iter=opts.cross_check_iters,
             weight_decay=opts.cross_check_weight_decay,
+            rule=opts.rule,
+            cross_check_rules=opts.cross_check_rules,
             ratio_steps=opts.ratio_steps,
             objective=objective,
         )

@@ -9,6 +9,10 @@ from tunekit.cliargs import add_recipe_args
 
 EXIT_FAILED = 1
 
+#: The suggestion rules of ``--rule``, the default first (``tunekit.sanity.RULES``, named here
+#: so that ``--help`` and a bad flag do not import torch; a test keeps the two the same).
+RULE_NAMES = ("steepest", "valley", "min10")
+
 #: ``--only`` names -> the check names of SanityOptions.checks
 _CHECKS = {"initial-loss": "initial_loss", "overfit": "overfit", "lr": "lr"}
 
@@ -29,6 +33,14 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         type=int,
         default=100,
         help="steps of each short run in the LR cross-check (default 100)",
+    )
+    p.add_argument(
+        "--rule",
+        choices=RULE_NAMES,
+        default=RULE_NAMES[0],
+        help="how the range test's suggestion is read off the loss curve: steepest "
+        "(torch-lr-finder's, the default), valley (fastai's) or min10 (a tenth of the minimum's "
+        "LR); see docs/sanity.md",
     )
     p.add_argument("--no-html", action="store_true", help="write sanity.json only, no HTML page")
 
@@ -113,6 +125,7 @@ def cmd_sanity(args: argparse.Namespace) -> int:
         end_lr=args.end_lr,
         lr_iters=args.lr_iters,
         cross_check_iters=args.cross_check_iters,
+        rule=args.rule,
         checks=tuple(_CHECKS[c] for c in args.only) if args.only else tuple(_CHECKS.values()),
     )
     from rich.console import Console
@@ -131,7 +144,8 @@ def cmd_sanity(args: argparse.Namespace) -> int:
     if report.lr is not None and report.lr.chosen is not None:
         space = report.to_dict()["search_space"]
         console.print(
-            f"chosen LR: {report.lr.chosen:.3g} (optim.lr={report.recipe_lr(report.lr.chosen):.3g}); "
+            f"chosen LR: {report.lr.chosen:.3g} (optim.lr={report.recipe_lr(report.lr.chosen):.3g}), "
+            f"{report.lr.chosen_by}; "
             f"search from lr {space['lr'][0]:.3g}..{space['lr'][1]:.3g}, "
             f"weight_decay {space['weight_decay'][0]:.3g}..{space['weight_decay'][1]:.3g}"
         )
