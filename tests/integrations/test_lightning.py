@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -87,3 +88,22 @@ def test_ddp_two_cpu_ranks_write_once_and_stop_at_the_same_step(tmp_path: Path) 
     assert stops == [{"step": 7, "layer": "fc1"}] * 2
     stopped = [r["step"] for r in recs if r["kind"] == "event" and r["event"] == "non_finite"]
     assert stopped == [7]
+
+
+def test_sanity_probes_take_a_lightning_module_and_its_loader() -> None:
+    """A LightningModule is an nn.Module: the probes take it, its optimizer and its loader as is."""
+    from tunekit.sanity import check_initial_loss, lr_range_test, overfit_small_sample
+
+    torch.manual_seed(0)
+    module = Net()
+    train, _ = loaders()
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    init = check_initial_loss(module, train, torch.nn.CrossEntropyLoss())
+    assert init.expected == pytest.approx(math.log(4)) and init.verdict
+    optimizer = module.configure_optimizers()
+    found = lr_range_test(module, optimizer, train, torch.nn.CrossEntropyLoss(), num_iter=30)
+    assert found.suggestion is not None or found.reason
+    fit = overfit_small_sample(module, train, torch.nn.CrossEntropyLoss(), optimizer=optimizer)
+    assert fit.verdict
+    # Every probe restores what it changed.
+    assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())
