@@ -183,7 +183,7 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "missing recipe",
         {"recipe": None},
-        ["field 'recipe'", "expected text, got nothing"],
+        ["field 'recipe'", "a study needs what its trials run", 'objective: "mypkg.train:fn"'],
     ),
 ]
 

@@ -385,17 +385,21 @@ class LivenessSpec(Section):
 
 
 class Study(Section):
-    """A whole search. See ``studies/digits.yaml`` for an example."""
+    """A whole search. See ``studies/digits.yaml`` for an example.
+
+    Its trials train ``recipe``, or call the function ``objective`` names (``pkg.mod:fn``);
+    in an objective study the space's names are free words, the function's ``params`` keys.
+    """
 
     name: str = Field(
         pattern=r"^[A-Za-z0-9_.-]+$",
         max_length=100,
         description="a study needs a name, which names its storage and directory (e.g. name: digits)",
     )
-    recipe: str = Field(
-        description="a study needs the recipe its trials train, a path or a name in recipes/ "
-        "(e.g. recipe: digits)"
-    )
+    # What a trial runs: a recipe (a path or a name in recipes/), or a Python function
+    # "pkg.mod:fn" called with the trial's values (tunekit.search.ObjectiveTrial); one of the two.
+    recipe: str | None = None
+    objective: str | None = None
     # Recipe overrides applied to every trial (e.g. a smaller model for a quick study).
     set: list[str] = Field(default_factory=list, max_length=MAX_OVERRIDES)
     metric: str = "val/top1"
@@ -443,6 +447,61 @@ class Study(Section):
     @classmethod
     def _check_set(cls, overrides: list[str]) -> list[str]:
         return _check_overrides(overrides)
+
+    @field_validator("objective")
+    @classmethod
+    def _module_and_name(cls, ref: str | None) -> str | None:
+        if ref is None:
+            return ref
+        module, colon, name = ref.partition(":")
+        if not colon or not module.strip() or not name.strip():
+            raise ValueError(
+                f'{ref!r} is not a function\'s place; write "module:function" '
+                '(e.g. objective: "mypkg.train:objective")'
+            )
+        return ref
+
+    @model_validator(mode="after")
+    def _recipe_or_objective(self) -> Study:
+        if self.recipe is not None and self.objective is not None:
+            raise FieldError(
+                "objective",
+                f"the study names both recipe {self.recipe!r} and objective "
+                f"{self.objective!r}; a trial runs one of them, so remove the other",
+            )
+        if self.recipe is None and self.objective is None:
+            raise FieldError(
+                "recipe",
+                "a study needs what its trials run: a recipe, a path or a name in recipes/ "
+                '(e.g. recipe: digits), or a Python function (e.g. objective: "mypkg.train:fn")',
+            )
+        if self.objective is None:
+            return self
+        # A function gets its values as arguments; recipe overrides have nothing to override.
+        places = [("set", self.set)] + [(f"stages.{s.name}.set", s.set) for s in self.stages]
+        for field, overrides in places:
+            if overrides:
+                raise FieldError(
+                    field,
+                    f"{overrides[0]!r} overrides a recipe field, and this study runs the "
+                    f"Python objective {self.objective!r}; give the value in the space "
+                    "(role: fixed) instead",
+                )
+        for stage in self.stages:
+            if stage.pruner.metric is not None:
+                raise FieldError(
+                    f"stages.{stage.name}.pruner.metric",
+                    f"the pruner compares what the objective reports (trial.report), so "
+                    f"{stage.pruner.metric!r} has no place here; remove pruner.metric",
+                )
+        if isinstance(self.gpus_per_trial, int) and self.gpus_per_trial > 1:
+            raise FieldError(
+                "gpus_per_trial",
+                f"value {self.gpus_per_trial} is not allowed: the objective "
+                f"{self.objective!r} runs in its worker's process, one per trial; use "
+                "gpus_per_trial: 1 (or auto), or run DDP inside the function",
+            )
+        return self
 
     @field_validator("stages")
     @classmethod
@@ -657,12 +716,16 @@ def resolve_recipe_path(recipe: str, study_file: Path) -> Path:
     )
 
 
-def load_study(name_or_path: str, overrides: list[str] | None = None) -> tuple[Study, Path]:
+def load_study(
+    name_or_path: str, overrides: list[str] | None = None, *, objective: str | None = None
+) -> tuple[Study, Path]:
     """Loads a study by name or path, with ``--set`` overrides.
 
     Returns the validated study and its file. ``recipe.a.b=v`` overrides go to
     every trial's recipe; ``stages.NAME.field=v`` overrides one stage (by its
-    name); anything else overrides a study field (``workers=2``).
+    name); anything else overrides a study field (``workers=2``). ``objective``
+    names a function passed in by the caller (``tunekit.search.run(...,
+    objective=fn)``): a study file without ``objective:`` takes it.
 
     Example:
         >>> study, path = load_study("digits", ["stages.coarse.trials=4"])  # doctest: +SKIP
@@ -670,6 +733,8 @@ def load_study(name_or_path: str, overrides: list[str] | None = None) -> tuple[S
     path = find_study_file(name_or_path)
     file = str(path)
     data = read_yaml(path, example="studies/digits.yaml")
+    if objective is not None and data.get("objective") is None:
+        data["objective"] = objective
     overrides = overrides or []
     study_over = [o for o in overrides if not o.startswith("recipe.")]
     recipe_over = [o[len("recipe.") :] for o in overrides if o.startswith("recipe.")]
@@ -700,6 +765,14 @@ def load_study(name_or_path: str, overrides: list[str] | None = None) -> tuple[S
         study = validate(Study, data, file=file)
     except ConfigError as exc:
         raise ConfigError(exc.message, file=file, field=_by_stage_name(exc.field, names)) from None
+    if recipe_over and study.objective is not None:
+        raise ConfigError(
+            f"override {'recipe.' + recipe_over[0]!r} sets a recipe field, and this study runs "
+            f"the Python objective {study.objective!r}; set a study field instead (e.g. "
+            "--set stages.NAME.trials=8)",
+            file=file,
+            field="--set",
+        )
     if recipe_over:
         study = study.model_copy(update={"overrides": [*study.overrides, *recipe_over]})
     return study, path

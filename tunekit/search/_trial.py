@@ -9,7 +9,9 @@ from __future__ import annotations
 import math
 import os
 import socket
+import time
 import warnings
+from pathlib import Path
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
@@ -20,6 +22,7 @@ from tunekit.errors import ConfigError, TunekitError
 
 from ._liveness import Heartbeat, retry_trial
 from ._objective import PruningHook, trial_recipe
+from ._python import Objective, final_value, objective_params, objective_trial
 from ._signals import Stopped
 from ._space import sample
 from ._stages import Stage
@@ -33,6 +36,17 @@ def execute_trial(
 
     Returns the state the trial was told (rank 0), or None on other ranks.
     """
+    if ctx.study.objective is not None:
+        if ctx.objective is None or trial is None:
+            # open_search(create=False) opens a study to read it and leaves its function out.
+            raise TunekitError(
+                f"this search has not imported {ctx.study.objective!r}, so it cannot run its "
+                "trials; open it with open_search(..., create=True) or tunekit.search.run",
+                file=str(ctx.study_file),
+                field="objective",
+            )
+        return _execute_objective(ctx, stage, trial, ctx.objective)
+    # Here, not at the top: a study over a Python objective never pays for importing it.
     from tunekit.run import train
 
     if trial is not None:
@@ -40,17 +54,11 @@ def execute_trial(
     else:
         params, number = {}, -1
     params, number = broadcast_object((params, number))
-    # Each cell numbers its trials from 0: its own folder keeps them apart.
-    run_dir = ctx.study_dir / "trials" / stage.name / stage.dir_name / f"trial-{number:04d}"
+    run_dir = _run_dir(ctx, stage, number)
     recipe = trial_recipe(ctx.study, ctx.recipe_data, stage.spec, params, file=str(ctx.recipe_path))
     hook = PruningHook(trial, ctx.study.metric, stage.spec.pruner.metric)
     if trial is not None:
-        trial.set_user_attr("run_dir", str(run_dir))
-        trial.set_user_attr("stage", stage.name)
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        if trial.user_attrs.get("failure_reason"):
-            # A retry inherits the failed trial's attributes; the reason was that trial's.
-            trial.set_user_attr("failure_reason", None)
+        _mark(trial, stage, run_dir)
     try:
         summary = train(
             recipe, out=run_dir, hooks=[hook], progress=False, file=str(ctx.recipe_path)
@@ -91,6 +99,54 @@ def execute_trial(
             ctx, stage, trial, TrialState.FAIL, reason=f"no finite {ctx.study.metric} was measured"
         )
     return _tell(ctx, stage, trial, TrialState.COMPLETE, value=float(value))
+
+
+def _run_dir(ctx: SearchContext, stage: Stage, number: int) -> Path:
+    # Each cell numbers its trials from 0: its own folder keeps them apart.
+    return ctx.study_dir / "trials" / stage.name / stage.dir_name / f"trial-{number:04d}"
+
+
+def _mark(trial: optuna.Trial, stage: Stage, run_dir: Path) -> None:
+    trial.set_user_attr("run_dir", str(run_dir))
+    trial.set_user_attr("stage", stage.name)
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    if trial.user_attrs.get("failure_reason"):
+        # A retry inherits the failed trial's attributes; the reason was that trial's.
+        trial.set_user_attr("failure_reason", None)
+
+
+def _execute_objective(
+    ctx: SearchContext, stage: Stage, trial: optuna.Trial, fn: Objective
+) -> TrialState | None:
+    """Calls the study's Python objective for one trial, and tells the outcome as a recipe
+    trial's: pruned when it raised TrialPruned, failed (and retried) when it raised."""
+    params, seed = objective_params(ctx.study, stage, sample(trial, ctx.search.space(stage)))
+    run_dir = _run_dir(ctx, stage, trial.number)
+    _mark(trial, stage, run_dir)
+    handle = objective_trial(stage, trial, seed=seed, run_dir=run_dir)
+    started = time.perf_counter()
+    try:
+        returned = fn(params, handle)
+    except optuna.TrialPruned:
+        return _tell(ctx, stage, trial, TrialState.PRUNED, reason=handle.reason)
+    except KeyboardInterrupt as exc:
+        how = exc.args[0] if isinstance(exc, Stopped) else "Ctrl-C"
+        stopped = f"interrupted ({how}); will run again on resume"
+        _tell(ctx, stage, trial, TrialState.FAIL, reason=stopped)
+        _retry(ctx, stage, trial)
+        raise
+    except TunekitError as exc:
+        _tell(ctx, stage, trial, TrialState.FAIL, reason=str(exc))
+        raise
+    except Exception as exc:  # a crash in one trial must not end the study: fail it, retry it
+        _tell(ctx, stage, trial, TrialState.FAIL, reason=f"{type(exc).__name__}: {exc}")
+        _retry(ctx, stage, trial)
+        return TrialState.FAIL
+    trial.set_user_attr("wall_time_s", time.perf_counter() - started)
+    value, reason = final_value(returned, handle)
+    if value is None:
+        return _tell(ctx, stage, trial, TrialState.FAIL, reason=reason)
+    return _tell(ctx, stage, trial, TrialState.COMPLETE, value=value)
 
 
 def _tell(

@@ -20,6 +20,7 @@ from tunekit.errors import ConfigError, TunekitError, did_you_mean
 from tunekit.outputs import check_output_dir
 
 from ._objective import load_recipe_data, trial_recipe
+from ._python import Objective, load_objective, objective_ref
 from ._space import Space, check_points, grid_points, space_from_specs
 from ._spawn import gpu_groups
 from ._stages import StagedSearch
@@ -34,12 +35,15 @@ class SearchPlan:
     study: Study
     study_file: Path
     overrides: list[str]
-    recipe_path: Path
+    #: None (and {}) for a study over a Python objective.
+    recipe_path: Path | None
     recipe_data: dict[str, Any]
     study_dir: Path
     storage_url: str | None
     space: Space
     from_sanity: str | None = None
+    #: The study's Python objective (None for a recipe study, or one opened only to be read).
+    objective: Objective | None = None
 
     def open(self, *, create: bool = True) -> SearchContext:
         """Opens (or, with ``create``, creates) the study's storage.
@@ -105,29 +109,41 @@ def prepare_search(
     from_sanity: str | None = None,
     workers: int | None = None,
     visible_gpus: int | None = None,
+    objective: Objective | None = None,
+    import_objective: bool = True,
 ) -> SearchPlan:
-    """Loads a study and checks it against its recipe; writes nothing.
+    """Loads a study and checks it against its recipe (or imports its objective); writes nothing.
 
     ``gpus_per_trial: auto`` is resolved here, for ``workers`` (the study's unless given)
     and ``visible_gpus`` (``torch.cuda.device_count()`` unless given), and passed on to the
     workers' processes as ``--set gpus_per_trial=N``; a grid stage without ``trials`` gets
-    its grid's size.
+    its grid's size. ``objective`` is a function the trials call in place of the study
+    file's ``objective:`` (which it may then leave out); ``import_objective=False`` opens
+    an objective study only to read it (reports).
     """
-    cfg, path = load_study(study, overrides)
+    ref = objective_ref(objective) if objective is not None else None
+    cfg, path = load_study(study, overrides, objective=ref)
     overrides = list(overrides or [])
     if cfg.gpus_per_trial == "auto":
-        gpus = resolve_gpus(cfg, workers or cfg.workers, visible_gpus)
+        # An objective runs in its worker's process: one trial, one process (and one GPU).
+        gpus = 1 if cfg.objective else resolve_gpus(cfg, workers or cfg.workers, visible_gpus)
         cfg = cfg.model_copy(update={"gpus_per_trial": gpus})
         overrides.append(f"gpus_per_trial={gpus}")
-    recipe_path = resolve_recipe_path(cfg.recipe, path)
-    recipe_data = load_recipe_data(recipe_path)
+    recipe_path: Path | None = None
+    recipe_data: dict[str, Any] = {}
+    if cfg.recipe is not None:
+        recipe_path = resolve_recipe_path(cfg.recipe, path)
+        recipe_data = load_recipe_data(recipe_path)
+    elif objective is None and import_objective and cfg.objective is not None:
+        objective = load_objective(cfg.objective, file=str(path))
     study_dir = Path(out) if out else Path(cfg.output_dir) / cfg.name
     check_output_dir(study_dir, field="--out" if out else "output_dir")
     space = space_from_specs(cfg.space)
     if from_sanity:
         space = ranges_from_sanity(space, from_sanity)
     cfg = grid_trials(cfg, space, file=str(path))
-    check_study(cfg, recipe_data, space, file=str(path), recipe_file=str(recipe_path))
+    if recipe_path is not None:
+        check_study(cfg, recipe_data, space, file=str(path), recipe_file=str(recipe_path))
     return SearchPlan(
         cfg,
         path,
@@ -138,6 +154,7 @@ def prepare_search(
         storage,
         space,
         from_sanity,
+        objective,
     )
 
 
@@ -149,15 +166,25 @@ def open_search(
     storage: str | None = None,
     from_sanity: str | None = None,
     create: bool = True,
+    objective: Objective | None = None,
 ) -> SearchContext:
     """Loads a study, checks it, and opens (or, with ``create``, creates) its storage.
+
+    A study over a Python objective imports it (or takes ``objective``) when ``create``;
+    opening an existing study to read it does not need it.
 
     Example:
         >>> ctx = open_search("digits", out="runs/search/digits")  # doctest: +SKIP
         >>> run_worker(ctx)  # doctest: +SKIP
     """
     plan = prepare_search(
-        study, overrides=overrides, out=out, storage=storage, from_sanity=from_sanity
+        study,
+        overrides=overrides,
+        out=out,
+        storage=storage,
+        from_sanity=from_sanity,
+        objective=objective,
+        import_objective=create,
     )
     return plan.open(create=create)
 

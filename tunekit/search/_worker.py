@@ -17,6 +17,7 @@ from typing import Any
 from tunekit.errors import TunekitError
 
 from ._liveness import reap_stale
+from ._python import check_first_stage
 from ._stages import Stage, StagedSearch, count_trials, summary_data
 from ._trial import run_trial_here, run_trial_torchrun
 from ._validate import SearchContext
@@ -70,7 +71,10 @@ def run_worker(
                 time.sleep(poll_s)
             else:
                 break
-        if not ss.budget_left() or (stop is not None and stop.is_set()):
+        stopped = stop is not None and stop.is_set()
+        if stage.index == 0 and ctx.study.objective is not None and not stopped:
+            check_first_stage(ctx)
+        if not ss.budget_left() or stopped:
             break
     return started
 

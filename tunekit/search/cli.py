@@ -154,6 +154,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def preflight_data(plan: Any) -> None:
     """Builds the first stage's data and model once, so a missing dataset fails in one line before any trial."""
+    if plan.recipe_path is None:
+        return  # a Python objective reads its own data; importing it was the check
     from tunekit.run import check_inputs
 
     from ._objective import trial_recipe
