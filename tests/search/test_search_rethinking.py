@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import torch
 
 from tunekit.detection import tiny_resnet
 from tunekit.shapes import ShapesSpec, generate_shapes
+from tunekit.testing import chromium_dom
 
 # The study's own stages and cells; a tiny detector and one step an epoch keep it CPU-sized.
 # The data stays the study's: data.name coco, read from a COCO 2017 layout.
@@ -83,6 +85,11 @@ def test_coco_rethinking_runs_every_cell_on_a_coco_layout(
     assert report.returncode == 0, report.stderr[-2000:]
     page = (out / "report.html").read_text()
     assert "scientific comparison" in page and "init=pretrained" in page
+    # Drawn, as a reader sees it: plotly wrote both figures' titles into their SVGs.
+    dom = chromium_dom(out / "report.html", budget_ms=15000)
+    titles = re.findall(r'class="gtitle"[^>]*>([^<]*)<', dom)
+    assert any("against iterations: each cell" in t for t in titles), titles
+    assert any("mean and 95% interval" in t for t in titles), titles
 
 
 def _trials(out: Path, stage: str) -> list[dict[str, Any]]:
