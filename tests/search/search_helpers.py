@@ -76,3 +76,19 @@ def one_line_error(capsys: Any, *argv: str) -> str:
     lines = err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("tunekit: error: "), err
     return lines[0]
+
+
+def assert_bad_study(
+    capsys: Any, write_study: Any, tmp_path: Path, fields: dict[str, Any], expected: list[str]
+) -> None:
+    """A study file with ``fields`` is refused by ``tunekit search`` in one line that names the
+    file and holds each of ``expected``, before anything is started."""
+    path = write_study("bad.yaml", **fields)
+    out = tmp_path / "o"
+    line = one_line_error(
+        capsys, "search", "--study", str(path), "--out", str(out), "--no-progress"
+    )
+    assert str(path) in line
+    for part in expected:
+        assert part in line, line
+    assert not out.exists()  # nothing was started

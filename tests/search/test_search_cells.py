@@ -13,7 +13,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 from scipy import stats
-from search_helpers import all_trials, one_line_error, start_cli
+from search_helpers import all_trials, assert_bad_study, start_cli
 
 from tunekit.search import RefineSpec, open_search, refine_space, run_worker
 from tunekit.search._stages import furthest_first, plan_cells
@@ -262,11 +262,4 @@ def test_bad_cells_and_repeats_are_one_line(
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
 ) -> None:
-    path = write_study("bad.yaml", **fields)
-    line = one_line_error(
-        capsys, "search", "--study", str(path), "--out", str(tmp_path / "o"), "--no-progress"
-    )
-    assert str(path) in line
-    for part in expected:
-        assert part in line, line
-    assert not (tmp_path / "o").exists()
+    assert_bad_study(capsys, write_study, tmp_path, fields, expected)

@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-from search_helpers import all_trials, one_line_error
+from search_helpers import all_trials, assert_bad_study, one_line_error
 
 from tunekit.errors import ConfigError
 from tunekit.search import Range, open_search, refine_space, run_worker, write_summary
@@ -119,14 +119,7 @@ def test_bad_study_file_is_one_line(
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
 ) -> None:
-    path = write_study("bad.yaml", **fields)
-    line = one_line_error(
-        capsys, "search", "--study", str(path), "--out", str(tmp_path / "o"), "--no-progress"
-    )
-    assert str(path) in line
-    for part in expected:
-        assert part in line, line
-    assert not (tmp_path / "o").exists()
+    assert_bad_study(capsys, write_study, tmp_path, fields, expected)
 
 
 # -- grid ---------------------------------------------------------------------------
