@@ -67,22 +67,8 @@ def execute_trial(
         # diagnostics' guard: the loss went non-finite. The parameters are bad, not the worker:
         # prune (the sampler learns this region is poor) and record why.
         return _tell(ctx, stage, trial, TrialState.PRUNED, reason=f"non-finite loss: {exc}")
-    except KeyboardInterrupt as exc:
-        if trial is not None:
-            how = exc.args[0] if isinstance(exc, Stopped) else "Ctrl-C"
-            reason = f"interrupted ({how}); will run again on resume"
-            _tell(ctx, stage, trial, TrialState.FAIL, reason=reason)
-            _retry(ctx, stage, trial)
-        raise
-    except TunekitError as exc:
-        _tell(ctx, stage, trial, TrialState.FAIL, reason=str(exc))
-        raise
-    except Exception as exc:  # a crash in one trial must not end the study: fail it, retry it
-        if trial is None:
-            raise
-        _tell(ctx, stage, trial, TrialState.FAIL, reason=f"{type(exc).__name__}: {exc}")
-        _retry(ctx, stage, trial)
-        return TrialState.FAIL
+    except (KeyboardInterrupt, Exception) as exc:
+        return _failed(ctx, stage, trial, exc)
     if trial is None:
         return None
     trial.set_user_attr("epochs_run", summary["epochs_run"])
@@ -99,6 +85,37 @@ def execute_trial(
             ctx, stage, trial, TrialState.FAIL, reason=f"no finite {ctx.study.metric} was measured"
         )
     return _tell(ctx, stage, trial, TrialState.COMPLETE, value=float(value))
+
+
+def _failed(
+    ctx: SearchContext, stage: Stage, trial: optuna.Trial | None, exc: BaseException
+) -> TrialState:
+    """Tells the trial that raised ``exc`` failed, for a recipe or an objective alike.
+
+    Called inside the ``except`` block: an interrupt is failed and retried (it runs again
+    on resume) and re-raised, a user's mistake (TunekitError) is failed and re-raised, any
+    other crash is failed and retried (one trial must not end the study). Ranks other than
+    0 (no trial) only re-raise.
+    """
+    if trial is None:
+        raise
+    if isinstance(exc, KeyboardInterrupt):
+        how = exc.args[0] if isinstance(exc, Stopped) else "Ctrl-C"
+        _tell(
+            ctx,
+            stage,
+            trial,
+            TrialState.FAIL,
+            reason=f"interrupted ({how}); will run again on resume",
+        )
+        _retry(ctx, stage, trial)
+        raise
+    if isinstance(exc, TunekitError):
+        _tell(ctx, stage, trial, TrialState.FAIL, reason=str(exc))
+        raise
+    _tell(ctx, stage, trial, TrialState.FAIL, reason=f"{type(exc).__name__}: {exc}")
+    _retry(ctx, stage, trial)
+    return TrialState.FAIL
 
 
 def _run_dir(ctx: SearchContext, stage: Stage, number: int) -> Path:
@@ -129,19 +146,8 @@ def _execute_objective(
         returned = fn(params, handle)
     except optuna.TrialPruned:
         return _tell(ctx, stage, trial, TrialState.PRUNED, reason=handle.reason)
-    except KeyboardInterrupt as exc:
-        how = exc.args[0] if isinstance(exc, Stopped) else "Ctrl-C"
-        stopped = f"interrupted ({how}); will run again on resume"
-        _tell(ctx, stage, trial, TrialState.FAIL, reason=stopped)
-        _retry(ctx, stage, trial)
-        raise
-    except TunekitError as exc:
-        _tell(ctx, stage, trial, TrialState.FAIL, reason=str(exc))
-        raise
-    except Exception as exc:  # a crash in one trial must not end the study: fail it, retry it
-        _tell(ctx, stage, trial, TrialState.FAIL, reason=f"{type(exc).__name__}: {exc}")
-        _retry(ctx, stage, trial)
-        return TrialState.FAIL
+    except (KeyboardInterrupt, Exception) as exc:
+        return _failed(ctx, stage, trial, exc)
     trial.set_user_attr("wall_time_s", time.perf_counter() - started)
     value, reason = final_value(returned, handle)
     if value is None:
