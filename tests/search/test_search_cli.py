@@ -91,7 +91,9 @@ def test_ctrl_c_stops_cleanly_and_the_study_resumes(
     study_file = write_study(
         "intr.yaml",
         name="intr",
-        stages=[{"name": "coarse", "sampler": "random", "trials": 2, "epochs": 4}],
+        # Long enough that the signal, sent once a trial has reported, lands before the study
+        # ends even when reading the storage is slow: 4 epochs raced it on a loaded machine.
+        stages=[{"name": "coarse", "sampler": "random", "trials": 2, "epochs": 8}],
     )
     out = tmp_path / "intr"
     args = ["search", "--study", str(study_file), "--out", str(out), "--no-progress"]
