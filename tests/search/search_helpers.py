@@ -17,7 +17,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def all_trials(url: str | None, out: Path, name: str) -> dict[str, list[optuna.trial.FrozenTrial]]:
-    """Every stage study's trials, read back from the storage."""
+    """Every stage study's trials, read back from the storage (less any a worker took past
+    its cell's plan and never ran: those are failed at once and marked ``tunekit:surplus``)."""
     from tunekit.search import LivenessSpec, open_storage
 
     storage = open_storage(url, out, LivenessSpec())
@@ -27,6 +28,10 @@ def all_trials(url: str | None, out: Path, name: str) -> dict[str, list[optuna.t
             result[s.study_name] = optuna.load_study(
                 study_name=s.study_name, storage=storage
             ).get_trials()
+            extra = [t for t in result[s.study_name] if t.system_attrs.get("tunekit:surplus")]
+            assert all(t.state == optuna.trial.TrialState.FAIL for t in extra)
+            assert not any(t.intermediate_values for t in extra), "a surplus trial ran"
+            result[s.study_name] = [t for t in result[s.study_name] if t not in extra]
     return result
 
 

@@ -149,6 +149,40 @@ def test_a_module_objective_on_two_workers_resumes_to_the_planned_trials(
     assert all(len(t["curve"]["metric"]) in (3, 5) for t in done)
 
 
+def test_two_workers_asking_for_a_cells_last_trial_run_it_once(tmp_path: Path) -> None:
+    """Both saw one trial left; the storage numbered their asks, and the later one is not run."""
+    from tunekit.search._trial import claim_trial, run_claimed
+
+    def objective(params: dict[str, Any], trial: Any) -> float:
+        for step in range(1, trial.epochs + 1):
+            trial.report(step, -((params["x"] - 0.3) ** 2) - 1.0 / step)
+        return -((params["x"] - 0.3) ** 2) - 1.0 / trial.epochs
+
+    study = _study(tmp_path / "quad.yaml")
+    out = tmp_path / "out"
+    tunekit.search.run(study, objective=objective, out=out, max_trials=11)
+    ctx = tunekit.search.open_search(str(study), out=out, objective=objective)
+    coarse = ctx.search.training_unit(ctx.search.units(ctx.search.stages[0])[0])
+    assert ctx.search.counts(coarse).accounted == 11
+
+    first, second = claim_trial(ctx, coarse), claim_trial(ctx, coarse)
+    assert first is not None and second is None
+    assert run_claimed(ctx, coarse, first) in (TrialState.COMPLETE, TrialState.PRUNED)
+    summary = tunekit.search.run(study, objective=objective, out=out)
+
+    trials = _by_stage(out)  # the helper checks the extra trial failed without running
+    assert [len(trials["coarse"]), len(trials["fine"])] == [12, 4]
+    done = [
+        sum(s["counts"][k] for k in ("complete", "pruned", "failed")) for s in summary["stages"]
+    ]
+    assert done == [12, 4] and summary["complete"]
+    stored = optuna.load_study(
+        study_name="objective.coarse",
+        storage=tunekit.search.open_storage(None, out, ctx.study.liveness),
+    ).get_trials()
+    assert len(stored) == 13 and "another worker" in stored[12].user_attrs["failure_reason"]
+
+
 SWEEP = {
     "name": "sweep",
     "metric": "score",

@@ -49,6 +49,9 @@ SPACE_ATTR = "tunekit:space"
 FLAGS_ATTR = "tunekit:flags"
 STARTED_ATTR = "tunekit:started"
 SEEDED_ATTR = "tunekit:seeded"
+#: A trial's system attribute: it was created past its cell's plan and never ran (see
+#: :func:`over_plan`). Such trials are left out of every count, list and report.
+SURPLUS_ATTR = "tunekit:surplus"
 #: A repeat cell's source: the stage and trial it trains again (None: nothing to repeat).
 REPEAT_ATTR = "tunekit:repeat_of"
 #: The recipe field a repeat trial varies.
@@ -153,8 +156,14 @@ class StageCounts:
         )
 
 
+def live_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials that count: every one but those created past their cell's plan."""
+    return [t for t in trials if not t.system_attrs.get(SURPLUS_ATTR)]
+
+
 def count_trials(trials: list[FrozenTrial]) -> StageCounts:
     """Counts by state; a failed trial that was retried counts through its retry instead."""
+    trials = live_trials(trials)
     retried = set()
     for t in trials:
         retried.update(t.system_attrs.get("retry_history", []))
@@ -350,8 +359,22 @@ class StagedSearch:
         out: list[FrozenTrial] = []
         for u in self._of(stage):
             s = self.existing(u)
-            out += s.get_trials(deepcopy=False) if s is not None else []
+            out += live_trials(s.get_trials(deepcopy=False)) if s is not None else []
         return out
+
+    def over_plan(self, unit: Stage, number: int) -> bool:
+        """Whether the cell's trial ``number``, just taken by this worker, lies past the plan.
+
+        Two workers can both see a cell one trial short of its plan and both ask for a
+        trial; the storage numbers them in order, so the trial whose count up to its own
+        number exceeds the plan is the extra one. Optuna has no atomic "ask if fewer than N"
+        (its ``MaxTrialsCallback`` overshoots the same way), and the trial numbers are the one
+        order every storage agrees on. The same count drops a queued trial enqueued twice
+        (a retry, a seeded or a repeat trial) by two workers preparing a stage at once.
+        """
+        s = self.optuna_study(unit)
+        upto = [t for t in s.get_trials(deepcopy=False) if t.number <= number]
+        return count_trials(upto).accounted > self.planned(unit)
 
     def counts(self, stage: Stage) -> StageCounts:
         return count_trials(self.trials(stage))

@@ -25,7 +25,7 @@ from ._objective import PruningHook, trial_recipe
 from ._python import Objective, final_value, objective_params, objective_trial
 from ._signals import Stopped
 from ._space import sample
-from ._stages import Stage
+from ._stages import SURPLUS_ATTR, Stage
 from ._validate import SearchContext
 
 
@@ -192,15 +192,41 @@ def _ask(study: optuna.Study) -> optuna.Trial:
         return study.ask()
 
 
-def run_trial_here(ctx: SearchContext, stage: Stage) -> TrialState | None:
-    """Asks the stage's study for a trial and trains it in this process."""
+def claim_trial(ctx: SearchContext, stage: Stage) -> optuna.Trial | None:
+    """Asks the cell's study for a trial; None when another worker took the cell's last one.
+
+    The extra trial is told failed at once, marked so that no count or report sees it,
+    with its reason for anyone reading the storage with Optuna's own tools.
+    """
     search = ctx.search
     study = search.optuna_study(stage)
     search.space(stage)  # a grid stage's sampler is built from the stage's ranges, before asking
     trial = _ask(study)
+    if not search.over_plan(stage, trial.number):
+        return trial
+    search.storage.set_trial_system_attr(search.trial_id(stage, trial.number), SURPLUS_ATTR, True)
+    trial.set_user_attr(
+        "failure_reason", "not run: another worker took the last trial of this cell's plan"
+    )
+    study.tell(trial, state=TrialState.FAIL)
+    return None
+
+
+def run_claimed(ctx: SearchContext, stage: Stage, trial: optuna.Trial) -> TrialState | None:
+    """Trains a claimed trial in this process, beating its heartbeat."""
+    search = ctx.search
     trial_id = search.trial_id(stage, trial.number)
-    with Heartbeat(study, search.storage, trial_id, ctx.study.liveness):
+    with Heartbeat(search.optuna_study(stage), search.storage, trial_id, ctx.study.liveness):
         return execute_trial(ctx, stage, trial)
+
+
+def run_trial_here(ctx: SearchContext, stage: Stage) -> bool:
+    """Claims a trial of the cell and trains it in this process; False when none was left."""
+    trial = claim_trial(ctx, stage)
+    if trial is None:
+        return False
+    run_claimed(ctx, stage, trial)
+    return True
 
 
 def run_trial_ddp(ctx: SearchContext, stage_name: str) -> None:
@@ -211,10 +237,13 @@ def run_trial_ddp(ctx: SearchContext, stage_name: str) -> None:
     stage = ctx.search.training_unit(unit)
     dist = init_distributed(str(ctx.recipe_data.get("train", {}).get("device", "auto")))
     try:
-        if dist.is_main:
-            run_trial_here(ctx, stage)
-        else:
-            execute_trial(ctx, stage, None)
+        trial = claim_trial(ctx, stage) if dist.is_main else None
+        # Every rank learns whether rank 0 got a trial; the others train only if it did.
+        if broadcast_object(trial is not None):
+            if trial is not None:
+                run_claimed(ctx, stage, trial)
+            else:
+                execute_trial(ctx, stage, None)
     finally:
         shutdown_distributed()
 

@@ -61,8 +61,8 @@ def run_worker(
                         raise RuntimeError(
                             f"three DDP trials in a row exited with code {rc}; see their output above"
                         )
-                else:
-                    run_trial_here(ctx, unit)
+                elif not run_trial_here(ctx, unit):
+                    continue  # another worker took the cell's last trial; look again
                 started += 1
                 if max_trials is not None and started >= max_trials:
                     return started
