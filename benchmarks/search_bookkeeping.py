@@ -6,7 +6,8 @@ temporary folder:
 
 - tunekit: ``tunekit.search.run(study, objective=fn)``, the real search with its
   default journal storage, one in-process worker, one stage with a random
-  sampler and no pruner; the time of the whole call (opening the storage,
+  sampler and no pruner (and ``rounds.max_trials`` at the plan's size, so that
+  each trial checks the study's budget); the time of the whole call (opening the storage,
   every trial, the summary it writes at the end) divided by the trials;
 - bare Optuna: ``optuna.create_study(storage=JournalStorage(JournalFileBackend(path)))``
   and ``study.optimize`` with a random sampler and no pruner, the same way.
@@ -85,10 +86,34 @@ def write_study(folder: Path, trials: int) -> Path:
                 "epochs": REPORTS,
             }
         ],
+        # The plan's own size: it changes nothing but makes every trial check the budget,
+        # which counts the trials of every cell.
+        "rounds": {"max_trials": trials},
     }
     path = folder / "bookkeeping.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+class Appends:
+    """Counts the journal's locked, flushed writes (``append_logs`` calls) while it is entered."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._original = JournalFileBackend.append_logs
+
+    def __enter__(self) -> Appends:
+        original, counter = self._original, self
+
+        def counted(backend: JournalFileBackend, logs: list[dict[str, Any]]) -> None:
+            counter.count += 1
+            original(backend, logs)
+
+        JournalFileBackend.append_logs = counted  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        JournalFileBackend.append_logs = self._original  # type: ignore[method-assign]
 
 
 def lines(path: Path) -> int:
@@ -96,42 +121,46 @@ def lines(path: Path) -> int:
         return sum(1 for _ in f)
 
 
-def run_tunekit(folder: Path, trials: int) -> tuple[float, int]:
-    """Seconds for the whole search, and the journal's entries."""
+def run_tunekit(folder: Path, trials: int) -> tuple[float, int, int]:
+    """Seconds for the whole search, the journal's entries and its writes."""
     study = write_study(folder, trials)
     out = folder / "tunekit"
-    started = time.perf_counter()
-    summary = tunekit.search.run(study, objective=objective, out=out)
-    seconds = time.perf_counter() - started
+    with Appends() as appends:
+        started = time.perf_counter()
+        summary = tunekit.search.run(study, objective=objective, out=out)
+        seconds = time.perf_counter() - started
     assert summary["complete"] and summary["counts"]["complete"] == trials, summary["counts"]
-    return seconds, lines(out / "study.journal")
+    return seconds, lines(out / "study.journal"), appends.count
 
 
-def run_optuna(folder: Path, trials: int) -> tuple[float, int]:
-    """Seconds for create_study and optimize, and the journal's entries."""
+def run_optuna(folder: Path, trials: int) -> tuple[float, int, int]:
+    """Seconds for create_study and optimize, the journal's entries and its writes."""
     path = folder / "optuna.journal"
-    started = time.perf_counter()
-    study = optuna.create_study(
-        storage=JournalStorage(JournalFileBackend(str(path))),
-        study_name="bookkeeping",
-        direction="maximize",
-        sampler=optuna.samplers.RandomSampler(seed=0),
-        pruner=optuna.pruners.NopPruner(),
-    )
-    study.optimize(bare_objective, n_trials=trials)
-    seconds = time.perf_counter() - started
+    with Appends() as appends:
+        started = time.perf_counter()
+        study = optuna.create_study(
+            storage=JournalStorage(JournalFileBackend(str(path))),
+            study_name="bookkeeping",
+            direction="maximize",
+            sampler=optuna.samplers.RandomSampler(seed=0),
+            pruner=optuna.pruners.NopPruner(),
+        )
+        study.optimize(bare_objective, n_trials=trials)
+        seconds = time.perf_counter() - started
     assert len(study.trials) == trials
-    return seconds, lines(path)
+    return seconds, lines(path), appends.count
 
 
 def measure(trials: int, rounds: int) -> dict[str, float]:
-    tk_ms, op_ms, tk_lines, op_lines = [], [], [], []
+    tk_ms, op_ms, tk_lines, op_lines, tk_writes, op_writes = [], [], [], [], [], []
+    sides = ((run_tunekit, tk_ms, tk_lines, tk_writes), (run_optuna, op_ms, op_lines, op_writes))
     for _ in range(rounds):
-        for fn, ms, entries in ((run_tunekit, tk_ms, tk_lines), (run_optuna, op_ms, op_lines)):
+        for fn, ms, entries, writes in sides:
             with tempfile.TemporaryDirectory() as tmp:
-                seconds, n = fn(Path(tmp), trials)
+                seconds, n, w = fn(Path(tmp), trials)
             ms.append(seconds * 1e3 / trials)
             entries.append(n / trials)
+            writes.append(w / trials)
     tk, op = median(tk_ms), median(op_ms)
     return {
         "trials": trials,
@@ -141,6 +170,8 @@ def measure(trials: int, rounds: int) -> dict[str, float]:
         "ratio": tk / op,
         "tunekit_entries": median(tk_lines),
         "optuna_entries": median(op_lines),
+        "tunekit_writes": median(tk_writes),
+        "optuna_writes": median(op_writes),
     }
 
 
@@ -153,6 +184,20 @@ def profile(trials: int) -> None:
     stats = pstats.Stats(prof)
     stats.sort_stats("cumulative").print_stats(40)
     stats.sort_stats("tottime").print_stats(25)
+
+
+def _row(side: str, r: dict[str, float]) -> str:
+    cells = [
+        str(int(r["trials"])),
+        side,
+        f"{r['optuna_ms']:.1f}",
+        f"{r['tunekit_ms']:.1f}",
+        f"{r['diff_ms']:+.1f}",
+        f"{r['ratio']:.2f}",
+        f"{r['optuna_entries']:.1f} / {r['tunekit_entries']:.1f}",
+        f"{r['optuna_writes']:.1f} / {r['tunekit_writes']:.1f}",
+    ]
+    return "| " + " | ".join(cells) + " |"
 
 
 def main() -> None:
@@ -171,54 +216,36 @@ def main() -> None:
         return
     rows = [measure(n, args.rounds) for n in args.sizes]
     before = {r["trials"]: r for r in json.loads(args.before.read_text())} if args.before else {}
-    lines_out = []
+    table = []
     for r in rows:
-        b = before.get(r["trials"])
-        was = f" (before: +{b['diff_ms']:.1f} ms, {b['tunekit_entries']:.1f} entries)" if b else ""
         print(
             f"{r['trials']} trials: tunekit {r['tunekit_ms']:.1f} ms/trial, optuna "
-            f"{r['optuna_ms']:.1f} ms/trial, +{r['diff_ms']:.1f} ms, ratio {r['ratio']:.2f}; "
-            f"journal entries/trial {r['tunekit_entries']:.1f} vs {r['optuna_entries']:.1f}{was}"
+            f"{r['optuna_ms']:.1f} ms/trial, {r['diff_ms']:+.1f} ms, ratio {r['ratio']:.2f}; "
+            f"journal entries/trial {r['tunekit_entries']:.1f} vs {r['optuna_entries']:.1f}, "
+            f"writes/trial {r['tunekit_writes']:.1f} vs {r['optuna_writes']:.1f}"
         )
-        cells = [
-            str(r["trials"]),
-            f"{r['optuna_ms']:.1f}",
-            f"{r['tunekit_ms']:.1f}",
-            f"{r['diff_ms']:+.1f}",
-            f"{r['ratio']:.2f}",
-            f"{r['optuna_entries']:.1f}",
-            f"{r['tunekit_entries']:.1f}",
-        ]
-        if before:
-            cells[2:2] = [
-                f"{b['tunekit_ms']:.1f}" if b else "",
-                f"{b['diff_ms']:+.1f}" if b else "",
-            ]
-            cells.append(f"{b['tunekit_entries']:.1f}" if b else "")
-        lines_out.append("| " + " | ".join(cells) + " |")
+        table += [_row("tunekit before", before[r["trials"]])] if r["trials"] in before else []
+        table.append(_row("tunekit now" if before else "tunekit", r))
     if args.save:
         args.save.write_text(json.dumps(rows, indent=2))
     if args.no_write:
         return
-    head = ["trials", "Optuna ms/trial"]
-    head += ["tunekit before", "diff before"] if before else []
-    head += [
-        "tunekit ms/trial",
-        "diff ms",
-        "ratio",
-        "Optuna entries/trial",
-        "tunekit entries/trial",
-    ]
-    head += ["tunekit entries before"] if before else []
     cmd = "python benchmarks/search_bookkeeping.py --sizes " + " ".join(map(str, args.sizes))
+    head = (
+        "| trials | side | Optuna ms/trial | tunekit ms/trial | diff ms | ratio "
+        "| entries/trial (Optuna / tunekit) | writes/trial (Optuna / tunekit) |\n"
+        "|---|---|---|---|---|---|---|---|\n"
+    )
     body = (
         f"`{cmd} --rounds {args.rounds}`\n\nMachine: {machine()}\n\n"
         "The whole `tunekit.search.run` (one in-process worker, default journal storage, one "
-        "stage, random sampler, no pruner) against bare Optuna's `create_study` + `optimize` "
-        "on a journal file (random sampler, no pruner), the same trivial objective (two floats, "
-        f"{REPORTS} reports, no training); alternating rounds, median ms per trial, and journal "
-        f"entries (lines) per trial. Goal: diff <= {GOAL_MS:g} ms. {args.note}\n\n"
-        "| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n" + "\n".join(lines_out)
+        "stage, random sampler, no pruner, `rounds.max_trials` at the plan's size) against "
+        "bare Optuna's `create_study` + `optimize` on a journal file (random sampler, no "
+        f"pruner), the same trivial objective (two floats, {REPORTS} reports, no training); "
+        f"alternating rounds, median ms per trial; journal entries are the file's lines, "
+        f"writes its locked, flushed appends. Goal: diff <= {GOAL_MS:g} ms. {args.note}\n\n"
+        + head
+        + "\n".join(table)
     )
     write_section(TITLE, body)
 
