@@ -13,7 +13,8 @@ temporary folder:
   and ``study.optimize`` with a random sampler and no pruner, the same way.
 
 Rounds alternate between the two (tunekit, then Optuna), and the table gives
-the median milliseconds per trial over the rounds, the difference, the ratio,
+the median milliseconds per trial over the rounds (after an untimed warm-up
+of each side), the difference, the ratio,
 and the journal entries (lines of the journal file) per trial.
 Goal: tunekit <= 5 ms per trial above bare Optuna.
 
@@ -177,6 +178,8 @@ def measure(trials: int, rounds: int) -> dict[str, float]:
 
 def profile(trials: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
+        run_tunekit(Path(tmp), 5)  # imports, untimed
+    with tempfile.TemporaryDirectory() as tmp:
         prof = cProfile.Profile()
         prof.enable()
         run_tunekit(Path(tmp), trials)
@@ -214,6 +217,9 @@ def main() -> None:
     if args.profile:
         profile(args.profile)
         return
+    for fn in (run_tunekit, run_optuna):  # imports and first-call costs, untimed
+        with tempfile.TemporaryDirectory() as tmp:
+            fn(Path(tmp), 5)
     rows = [measure(n, args.rounds) for n in args.sizes]
     before = {r["trials"]: r for r in json.loads(args.before.read_text())} if args.before else {}
     table = []
