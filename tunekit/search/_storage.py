@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import warnings
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
-
-try:  # Optuna >= 4.0; earlier versions set the attributes one by one
-    from optuna.storages.journal._storage import JournalOperation
-except ImportError:  # pragma: no cover
-    JournalOperation = None  # type: ignore[assignment,misc]
 
 from tunekit.errors import TunekitError
 
@@ -128,7 +126,10 @@ def open_storage(
             # default would hold a dead worker's trial past the liveness grace. An append
             # holds the lock for milliseconds, so the liveness grace is ample for a live one.
             lock = JournalFileSymlinkLock(str(path), grace_period=lock_grace(liveness))
-            return JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
+            backend = HoldingJournalBackend(str(path), lock_obj=lock)
+            storage = JournalStorage(backend)
+            _BACKENDS[storage] = backend
+            return storage
         except OSError as exc:
             raise StorageError(
                 f"cannot open journal file {path}: {exc.strerror}", field="--storage"
@@ -166,64 +167,66 @@ def _engine_kwargs(url: str) -> dict[str, object]:
     return {"pool_pre_ping": True}
 
 
-def set_trial_user_attrs(storage: BaseStorage, trial_id: int, attrs: dict[str, Any]) -> None:
-    """Sets several user attributes of a trial, on a journal file in one write.
+#: The backend of each journal storage :func:`open_storage` opened (for :func:`one_write`).
+_BACKENDS: weakref.WeakKeyDictionary[BaseStorage, HoldingJournalBackend] = (
+    weakref.WeakKeyDictionary()
+)
+#: Per thread: the entries each journal backend (by id) holds back until :func:`one_write` ends.
+_HELD = threading.local()
 
-    Optuna's journal takes one attribute per entry, and each entry is its own locked,
-    flushed and fsynced append: most of a short trial's bookkeeping. Here the entries are
-    the ones ``set_trial_user_attr`` writes, appended together, so any Optuna reads them
-    as before. Other storages get one call per attribute.
 
-    Raises:
-        UpdateFinishedTrialError: the trial is finished (another worker failed it), as
-            ``set_trial_user_attr`` raises.
+class HoldingJournalBackend(JournalFileBackend):
+    """Optuna's journal file, whose appends one thread can hold back and write as one.
+
+    Optuna writes one entry per change (a user attribute, a state), and each is its own
+    locked, flushed and fsynced append: most of a short trial's bookkeeping cost. The
+    entries held are the ones Optuna wrote, in order, so the file reads as before.
     """
-    if len(attrs) > 1 and _batches(storage):
-        assert isinstance(storage, JournalStorage)
-        with storage._thread_lock:
-            worker_id = storage._replay_result.worker_id
-            storage._backend.append_logs(
-                [
-                    {
-                        "op_code": JournalOperation.SET_TRIAL_USER_ATTR,
-                        "worker_id": worker_id,
-                        "trial_id": trial_id,
-                        "user_attr": {key: value},
-                    }
-                    for key, value in attrs.items()
-                ]
-            )
-            _sync_all(storage)
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        held = getattr(_HELD, "logs", {}).get(id(self))
+        if held is not None:
+            held.extend(logs)
+        else:
+            super().append_logs(logs)
+
+
+@contextmanager
+def one_write(storage: BaseStorage, trial_id: int) -> Iterator[None]:
+    """Writes what ``storage`` is told about trial ``trial_id`` in the block as one append.
+
+    Only for writes nothing in the block reads back (attributes, the final state): the
+    storage sees them when the block ends. Then, as Optuna itself would at each write, it
+    raises the storage's refusal (``UpdateFinishedTrialError`` when another worker failed
+    the trial meanwhile). A no-op on other storages, and inside another ``one_write``.
+    """
+    backend = _BACKENDS.get(storage)
+    held_by_thread: dict[int, list[dict[str, Any]]] = _HELD.__dict__.setdefault("logs", {})
+    if backend is None or id(backend) in held_by_thread:
+        yield
         return
-    for key, value in attrs.items():
-        storage.set_trial_user_attr(trial_id, key, value)
+    held = held_by_thread[id(backend)] = []
+    try:
+        yield
+    finally:
+        del held_by_thread[id(backend)]
+        if held:
+            backend.append_logs(held)
+            _read_back(storage, trial_id, len(held))
 
 
-def _batches(storage: BaseStorage) -> bool:
-    """Whether ``storage`` is a journal whose internals :func:`set_trial_user_attrs` knows."""
-    return (
-        JournalOperation is not None
-        and isinstance(storage, JournalStorage)
-        and all(
-            hasattr(storage, name)
-            for name in ("_thread_lock", "_replay_result", "_backend", "_sync_with_backend")
-        )
-        and hasattr(storage._replay_result, "worker_id")
-    )
+def _read_back(storage: BaseStorage, trial_id: int, entries: int) -> None:
+    """Has the storage read the entries just appended, raising the first it refused.
 
-
-def _sync_all(storage: JournalStorage) -> None:
-    """Reads the journal up to its end, re-raising the first refused entry of this worker's.
-
-    Replaying an entry of this worker's for a finished trial raises, and the entries after
-    it in the same append would raise again at the next read, in whatever call made it:
-    read them all now (each raise has counted its entry as read).
+    The storage replays an entry of its own that it refuses by raising, one entry per
+    raise; the entries after it would raise again at its next read, in whatever call made
+    it. So read until a read passes (at most once per entry), then raise the first.
     """
-    first: UpdateFinishedTrialError | None = None
-    while True:
+    first: Exception | None = None
+    for _ in range(entries + 1):
         try:
-            storage._sync_with_backend()
-        except UpdateFinishedTrialError as exc:
+            storage.get_trial(trial_id)
+        except Exception as exc:  # what Optuna raises at the write it would have made
             first = first or exc
             continue
         break

@@ -27,7 +27,7 @@ from ._python import Objective, final_value, objective_params, objective_trial
 from ._signals import Stopped
 from ._space import sample
 from ._stages import SURPLUS_ATTR, Stage
-from ._storage import set_trial_user_attrs
+from ._storage import one_write
 from ._validate import SearchContext
 
 
@@ -135,18 +135,9 @@ def _mark(ctx: SearchContext, stage: Stage, trial: optuna.Trial, run_dir: Path) 
     if trial.user_attrs.get("failure_reason"):
         # A retry inherits the failed trial's attributes; the reason was that trial's.
         attrs["failure_reason"] = None
-    _set_attrs(ctx, stage, trial, attrs)
-
-
-def _set_attrs(
-    ctx: SearchContext, stage: Stage, trial: optuna.Trial, attrs: dict[str, Any]
-) -> None:
-    """``trial.set_user_attr`` for several attributes at once: one journal write, not one each."""
-    set_trial_user_attrs(trial.storage, ctx.search.trial_id(stage, trial.number), attrs)
-    # The trial's own view, which Trial.set_user_attr keeps too (trial.user_attrs reads it).
-    cached = getattr(trial, "_cached_frozen_trial", None)
-    if cached is not None:
-        cached.user_attrs.update(attrs)
+    with one_write(trial.storage, ctx.search.trial_id(stage, trial.number)):
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
 
 
 def _execute_objective(
@@ -154,9 +145,13 @@ def _execute_objective(
 ) -> TrialState | None:
     """Calls the study's Python objective for one trial, and tells the outcome as a recipe
     trial's: pruned when it raised TrialPruned, failed (and retried) when it raised."""
-    params, seed = objective_params(ctx.study, stage, sample(trial, ctx.search.space(stage)))
+    space = ctx.search.space(stage)
     run_dir = _run_dir(ctx, stage, trial.number)
-    _mark(ctx, stage, trial, run_dir)
+    # The sampled values and the trial's marks in one journal write: nothing reads them
+    # back before the function runs (Optuna's trial keeps its own copy of its values).
+    with one_write(trial.storage, ctx.search.trial_id(stage, trial.number)):
+        params, seed = objective_params(ctx.study, stage, sample(trial, space))
+        _mark(ctx, stage, trial, run_dir)
     handle = objective_trial(stage, trial, seed=seed, run_dir=run_dir)
     started = time.perf_counter()
     try:
@@ -188,9 +183,11 @@ def _tell(
     study = ctx.search.optuna_study(stage)
     attrs = {**(attrs or {}), **({"failure_reason": reason} if reason is not None else {})}
     try:
-        if attrs:
-            _set_attrs(ctx, stage, trial, attrs)
-        study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+        # The attributes and the outcome in one journal write, not one each.
+        with one_write(trial.storage, ctx.search.trial_id(stage, trial.number)):
+            for key, v in attrs.items():
+                trial.set_user_attr(key, v)
+            study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
     except UpdateFinishedTrialError:
         # Another worker declared this trial dead (it missed its heartbeats) and retried it.
         return None
