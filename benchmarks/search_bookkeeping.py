@@ -110,7 +110,7 @@ class Appends:
             counter.count += 1
             original(backend, logs)
 
-        JournalFileBackend.append_logs = counted  # type: ignore[method-assign]
+        JournalFileBackend.append_logs = counted  # type: ignore[method-assign,assignment]
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -153,7 +153,12 @@ def run_optuna(folder: Path, trials: int) -> tuple[float, int, int]:
 
 
 def measure(trials: int, rounds: int) -> dict[str, float]:
-    tk_ms, op_ms, tk_lines, op_lines, tk_writes, op_writes = [], [], [], [], [], []
+    tk_ms: list[float] = []
+    op_ms: list[float] = []
+    tk_lines: list[float] = []
+    op_lines: list[float] = []
+    tk_writes: list[float] = []
+    op_writes: list[float] = []
     sides = ((run_tunekit, tk_ms, tk_lines, tk_writes), (run_optuna, op_ms, op_lines, op_writes))
     for _ in range(rounds):
         for fn, ms, entries, writes in sides:

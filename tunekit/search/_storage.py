@@ -199,6 +199,9 @@ def one_write(storage: BaseStorage, trial_id: int) -> Iterator[None]:
     storage sees them when the block ends. Then, as Optuna itself would at each write, it
     raises the storage's refusal (``UpdateFinishedTrialError`` when another worker failed
     the trial meanwhile). A no-op on other storages, and inside another ``one_write``.
+    (After such a refusal this process's own view of the trial may still show what the
+    block set: Optuna's trial writes into the journal's cached trial, which the refused
+    entries did not replace. The file, and every other process, have the refusal.)
     """
     backend = _BACKENDS.get(storage)
     held_by_thread: dict[int, list[dict[str, Any]]] = _HELD.__dict__.setdefault("logs", {})
