@@ -12,6 +12,7 @@ Optuna's retry callback, so the retry history is the same as on RDB).
 from __future__ import annotations
 
 import copy
+import os
 import threading
 import time
 import warnings
@@ -92,36 +93,91 @@ def reap_stale(
 
 
 class Heartbeat:
-    """A thread that beats for one running trial and reaps other workers' dead trials.
+    """Beats for one running trial and reaps other workers' dead trials, every ``heartbeat_s``.
 
     Use as a context manager around the trial. ``storage`` is the one ``study`` was
     created on, and ``trial_id`` the trial's id in it (see ``StagedSearch.trial_id``).
+    The first beat is due ``heartbeat_s`` after the trial starts (its start is a sign of
+    life), so a trial that ends sooner writes none. When the block exits no beat of the
+    trial is under way, and none comes after.
     """
 
     def __init__(
         self, study: optuna.Study, storage: BaseStorage, trial_id: int, spec: LivenessSpec
     ) -> None:
         self.study, self.storage, self.trial_id, self.spec = study, storage, trial_id, spec
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="tunekit-heartbeat", daemon=True)
+        self.due = 0.0  # time.monotonic() of the next beat
 
     def __enter__(self) -> Heartbeat:
         if has_optuna_heartbeat(self.storage):
             # Optuna finds a silent trial by its last beat; tunekit's own also by its start.
             beat(self.storage, self.trial_id)
-        self._thread.start()
+        _BEATS.add(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
+        _BEATS.remove(self)
+
+    def beat_once(self) -> bool:
+        """Beats and reaps once; False when the trial needs no more beats (it is finished)."""
+        try:
+            beat(self.storage, self.trial_id)
+            reap_stale(self.study, self.storage, self.spec)
+        except UpdateFinishedTrialError:
+            return False  # our trial was finished (or failed by another worker)
+        except Exception:  # a storage hiccup must not kill the trial; the next beat retries
+            pass
+        return True
+
+
+class _Beats:
+    """The process's one heartbeat thread, beating for every :class:`Heartbeat` entered.
+
+    One thread for the process, started once: a thread started and joined for each
+    trial costs two hand-overs between threads per trial, milliseconds on a busy machine.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._beats: list[Heartbeat] = []
+        self._busy: Heartbeat | None = None  # the one beating now, outside the lock
+        self._pid: int | None = None  # the process whose thread runs (a forked child has none)
+
+    def add(self, hb: Heartbeat) -> None:
+        with self._cond:
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                threading.Thread(target=self._run, name="tunekit-heartbeat", daemon=True).start()
+            hb.due = time.monotonic() + hb.spec.heartbeat_s
+            self._beats.append(hb)
+            self._cond.notify_all()
+
+    def remove(self, hb: Heartbeat) -> None:
+        with self._cond:
+            if hb in self._beats:
+                self._beats.remove(hb)
+            while self._busy is hb:
+                self._cond.wait()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.spec.heartbeat_s):
-            try:
-                beat(self.storage, self.trial_id)
-                reap_stale(self.study, self.storage, self.spec)
-            except UpdateFinishedTrialError:
-                return  # our trial was finished (or failed by another worker): nothing to keep alive
-            except Exception:  # a storage hiccup must not kill the trial; the next beat retries
-                continue
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                hb = min(self._beats, key=lambda b: b.due, default=None)
+                if hb is None or hb.due > now:
+                    self._cond.wait(None if hb is None else hb.due - now)
+                    continue
+                hb.due = now + hb.spec.heartbeat_s
+                self._busy = hb
+                self._cond.release()
+                try:
+                    alive = hb.beat_once()
+                finally:
+                    self._cond.acquire()
+                    self._busy = None
+                    self._cond.notify_all()
+                if not alive and hb in self._beats:
+                    self._beats.remove(hb)
+
+
+_BEATS = _Beats()

@@ -178,6 +178,81 @@ def count_trials(trials: list[FrozenTrial]) -> StageCounts:
     )
 
 
+def _sum_counts(counts: list[StageCounts]) -> StageCounts:
+    return StageCounts(
+        *(sum(getattr(c, f) for c in counts) for f in StageCounts.__dataclass_fields__)
+    )
+
+
+class _Tally:
+    """One cell's counts, kept between calls so that a worker's check per trial is not a
+    count of every trial of the cell.
+
+    A finished trial never changes what it counts as: its state is final, a surplus trial
+    is marked before it is told, and a retry names the trials it replaces when it is
+    enqueued. So the leading run of finished trials is counted once, and each call counts
+    only the trials from the first unfinished one on.
+    """
+
+    def __init__(self) -> None:
+        self.done = 0  # trials 0 .. done-1 are finished and counted below
+        self.complete = 0
+        self.pruned = 0
+        self.failed: set[int] = set()
+        self.replaced: set[int] = set()  # numbers named in retry_history
+
+    def count(self, trials: list[FrozenTrial], upto: int | None = None) -> StageCounts:
+        """``count_trials(trials)``, or of the trials numbered ``upto`` or less."""
+        if upto is not None and upto < self.done:
+            return count_trials([t for t in trials if t.number <= upto])
+        self._absorb(trials)
+        complete, pruned, running, waiting = self.complete, self.pruned, 0, 0
+        failed: set[int] = set()
+        replaced: set[int] = set()
+        for t in trials[self.done :]:
+            if (upto is not None and t.number > upto) or t.system_attrs.get(SURPLUS_ATTR):
+                continue
+            replaced.update(t.system_attrs.get("retry_history", []))
+            if t.state == TrialState.COMPLETE:
+                complete += 1
+            elif t.state == TrialState.PRUNED:
+                pruned += 1
+            elif t.state == TrialState.FAIL:
+                failed.add(t.number)
+            elif t.state == TrialState.RUNNING:
+                running += 1
+            elif t.state == TrialState.WAITING:
+                waiting += 1
+        replaced |= self.replaced
+        return StageCounts(
+            complete=complete,
+            pruned=pruned,
+            failed=len(self.failed) + len(failed),
+            running=running,
+            waiting=waiting,
+            retried=len(self.failed & replaced) + len(failed & replaced),
+        )
+
+    def _absorb(self, trials: list[FrozenTrial]) -> None:
+        # Storages list a study's trials by number; anything else is counted afresh each call.
+        while (
+            self.done < len(trials)
+            and trials[self.done].number == self.done
+            and trials[self.done].state.is_finished()
+        ):
+            t = trials[self.done]
+            self.done += 1
+            if t.system_attrs.get(SURPLUS_ATTR):
+                continue
+            self.replaced.update(t.system_attrs.get("retry_history", []))
+            if t.state == TrialState.COMPLETE:
+                self.complete += 1
+            elif t.state == TrialState.PRUNED:
+                self.pruned += 1
+            else:
+                self.failed.add(t.number)
+
+
 def ranked(trials: list[FrozenTrial], direction: str) -> list[FrozenTrial]:
     """Complete trials, best first (pruned ones are not candidates: they stopped early)."""
     done = [
@@ -259,6 +334,8 @@ class StagedSearch:
         self.base_space = base_space if base_space is not None else space_from_specs(study.space)
         self._studies: dict[str, optuna.Study] = {}
         self._study_ids: dict[str, int] = {}
+        self._trial_ids: dict[tuple[str, int], int] = {}
+        self._tallies: dict[str, _Tally] = {}
         # What never changes once stored: read once per worker, not once per trial.
         self._spaces: dict[str, Space] = {}
         self._started_at: float | None = None
@@ -348,11 +425,17 @@ class StagedSearch:
 
     def trial_id(self, unit: Stage, number: int) -> int:
         """The storage's id of the cell's trial ``number`` (what heartbeats and retries use)."""
-        if unit.study_name not in self._study_ids:
-            self._study_ids[unit.study_name] = self.storage.get_study_id_from_name(unit.study_name)
-        return self.storage.get_trial_id_from_study_id_trial_number(
-            self._study_ids[unit.study_name], number
-        )
+        key = (unit.study_name, number)
+        if key not in self._trial_ids:
+            # An id never changes: a trial's writes after the first ask the storage nothing.
+            if unit.study_name not in self._study_ids:
+                self._study_ids[unit.study_name] = self.storage.get_study_id_from_name(
+                    unit.study_name
+                )
+            self._trial_ids[key] = self.storage.get_trial_id_from_study_id_trial_number(
+                self._study_ids[unit.study_name], number
+            )
+        return self._trial_ids[key]
 
     def trials(self, stage: Stage) -> list[FrozenTrial]:
         """The trials of one cell, or of every cell of a stage (each cell's numbered from 0)."""
@@ -373,11 +456,20 @@ class StagedSearch:
         (a retry, a seeded or a repeat trial) by two workers preparing a stage at once.
         """
         s = self.optuna_study(unit)
-        upto = [t for t in s.get_trials(deepcopy=False) if t.number <= number]
-        return count_trials(upto).accounted > self.planned(unit)
+        return self._count(unit, s, upto=number).accounted > self.planned(unit)
 
     def counts(self, stage: Stage) -> StageCounts:
-        return count_trials(self.trials(stage))
+        """The trials of one cell, or of every cell of a stage, by state (see :class:`StageCounts`)."""
+        counts = []
+        for u in self._of(stage):
+            s = self.existing(u)
+            if s is not None:
+                counts.append(self._count(u, s))
+        return _sum_counts(counts)
+
+    def _count(self, unit: Stage, s: optuna.Study, upto: int | None = None) -> StageCounts:
+        tally = self._tallies.setdefault(unit.study_name, _Tally())
+        return tally.count(s.get_trials(deepcopy=False), upto)
 
     def planned(self, unit: Stage) -> int:
         """The cell's planned trials: the stage's ``trials``, or a repeat's seeds (0 when the
@@ -583,7 +675,16 @@ class StagedSearch:
         return self._started_at
 
     def total_trials(self) -> int:
-        return sum(self.counts(u).accounted for u in self.all_units())
+        """The trials accounted in every cell of every stage (what ``rounds.max_trials`` caps)."""
+        total = 0
+        for st in self.stages:
+            units = [u for u in self.units(st) if self.existing(u) is not None]
+            if not units:
+                # A worker creates a stage's studies only after it created every study of the
+                # stage before: no later stage has any, and asking would cost a read each.
+                break
+            total += sum(self.counts(u).accounted for u in units)
+        return total
 
     def budget_left(self) -> bool:
         r = self.study.rounds

@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import warnings
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
@@ -121,7 +126,10 @@ def open_storage(
             # default would hold a dead worker's trial past the liveness grace. An append
             # holds the lock for milliseconds, so the liveness grace is ample for a live one.
             lock = JournalFileSymlinkLock(str(path), grace_period=lock_grace(liveness))
-            return JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
+            backend = HoldingJournalBackend(str(path), lock_obj=lock)
+            storage = JournalStorage(backend)
+            _BACKENDS[storage] = backend
+            return storage
         except OSError as exc:
             raise StorageError(
                 f"cannot open journal file {path}: {exc.strerror}", field="--storage"
@@ -157,3 +165,73 @@ def _engine_kwargs(url: str) -> dict[str, object]:
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": 30}}
     return {"pool_pre_ping": True}
+
+
+#: The backend of each journal storage :func:`open_storage` opened (for :func:`one_write`).
+_BACKENDS: weakref.WeakKeyDictionary[BaseStorage, HoldingJournalBackend] = (
+    weakref.WeakKeyDictionary()
+)
+#: Per thread: the entries each journal backend (by id) holds back until :func:`one_write` ends.
+_HELD = threading.local()
+
+
+class HoldingJournalBackend(JournalFileBackend):
+    """Optuna's journal file, whose appends one thread can hold back and write as one.
+
+    Optuna writes one entry per change (a user attribute, a state), and each is its own
+    locked, flushed and fsynced append: most of a short trial's bookkeeping cost. The
+    entries held are the ones Optuna wrote, in order, so the file reads as before.
+    """
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        held = getattr(_HELD, "logs", {}).get(id(self))
+        if held is not None:
+            held.extend(logs)
+        else:
+            super().append_logs(logs)
+
+
+@contextmanager
+def one_write(storage: BaseStorage, trial_id: int) -> Iterator[None]:
+    """Writes what ``storage`` is told about trial ``trial_id`` in the block as one append.
+
+    Only for writes nothing in the block reads back (attributes, the final state): the
+    storage sees them when the block ends. Then, as Optuna itself would at each write, it
+    raises the storage's refusal (``UpdateFinishedTrialError`` when another worker failed
+    the trial meanwhile). A no-op on other storages, and inside another ``one_write``.
+    (After such a refusal this process's own view of the trial may still show what the
+    block set: Optuna's trial writes into the journal's cached trial, which the refused
+    entries did not replace. The file, and every other process, have the refusal.)
+    """
+    backend = _BACKENDS.get(storage)
+    held_by_thread: dict[int, list[dict[str, Any]]] = _HELD.__dict__.setdefault("logs", {})
+    if backend is None or id(backend) in held_by_thread:
+        yield
+        return
+    held = held_by_thread[id(backend)] = []
+    try:
+        yield
+    finally:
+        del held_by_thread[id(backend)]
+        if held:
+            backend.append_logs(held)
+            _read_back(storage, trial_id, len(held))
+
+
+def _read_back(storage: BaseStorage, trial_id: int, entries: int) -> None:
+    """Has the storage read the entries just appended, raising the first it refused.
+
+    The storage replays an entry of its own that it refuses by raising, one entry per
+    raise; the entries after it would raise again at its next read, in whatever call made
+    it. So read until a read passes (at most once per entry), then raise the first.
+    """
+    first: Exception | None = None
+    for _ in range(entries + 1):
+        try:
+            storage.get_trial(trial_id)
+        except Exception as exc:  # what Optuna raises at the write it would have made
+            first = first or exc
+            continue
+        break
+    if first is not None:
+        raise first

@@ -12,6 +12,7 @@ import socket
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
@@ -26,6 +27,7 @@ from ._python import Objective, final_value, objective_params, objective_trial
 from ._signals import Stopped
 from ._space import sample
 from ._stages import SURPLUS_ATTR, Stage
+from ._storage import one_write
 from ._validate import SearchContext
 
 
@@ -58,7 +60,7 @@ def execute_trial(
     recipe = trial_recipe(ctx.study, ctx.recipe_data, stage.spec, params, file=str(ctx.recipe_path))
     hook = PruningHook(trial, ctx.study.metric, stage.spec.pruner.metric)
     if trial is not None:
-        _mark(trial, stage, run_dir)
+        _mark(ctx, stage, trial, run_dir)
     try:
         summary = train(
             recipe, out=run_dir, hooks=[hook], progress=False, file=str(ctx.recipe_path)
@@ -71,20 +73,21 @@ def execute_trial(
         return _failed(ctx, stage, trial, exc)
     if trial is None:
         return None
-    trial.set_user_attr("epochs_run", summary["epochs_run"])
-    trial.set_user_attr("stop_reason", summary["stop_reason"])
-    trial.set_user_attr("wall_time_s", summary["wall_time_s"])
-    trial.set_user_attr("val_size", summary.get("val_size"))
+    attrs = {
+        "epochs_run": summary["epochs_run"],
+        "stop_reason": summary["stop_reason"],
+        "wall_time_s": summary["wall_time_s"],
+        "val_size": summary.get("val_size"),
+    }
     if hook.reason is not None:
-        return _tell(ctx, stage, trial, TrialState.PRUNED, reason=hook.reason)
+        return _tell(ctx, stage, trial, TrialState.PRUNED, reason=hook.reason, attrs=attrs)
     if hook.pruned_at is not None:
-        return _tell(ctx, stage, trial, TrialState.PRUNED)
+        return _tell(ctx, stage, trial, TrialState.PRUNED, attrs=attrs)
     value = summary["best"]["value"]
     if value is None or not math.isfinite(value):
-        return _tell(
-            ctx, stage, trial, TrialState.FAIL, reason=f"no finite {ctx.study.metric} was measured"
-        )
-    return _tell(ctx, stage, trial, TrialState.COMPLETE, value=float(value))
+        reason = f"no finite {ctx.study.metric} was measured"
+        return _tell(ctx, stage, trial, TrialState.FAIL, reason=reason, attrs=attrs)
+    return _tell(ctx, stage, trial, TrialState.COMPLETE, value=float(value), attrs=attrs)
 
 
 def _failed(
@@ -123,13 +126,18 @@ def _run_dir(ctx: SearchContext, stage: Stage, number: int) -> Path:
     return ctx.study_dir / "trials" / stage.name / stage.dir_name / f"trial-{number:04d}"
 
 
-def _mark(trial: optuna.Trial, stage: Stage, run_dir: Path) -> None:
-    trial.set_user_attr("run_dir", str(run_dir))
-    trial.set_user_attr("stage", stage.name)
-    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+def _mark(ctx: SearchContext, stage: Stage, trial: optuna.Trial, run_dir: Path) -> None:
+    attrs: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "stage": stage.name,
+        "worker": f"{socket.gethostname()}:{os.getpid()}",
+    }
     if trial.user_attrs.get("failure_reason"):
         # A retry inherits the failed trial's attributes; the reason was that trial's.
-        trial.set_user_attr("failure_reason", None)
+        attrs["failure_reason"] = None
+    with one_write(trial.storage, ctx.search.trial_id(stage, trial.number)):
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
 
 
 def _execute_objective(
@@ -137,9 +145,13 @@ def _execute_objective(
 ) -> TrialState | None:
     """Calls the study's Python objective for one trial, and tells the outcome as a recipe
     trial's: pruned when it raised TrialPruned, failed (and retried) when it raised."""
-    params, seed = objective_params(ctx.study, stage, sample(trial, ctx.search.space(stage)))
+    space = ctx.search.space(stage)
     run_dir = _run_dir(ctx, stage, trial.number)
-    _mark(trial, stage, run_dir)
+    # The sampled values and the trial's marks in one journal write: nothing reads them
+    # back before the function runs (Optuna's trial keeps its own copy of its values).
+    with one_write(trial.storage, ctx.search.trial_id(stage, trial.number)):
+        params, seed = objective_params(ctx.study, stage, sample(trial, space))
+        _mark(ctx, stage, trial, run_dir)
     handle = objective_trial(stage, trial, seed=seed, run_dir=run_dir)
     started = time.perf_counter()
     try:
@@ -148,11 +160,11 @@ def _execute_objective(
         return _tell(ctx, stage, trial, TrialState.PRUNED, reason=handle.reason)
     except (KeyboardInterrupt, Exception) as exc:
         return _failed(ctx, stage, trial, exc)
-    trial.set_user_attr("wall_time_s", time.perf_counter() - started)
+    attrs = {"wall_time_s": time.perf_counter() - started}
     value, reason = final_value(returned, handle)
     if value is None:
-        return _tell(ctx, stage, trial, TrialState.FAIL, reason=reason)
-    return _tell(ctx, stage, trial, TrialState.COMPLETE, value=value)
+        return _tell(ctx, stage, trial, TrialState.FAIL, reason=reason, attrs=attrs)
+    return _tell(ctx, stage, trial, TrialState.COMPLETE, value=value, attrs=attrs)
 
 
 def _tell(
@@ -163,14 +175,19 @@ def _tell(
     *,
     value: float | None = None,
     reason: str | None = None,
+    attrs: dict[str, Any] | None = None,
 ) -> TrialState | None:
+    """Tells the trial's outcome, after its user attributes ``attrs`` and ``failure_reason``."""
     if trial is None:
         return None
     study = ctx.search.optuna_study(stage)
+    attrs = {**(attrs or {}), **({"failure_reason": reason} if reason is not None else {})}
     try:
-        if reason is not None:
-            trial.set_user_attr("failure_reason", reason)
-        study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+        # The attributes and the outcome in one journal write, not one each.
+        with one_write(trial.storage, ctx.search.trial_id(stage, trial.number)):
+            for key, v in attrs.items():
+                trial.set_user_attr(key, v)
+            study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
     except UpdateFinishedTrialError:
         # Another worker declared this trial dead (it missed its heartbeats) and retried it.
         return None

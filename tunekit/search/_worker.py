@@ -18,7 +18,7 @@ from tunekit.errors import TunekitError
 
 from ._liveness import reap_stale
 from ._python import check_first_stage
-from ._stages import Stage, StagedSearch, count_trials, summary_data
+from ._stages import Stage, StagedSearch, summary_data
 from ._trial import run_trial_here, run_trial_torchrun
 from ._validate import SearchContext
 
@@ -88,7 +88,7 @@ def _next_unit(ctx: SearchContext, units: list[Stage]) -> Stage | None:
     for unit in units:
         study = ss.optuna_study(unit)
         reap_stale(study, ss.storage, ctx.study.liveness)
-        c = count_trials(study.get_trials(deepcopy=False))
+        c = ss.counts(unit)
         more = False
         # A repeat cell samples nothing: it runs the trials its stage enqueued, and no others.
         if not unit.spec.is_repeat and c.accounted < ss.planned(unit):
