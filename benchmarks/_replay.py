@@ -274,44 +274,82 @@ def _asha(table: Table, seed: int, budget: int, source: Source) -> list[Record]:
 
 # -- tunekit's staged search, replayed -------------------------------------------
 
-#: tunekit's stage designs for a replay, in epochs of the table's full length ``R``:
-#: each a function of (R, budget in epochs) giving the study's ``stages``.
-DESIGNS: dict[str, Callable[[int, int], list[dict[str, Any]]]] = {}
+
+def _median(startup: int, warmup: int) -> dict[str, Any]:
+    return {"name": "median", "n_startup_trials": startup, "n_warmup_steps": warmup}
 
 
-def design(name: str) -> Callable[[Callable[[int, int], list[dict[str, Any]]]], Any]:
-    def add(fn: Callable[[int, int], list[dict[str, Any]]]) -> Any:
-        DESIGNS[name] = fn
-        return fn
-
-    return add
-
-
-@design("default")
-def _default(full: int, budget: int) -> list[dict[str, Any]]:
-    """studies/digits.yaml's shape: a quasi-random coarse stage cut at a third of the length
-    with median pruning, then TPE over the ranges refined around the best three, at full
-    length with median pruning after a third."""
+def staged(
+    full: int,
+    budget: int,
+    *,
+    coarse_len: int | None = None,
+    coarse_share: float = 0.5,
+    fill: float = 1.0,
+    coarse_sampler: str = "qmc",
+    coarse_pruner: dict[str, Any] | None = None,
+    fine_sampler: str = "tpe",
+    fine_pruner: dict[str, Any] | None = None,
+    top_k: int = 3,
+    margin: float = 0.25,
+) -> list[dict[str, Any]]:
+    """A coarse stage of trials cut at ``coarse_len`` epochs (a third of the full length by
+    default) and a fine stage at full length over the ranges refined around the best
+    ``top_k``. ``coarse_share`` of the budget goes to the coarse stage at nominal lengths;
+    ``fill`` scales both stages' trial counts (pruned trials spend less than nominal)."""
     third = max(1, full // 3)
-    coarse = max(8, budget // (2 * third) // 2)
-    fine = max(4, budget // (2 * full) * 3 // 2)
+    clen = coarse_len or third
+    coarse_pruner = coarse_pruner or _median(4, max(1, clen // 3))
+    fine_pruner = fine_pruner or _median(3, third)
     return [
         {
             "name": "coarse",
-            "sampler": "qmc",
-            "trials": coarse,
-            "epochs": third,
-            "pruner": {"name": "median", "n_startup_trials": 4, "n_warmup_steps": 1},
+            "sampler": coarse_sampler,
+            "trials": max(4, round(fill * coarse_share * budget / clen)),
+            "epochs": clen,
+            "pruner": coarse_pruner,
         },
         {
             "name": "fine",
-            "sampler": "tpe",
-            "trials": fine,
+            "sampler": fine_sampler,
+            "trials": max(2, round(fill * (1 - coarse_share) * budget / full)),
             "epochs": full,
-            "refine": {"top_k": 3, "margin": 0.25},
-            "pruner": {"name": "median", "n_startup_trials": 3, "n_warmup_steps": third},
+            "refine": {"top_k": top_k, "margin": margin},
+            "pruner": fine_pruner,
         },
     ]
+
+
+#: tunekit's stage designs for a replay: each a function of (the table's full length in
+#: epochs, the budget in epochs) giving the study's ``stages``. ``default`` is the shape of
+#: the shipped studies (studies/digits.yaml); the others are the variants measured against it.
+DESIGNS: dict[str, Callable[[int, int], list[dict[str, Any]]]] = {
+    "default": lambda full, budget: staged(full, budget, coarse_share=0.25, fill=0.5 * 1.5),
+    "fill": lambda full, budget: staged(full, budget, coarse_share=0.33, fill=1.5),
+    "tpe": lambda full, budget: staged(
+        full, budget, coarse_share=0.33, fill=1.5, coarse_sampler="tpe"
+    ),
+    "asha": lambda full, budget: staged(
+        full,
+        budget,
+        coarse_share=0.33,
+        fill=2.0,
+        coarse_pruner={"name": "asha", "min_resource": 1, "reduction_factor": 3},
+    ),
+    "short": lambda full, budget: staged(
+        full, budget, coarse_len=1, coarse_share=0.2, fill=1.3, coarse_pruner={"name": "none"}
+    ),
+    "hyperband": lambda full, budget: staged(
+        full,
+        budget,
+        coarse_share=0.33,
+        fill=2.0,
+        fine_pruner={"name": "hyperband", "min_resource": 1, "reduction_factor": 3},
+    ),
+    "wide": lambda full, budget: staged(
+        full, budget, coarse_share=0.33, fill=1.5, top_k=5, margin=0.5
+    ),
+}
 
 
 def tunekit_study(table: Table, design_name: str, budget: int, seed: int) -> dict[str, Any]:
