@@ -30,6 +30,7 @@ Optuna arms return ``study.best_trial`` (complete trials only).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -62,52 +63,33 @@ class Table:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Table:
-        """Reads and checks a table; a malformed one raises ValueError with one line."""
+        """Reads and checks a table (:func:`check_table`)."""
         where = str(path)
         try:
             data = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{where}: cannot read the table: {exc}") from None
+            raise ValueError(f"{where}: cannot read a table: {exc}") from None
         return cls.from_dict(data, where=where)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, where: str = "table") -> Table:
-        missing = [k for k in TABLE_KEYS if k not in data]
-        if missing:
-            raise ValueError(f"{where}: missing keys {missing}")
-        if data["direction"] not in ("maximize", "minimize"):
-            raise ValueError(f"{where}: direction {data['direction']!r} is not maximize/minimize")
-        epochs = int(data["epochs"])
-        space = {k: sorted(float(v) for v in vs) for k, vs in data["space"].items()}
-        if not space or any(len(vs) < 2 or vs[0] <= 0 for vs in space.values()):
-            raise ValueError(f"{where}: space: every axis needs >= 2 positive values")
-        seeds = [int(s) for s in data["seeds"]]
-        if len(seeds) < 2:
-            raise ValueError(f"{where}: seeds: at least 2 (fresh seeds measure the pick)")
-        curves: dict[tuple[tuple[float, ...], int], list[float]] = {}
-        names = list(space)
-        for i, run in enumerate(data["runs"]):
-            cfg = run["config"]
-            if sorted(cfg) != sorted(names):
-                raise ValueError(f"{where}: runs[{i}].config has {sorted(cfg)}, not {names}")
-            key = tuple(float(cfg[n]) for n in names)
-            curve = [float(v) for v in run["curve"]]
-            if len(curve) != epochs or not all(math.isfinite(v) for v in curve):
-                raise ValueError(
-                    f"{where}: runs[{i}].curve: {epochs} finite values needed, got {len(curve)}"
-                )
-            curves[(key, int(run["seed"]))] = curve
-        grid = [
-            tuple(p)
-            for p in np.array(np.meshgrid(*space.values(), indexing="ij")).reshape(len(names), -1).T
-        ]
-        for key in grid:
-            for s in seeds:
-                if (tuple(float(v) for v in key), s) not in curves:
-                    raise ValueError(f"{where}: runs: no run for {dict(zip(names, key))} seed {s}")
-        meta = {k: v for k, v in data.items() if k not in ("runs", *TABLE_KEYS)}
+    def from_dict(cls, data: Any, *, where: str = "table") -> Table:
+        check_table(data, where)
+        names = list(data["space"])
+        curves = {
+            (tuple(float(r["config"][n]) for n in names), int(r["seed"])): [
+                float(v) for v in r["curve"]
+            ]
+            for r in data["runs"]
+        }
         return cls(
-            data["task"], data["metric"], data["direction"], epochs, space, seeds, curves, meta
+            task=data["task"],
+            metric=data["metric"],
+            direction=data["direction"],
+            epochs=int(data["epochs"]),
+            space={n: [float(v) for v in vs] for n, vs in data["space"].items()},
+            seeds=[int(s) for s in data["seeds"]],
+            curves=curves,
+            meta={k: v for k, v in data.items() if k not in TABLE_KEYS},
         )
 
     @property
@@ -141,6 +123,63 @@ class Table:
     def best_quality(self) -> float:
         """What an oracle that knew the table would pick (its mean over all seeds)."""
         return max(self.sign * self.quality(k) for k in self.configs()) * self.sign
+
+
+def check_table(data: Any, where: str) -> None:
+    """Checks a table is complete: every grid point and seed once, full curves of finite
+    values in [0, 1]; raises ValueError with one line naming ``where``, what and where."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(data).__name__}")
+    missing = [k for k in TABLE_KEYS if k not in data]
+    if missing:
+        raise ValueError(f"{where}: missing top-level key(s) {', '.join(missing)}")
+    if data["direction"] not in ("maximize", "minimize"):
+        raise ValueError(f"{where}: direction {data['direction']!r} is not maximize or minimize")
+    epochs, space, seeds = data["epochs"], data["space"], data["seeds"]
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"{where}: epochs is {epochs!r}; expected a whole number of 1 or more")
+    if not isinstance(space, dict) or not space:
+        raise ValueError(f"{where}: space must map each parameter to its grid values")
+    for name, values in space.items():
+        ok = isinstance(values, list) and len(values) >= 2 and values == sorted(values)
+        if not ok or values[0] <= 0:
+            # Snapping is in log space: every axis is a sorted list of positive values.
+            raise ValueError(f"{where}: space.{name} must be a sorted list of >= 2 positive values")
+    if not isinstance(seeds, list) or len(set(seeds)) < 2:
+        raise ValueError(f"{where}: seeds: at least 2 (fresh seeds measure the pick)")
+    names = list(space)
+    expected = {(*p, int(s)) for p in itertools.product(*space.values()) for s in seeds}
+    seen: set[tuple[Any, ...]] = set()
+    for i, run in enumerate(data["runs"]):
+        try:
+            if sorted(run["config"]) != sorted(names):
+                raise KeyError(f"config {sorted(run['config'])} for {names}")
+            key = (*(float(run["config"][n]) for n in names), int(run["seed"]))
+            values = run["curve"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(
+                f"{where}: runs[{i}] lacks {e}; each run needs config, seed and curve"
+            ) from None
+        if key not in expected:
+            raise ValueError(f"{where}: runs[{i}] {key} is not a grid point and seed of the table")
+        if key in seen:
+            raise ValueError(f"{where}: runs[{i}] {key} appears twice")
+        seen.add(key)
+        if not isinstance(values, list) or len(values) != epochs:
+            n = len(values) if isinstance(values, list) else values
+            raise ValueError(f"{where}: runs[{i}] {key} has {n} curve values; expected {epochs}")
+        bad = [v for v in values if not (isinstance(v, (int, float)) and 0.0 <= v <= 1.0)]
+        if bad:  # NaN fails the range test too
+            raise ValueError(
+                f"{where}: runs[{i}] {key} has value {bad[0]!r}; expected finite values in [0, 1]"
+            )
+    if seen != expected:
+        first = sorted(expected - seen)[0]
+        at = " ".join(f"{n}={v:g}" for n, v in zip(names, first)) + f" seed={first[-1]}"
+        raise ValueError(
+            f"{where}: {len(expected - seen)} grid run(s) missing, e.g. {at}; "
+            "rebuild with benchmarks/_tasks.py"
+        )
 
 
 # -- one search, replayed ------------------------------------------------------

@@ -70,6 +70,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _replay import Table
 from torch import nn
 
 METRIC = "val/top1"
@@ -404,88 +405,8 @@ def build_table(
         sum(r["wall_s"] for r in table["runs"]), 1
     )  # training time; resumes excluded
     _write(out, table)
-    load_table(out)  # what was written must read back
+    Table.load(out)  # what was written must read back
     partial.unlink(missing_ok=True)
-    return table
-
-
-_KEYS = (
-    "task",
-    "metric",
-    "direction",
-    "epochs",
-    "steps_per_epoch",
-    "val_size",
-    "classes",
-    "chance",
-    "space",
-    "seeds",
-    "runs",
-    "machine",
-    "built",
-    "command",
-)
-
-
-def load_table(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Reads a table and checks it is complete: every grid point and seed, full finite curves.
-
-    Raises ValueError with one line naming the file, what is wrong and where.
-    """
-    where = str(path)
-    try:
-        table = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{where}: cannot read a table: {e}") from None
-    if not isinstance(table, dict):
-        raise ValueError(f"{where}: expected a JSON object, got {type(table).__name__}")
-    missing = [k for k in _KEYS if k not in table]
-    if missing:
-        raise ValueError(f"{where}: missing top-level key(s) {', '.join(missing)}")
-    epochs = table["epochs"]
-    space = table["space"]
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"{where}: epochs is {epochs!r}; expected a whole number of 1 or more")
-    if not isinstance(space, dict) or set(space) != {"lr", "weight_decay"}:
-        raise ValueError(f"{where}: space must hold exactly lr and weight_decay lists")
-    for name, values in space.items():
-        if not values or list(values) != sorted(values):
-            raise ValueError(f"{where}: space.{name} must be a non-empty sorted list")
-    expected = {
-        (float(lr), float(wd), int(s))
-        for lr in space["lr"]
-        for wd in space["weight_decay"]
-        for s in table["seeds"]
-    }
-    seen: set[tuple[float, float, int]] = set()
-    for i, run in enumerate(table["runs"]):
-        try:
-            key = _key(run["config"], run["seed"])
-            values = run["curve"]
-        except (KeyError, TypeError) as e:
-            raise ValueError(
-                f"{where}: runs[{i}] lacks {e}; each run needs config, seed and curve"
-            ) from None
-        if key not in expected:
-            raise ValueError(f"{where}: runs[{i}] {key} is not a grid point and seed of the table")
-        if key in seen:
-            raise ValueError(f"{where}: runs[{i}] {key} appears twice")
-        seen.add(key)
-        if len(values) != epochs:
-            raise ValueError(
-                f"{where}: runs[{i}] {key} has {len(values)} curve values; expected {epochs}"
-            )
-        bad = [v for v in values if not (isinstance(v, (int, float)) and 0.0 <= v <= 1.0)]
-        if bad:  # NaN fails the range test too
-            raise ValueError(
-                f"{where}: runs[{i}] {key} has value {bad[0]!r}; expected finite values in [0, 1]"
-            )
-    if seen != expected:
-        lr, wd, s = sorted(expected - seen)[0]
-        raise ValueError(
-            f"{where}: {len(expected - seen)} grid run(s) missing, e.g. lr={lr:g} "
-            f"weight_decay={wd:g} seed={s}; rebuild with benchmarks/_tasks.py"
-        )
     return table
 
 

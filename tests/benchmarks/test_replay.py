@@ -8,7 +8,6 @@ seeds are all seeded).
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
@@ -65,29 +64,6 @@ def test_a_table_snaps_configurations_and_measures_the_pick_on_fresh_seeds() -> 
     finals = [t.curve(key, s)[-1] for s in (0, 1, 2)]
     assert t.quality(key, seen_seed=1) == pytest.approx((finals[0] + finals[2]) / 2)
     assert t.best_quality() == pytest.approx(np.mean(finals))
-
-
-@pytest.mark.parametrize(
-    ("edit", "says"),
-    [
-        (lambda d: d.pop("runs"), "missing keys ['runs']"),
-        (lambda d: d["runs"][5].update(curve=[0.5] * 3), "runs[5].curve: 9 finite values"),
-        (lambda d: d["runs"][0]["curve"].__setitem__(2, math.nan), "runs[0].curve"),
-        (lambda d: d["runs"].pop(4), "no run for"),
-        (lambda d: d.update(seeds=[0]), "at least 2"),
-        (lambda d: d.update(direction="up"), "direction 'up'"),
-        (lambda d: d["runs"][0]["config"].pop("lr"), "runs[0].config"),
-    ],
-)
-def test_a_malformed_table_is_one_line(edit: Any, says: str, tmp_path: Path) -> None:
-    data = synthetic()
-    edit(data)
-    path = tmp_path / "t.json"
-    path.write_text(json.dumps(data))
-    with pytest.raises(ValueError) as err:
-        Table.load(path)
-    assert says in str(err.value) and "\n" not in str(err.value)
-    assert str(path) in str(err.value)
 
 
 def test_tunekits_search_runs_on_the_table_through_its_python_objective() -> None:

@@ -18,6 +18,11 @@ BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 TABLES = sorted(p for p in (BENCH / "tables").glob("*.json") if ".partial." not in p.name)
 
 
+sys.path.insert(0, str(BENCH))  # _tasks imports _replay, its sibling
+
+from _replay import Table  # noqa: E402
+
+
 def _tasks() -> ModuleType:
     # Loaded from its file: benchmarks/ is not a package on the test path.
     spec = importlib.util.spec_from_file_location("bench_tasks", BENCH / "_tasks.py")
@@ -33,18 +38,18 @@ tasks = _tasks()
 
 @pytest.mark.parametrize("path", TABLES, ids=[p.stem for p in TABLES])
 def test_committed_table_is_complete(path: Path) -> None:
-    table = tasks.load_table(path)
-    spec = tasks.TASKS[table["task"]]
-    assert table["space"] == {"lr": sorted(spec.lrs), "weight_decay": sorted(spec.weight_decays)}
-    assert len(table["runs"]) == len(spec.lrs) * len(spec.weight_decays) * len(table["seeds"])
-    assert table["chance"] == pytest.approx(1 / table["classes"], abs=1e-5)
+    table = Table.load(path)
+    spec = tasks.TASKS[table.task]
+    assert table.space == {"lr": sorted(spec.lrs), "weight_decay": sorted(spec.weight_decays)}
+    assert len(table.curves) == len(spec.lrs) * len(spec.weight_decays) * len(table.seeds)
+    assert table.meta["chance"] == pytest.approx(1 / table.meta["classes"], abs=1e-5)
 
 
 def _small_table() -> dict[str, Any]:
     runs = [
         {"config": {"lr": lr, "weight_decay": wd}, "seed": s, "curve": [0.5, 0.6, 0.7]}
         for lr in (0.01, 0.1)
-        for wd in (1e-4,)
+        for wd in (1e-4, 1e-3)
         for s in (0, 1)
     ]
     return {
@@ -56,7 +61,7 @@ def _small_table() -> dict[str, Any]:
         "val_size": 100,
         "classes": 10,
         "chance": 0.1,
-        "space": {"lr": [0.01, 0.1], "weight_decay": [1e-4]},
+        "space": {"lr": [0.01, 0.1], "weight_decay": [1e-4, 1e-3]},
         "seeds": [0, 1],
         "runs": runs,
         "machine": "test",
@@ -68,7 +73,7 @@ def _small_table() -> dict[str, Any]:
 def test_small_table_loads(tmp_path: Path) -> None:
     path = tmp_path / "t.json"
     path.write_text(json.dumps(_small_table()))
-    assert len(tasks.load_table(path)["runs"]) == 4
+    assert len(Table.load(path).curves) == 8
 
 
 def _drop_run(t: dict[str, Any]) -> None:
@@ -99,16 +104,31 @@ def _no_key(t: dict[str, Any]) -> None:
     del t["space"]
 
 
+def _one_seed(t: dict[str, Any]) -> None:
+    t["seeds"] = [0]
+
+
+def _direction(t: dict[str, Any]) -> None:
+    t["direction"] = "up"
+
+
+def _no_lr(t: dict[str, Any]) -> None:
+    del t["runs"][0]["config"]["lr"]
+
+
 @pytest.mark.parametrize(
     ("break_it", "words"),
     [
-        (_drop_run, "1 grid run(s) missing, e.g. lr=0.1 weight_decay=0.0001 seed=1"),
+        (_drop_run, "1 grid run(s) missing, e.g. lr=0.1 weight_decay=0.001 seed=1"),
         (_short_curve, "has 2 curve values; expected 3"),
         (_nan, "has value nan; expected finite values in [0, 1]"),
         (_above_one, "has value 61.0"),
         (_twice, "appears twice"),
         (_off_grid, "is not a grid point and seed"),
         (_no_key, "missing top-level key(s) space"),
+        (_one_seed, "seeds: at least 2"),
+        (_direction, "direction 'up'"),
+        (_no_lr, "runs[0] lacks"),
     ],
 )
 def test_broken_table_raises_one_line(tmp_path: Path, break_it: Any, words: str) -> None:
@@ -117,7 +137,7 @@ def test_broken_table_raises_one_line(tmp_path: Path, break_it: Any, words: str)
     path = tmp_path / "t.json"
     path.write_text(json.dumps(table))
     with pytest.raises(ValueError) as info:
-        tasks.load_table(path)
+        Table.load(path)
     message = str(info.value)
     assert words in message
     assert "\n" not in message and str(path) in message
