@@ -388,6 +388,38 @@ DESIGNS: dict[str, Callable[[int, int], list[dict[str, Any]]]] = {
     "wide": lambda full, budget: staged(
         full, budget, coarse_share=0.33, fill=1.5, top_k=5, margin=0.5
     ),
+    # Against the short-horizon bias: nothing is compared before two thirds of the length.
+    "late": lambda full, budget: staged(
+        full,
+        budget,
+        coarse_len=2 * full // 3,
+        coarse_share=0.4,
+        fill=1.4,
+        coarse_pruner=_median(4, full // 3),
+        fine_pruner=_median(3, 2 * full // 3),
+    ),
+    "late_wide": lambda full, budget: staged(
+        full,
+        budget,
+        coarse_len=2 * full // 3,
+        coarse_share=0.4,
+        fill=1.4,
+        coarse_pruner=_median(4, full // 3),
+        fine_pruner=_median(3, 2 * full // 3),
+        top_k=5,
+        margin=0.5,
+    ),
+    "full_late": lambda full, budget: staged(
+        full,
+        budget,
+        coarse_len=full,
+        coarse_share=0.5,
+        fill=1.4,
+        coarse_pruner=_median(4, 2 * full // 3),
+        fine_pruner=_median(3, 2 * full // 3),
+        top_k=5,
+        margin=0.5,
+    ),
 }
 
 
