@@ -63,7 +63,7 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -271,6 +271,17 @@ def curve(task: str, config: dict[str, float], seed: int, epochs: int) -> list[f
         >>> curve("digits", {"lr": 0.1, "weight_decay": 1e-4}, seed=0, epochs=2)  # doctest: +SKIP
         [0.86111, 0.95278]
     """
+    return list(train_epochs(task, config, seed, epochs))
+
+
+def live_source(table: Table, key: tuple[float, ...], seed: int) -> Iterator[float]:
+    """The replay's source for live training (``search_efficiency.py`` without ``--replay``):
+    the table's grid point trained for real, epoch by epoch, at the table's full length."""
+    return train_epochs(table.task, dict(zip(table.names, key)), seed, table.epochs)
+
+
+def train_epochs(task: str, config: dict[str, float], seed: int, epochs: int) -> Iterator[float]:
+    """:func:`curve`, one epoch at a time: a tuner that stops reading stops the training."""
     spec, data = _spec(task), task_data(task)
     torch.manual_seed(seed)
     model = build_model(data.x_train.shape[1], data.classes, spec.width)
@@ -299,7 +310,8 @@ def curve(task: str, config: dict[str, float], seed: int, epochs: int) -> list[f
             loss = loss_fn(model(data.x_train[idx]), data.y_train[idx])
             if not torch.isfinite(loss):
                 # A diverged run scores chance for the rest of its length, as a tuner sees it.
-                return out + [chance] * (epochs - len(out))
+                yield from [chance] * (epochs - len(out))
+                return
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -307,7 +319,7 @@ def curve(task: str, config: dict[str, float], seed: int, epochs: int) -> list[f
         acc = _top1(model, data.x_val, data.y_val)
         # Finite loss but NaN weights (an overflow in the last step) still reads as chance.
         out.append(acc if math.isfinite(acc) else chance)
-    return out
+        yield out[-1]
 
 
 def _grid(spec: TaskSpec) -> list[dict[str, float]]:
