@@ -365,7 +365,7 @@ class DiagnosticsConfig(_Section):
 
     enabled: bool = True
     # Update/weight ratios, gradient and weight norms per layer, every `interval` steps;
-    # "auto" picks 20 to 500 so that they cost about 1% of the training time.
+    # "auto" picks 20 to 500 so that they cost at most 0.5% of the training time.
     interval: Count | Literal["auto"] = "auto"
     ratio_bounds: tuple[PositiveFloat, PositiveFloat] = (1e-4, 1e-2)
     # Checks in a row outside ratio_bounds before a layer is warned about.
