@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib.util
+import math
 import os
 import sys
 import tempfile
@@ -108,7 +109,10 @@ def measure(
             close()
     result = {arm: median(ts) / args.steps for arm, ts in times.items()}
     if peer == "tunekit":
-        result["interval"] = ratios.interval  # the automatic cadence it chose
+        result["interval"] = ratios.interval  # the automatic cadence it chose, and why
+        for e in monitor.metrics.events:
+            if e["event"] == "diagnostics_cadence":
+                result["measurement_ms"], result["step_ms"] = e["measurement_ms"], e["step_ms"]
     return result
 
 
@@ -136,7 +140,8 @@ def main() -> None:
         line = (
             f"{name} {size}px: bare {t['bare'] * 1e3:.1f} ms/step, "
             f"tunekit.watch {t['tunekit'] * 1e3:.1f} ms/step (ratio {ratio:.3f}, "
-            f"update ratios every {t['interval']:.0f} steps)"
+            f"update ratios every {t['interval']:.0f} steps: a measurement took "
+            f"{t.get('measurement_ms', math.nan):.1f} ms, a step {t.get('step_ms', math.nan):.1f} ms)"
         )
         row = (
             f"| {name} | {size} | {t['bare'] * 1e3:.1f} | {t['tunekit'] * 1e3:.1f} | {ratio:.3f} |"
