@@ -1,9 +1,13 @@
 """Step time of a bare PyTorch loop with and without ``tunekit.watch`` (default settings).
 
 The same model, weights, batches and optimizer; rounds of ``--steps`` steps alternate
-between the bare loop and the watched one, and the median round times are compared.
-Models: the digits CNN (small_cnn, 16 px) and torchvision ResNet-18 at 64 and 32 px.
-Goal: ratio <= 1.02.
+between the bare loop and the watched one (in turn first, so neither always follows the
+other), and the median round times are compared. Models: the digits CNN (small_cnn,
+16 px) and torchvision ResNet-18 at 64 and 32 px. Goal: ratio <= 1.02.
+
+When wandb is installed, the same is done, in rounds of its own, for the loop under
+``wandb.watch(model, log="all")`` in offline mode (with ``wandb.log`` of the loss each
+step, which is what commits its histograms); without wandb that peer is skipped and said.
 
     python benchmarks/watch_overhead.py
 """
@@ -12,10 +16,15 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
+import math
+import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,43 +34,86 @@ from _common import machine, median, write_section
 
 import tunekit
 from tunekit.config import ModelConfig
+from tunekit.diagnostics import UpdateRatioMonitor
 from tunekit.models import build_model
 
 CASES = [("small_cnn", 16, 1), ("resnet18", 64, 3), ("resnet18", 32, 3)]
 
+# After each step: the loss goes to the watcher (nothing for the bare loop).
+OnStep = Callable[[torch.Tensor], None] | None
 
-def one_round(model, opt, batches, monitor) -> float:  # type: ignore[no-untyped-def]
+
+def one_round(model: Any, opt: Any, batches: Any, on_step: OnStep) -> float:
     started = time.perf_counter()
     for x, y in batches:
         opt.zero_grad(set_to_none=True)
         loss = F.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
-        if monitor is not None:
-            monitor.step(loss)
+        if on_step is not None:
+            on_step(loss)
     return time.perf_counter() - started
 
 
-def measure(name: str, size: int, in_ch: int, args: argparse.Namespace) -> tuple[float, float]:
+def _wandb_arm(model: torch.nn.Module, tmp: str) -> tuple[OnStep, Callable[[], None]]:
+    import wandb
+
+    run = wandb.init(mode="offline", dir=tmp, project="watch-overhead", reinit="create_new")
+    run.watch(model, log="all")
+
+    def on_step(loss: torch.Tensor) -> None:
+        run.log({"loss": loss.item()})
+
+    return on_step, run.finish
+
+
+def measure(
+    name: str, size: int, in_ch: int, args: argparse.Namespace, peer: str
+) -> dict[str, float]:
+    """Median seconds per step of the bare loop and of the loop under ``peer`` ("tunekit"
+    or "wandb"). One peer at a time: wandb's threads and service process would slow the
+    bare loop too if it ran alongside."""
     torch.manual_seed(0)
     base = build_model(ModelConfig(name=name, width=16), num_classes=10, in_channels=in_ch)
     batches = [
         (torch.randn(args.batch, in_ch, size, size), torch.randint(0, 10, (args.batch,)))
         for _ in range(args.steps)
     ]
-    bare, watched = copy.deepcopy(base), copy.deepcopy(base)
-    opt_b = torch.optim.SGD(bare.parameters(), lr=0.01, momentum=0.9)
-    opt_w = torch.optim.SGD(watched.parameters(), lr=0.01, momentum=0.9)
+    arms: dict[str, tuple[Any, Any, OnStep]] = {}
+    closers: list[Callable[[], None]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        monitor = tunekit.watch(watched, opt_w, out=Path(tmp) / "run", progress=False)
-        one_round(bare, opt_b, batches, None)  # warm-up of both
-        one_round(watched, opt_w, batches, monitor)
-        times_b, times_w = [], []
-        for _ in range(args.rounds):
-            times_b.append(one_round(bare, opt_b, batches, None))
-            times_w.append(one_round(watched, opt_w, batches, monitor))
-        monitor.close()
-    return median(times_b) / args.steps, median(times_w) / args.steps
+        for arm in ("bare", peer):
+            model = copy.deepcopy(base)
+            opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+            on_step: OnStep = None
+            if arm == "tunekit":
+                monitor = tunekit.watch(model, opt, out=Path(tmp) / "run", progress=False)
+                on_step = monitor.step
+                closers.append(monitor.close)
+                ratios = next(h for h in monitor.hooks if isinstance(h, UpdateRatioMonitor))
+            elif arm == "wandb":
+                on_step, finish = _wandb_arm(model, tmp)
+                closers.append(finish)
+            arms[arm] = (model, opt, on_step)
+        # Warm-up: two rounds, so an automatic cadence has been chosen before the timing.
+        for _ in range(2):
+            for model, opt, on_step in arms.values():
+                one_round(model, opt, batches, on_step)
+        times: dict[str, list[float]] = {arm: [] for arm in arms}
+        order = list(arms)
+        for r in range(args.rounds):
+            for arm in order if r % 2 == 0 else order[::-1]:
+                model, opt, on_step = arms[arm]
+                times[arm].append(one_round(model, opt, batches, on_step))
+        for close in closers:
+            close()
+    result = {arm: median(ts) / args.steps for arm, ts in times.items()}
+    if peer == "tunekit":
+        result["interval"] = ratios.interval  # the automatic cadence it chose, and why
+        for e in monitor.metrics.events:
+            if e["event"] == "diagnostics_cadence":
+                result["measurement_ms"], result["step_ms"] = e["measurement_ms"], e["step_ms"]
+    return result
 
 
 def main() -> None:
@@ -69,26 +121,59 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20, help="steps per round (one timing sample)")
     p.add_argument("--rounds", type=int, default=9)
     p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--no-wandb", action="store_true", help="leave out the wandb peer")
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args()
+    with_wandb = not args.no_wandb and importlib.util.find_spec("wandb") is not None
+    if not with_wandb:
+        print(
+            "wandb peer skipped: " + ("--no-wandb" if args.no_wandb else "wandb is not installed")
+        )
+    load_before = os.getloadavg()[0]
     rows = []
     for name, size, in_ch in CASES:
-        bare, watched = measure(name, size, in_ch, args)
-        ratio = watched / bare
-        print(
-            f"{name} {size}px: bare {bare * 1e3:.1f} ms/step, watched {watched * 1e3:.1f} ms/step, ratio {ratio:.3f}"
+        t = measure(name, size, in_ch, args, "tunekit")
+        if with_wandb:
+            w = measure(name, size, in_ch, args, "wandb")
+            t["wandb"], t["wandb_bare"] = w["wandb"], w["bare"]
+        ratio = t["tunekit"] / t["bare"]
+        line = (
+            f"{name} {size}px: bare {t['bare'] * 1e3:.1f} ms/step, "
+            f"tunekit.watch {t['tunekit'] * 1e3:.1f} ms/step (ratio {ratio:.3f}, "
+            f"update ratios every {t['interval']:.0f} steps: a measurement took "
+            f"{t.get('measurement_ms', math.nan):.1f} ms, a step {t.get('step_ms', math.nan):.1f} ms)"
         )
-        rows.append(f"| {name} | {size} | {bare * 1e3:.1f} | {watched * 1e3:.1f} | {ratio:.3f} |")
+        row = (
+            f"| {name} | {size} | {t['bare'] * 1e3:.1f} | {t['tunekit'] * 1e3:.1f} | {ratio:.3f} |"
+        )
+        if "wandb" in t:
+            line += f", wandb.watch {t['wandb'] * 1e3:.1f} ms/step (ratio {t['wandb'] / t['wandb_bare']:.3f} to its own bare rounds, {t['wandb_bare'] * 1e3:.1f} ms/step)"
+            row += f" {t['wandb_bare'] * 1e3:.1f} | {t['wandb'] * 1e3:.1f} | {t['wandb'] / t['wandb_bare']:.3f} |"
+        print(line, flush=True)
+        rows.append(row)
+    load = f"load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
+    print(load)
     if args.no_write:
         return
+    head = "| model | px | auto interval | bare ms/step | tunekit.watch ms/step | ratio |"
+    rule = "|---|---|---|---|---|---|"
+    if with_wandb:
+        head += " bare ms/step (wandb rounds) | wandb.watch ms/step | ratio |"
+        rule += "---|---|---|"
     body = (
         f"`python benchmarks/watch_overhead.py --steps {args.steps} --rounds {args.rounds} "
-        f"--batch {args.batch}`\n\nMachine: {machine()}\n\n"
+        f"--batch {args.batch}`\n\nMachine: {machine()}; {load}.\n\n"
         "A bare PyTorch loop against the same loop with `tunekit.watch` at its default settings "
-        "(ratios every 20 steps, activations every 100, gradient guard every step, "
-        "TensorBoard, metrics.jsonl), alternating rounds; median seconds per step. Goal: <= 1.02.\n\n"
-        "| model | px | bare ms/step | watched ms/step | ratio |\n|---|---|---|---|---|\n"
-        + "\n".join(rows)
+        "(update ratios at the automatic interval, activations every 100 steps, gradient guard "
+        "every step, TensorBoard, metrics.jsonl)"
+        + (
+            ', and, in rounds of their own, the bare loop against `wandb.watch(model, log="all")` '
+            "offline with `wandb.log` of the loss each step"
+            if with_wandb
+            else ""
+        )
+        + ", alternating rounds; median seconds per step. Goal: <= 1.02.\n\n"
+        + "\n".join([head, rule, *rows])
     )
     write_section("tunekit.watch overhead on a bare loop (benchmarks/watch_overhead.py)", body)
 

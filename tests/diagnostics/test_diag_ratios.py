@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -137,3 +139,61 @@ def test_a_learning_rate_too_low_after_the_warmup_still_warns() -> None:
     assert {w["layer"] for w in low} == {"fc1", "fc2"}
     # Not before the LR stopped rising: three checks in a row past the warmup's end.
     assert all(w["step"] == WARMUP_STEPS + 3 for w in low), low
+
+
+def test_auto_interval_keeps_the_measurements_under_half_a_percent_of_the_time() -> None:
+    from tunekit.diagnostics._ratios import AUTO_INTERVALS, auto_interval
+
+    # A cheap measurement against its steps keeps the first cadence.
+    assert auto_interval(0.001, 0.100, AUTO_INTERVALS) == 20
+    # 30 ms against 100 ms steps: 0.5% needs 60 steps between measurements.
+    assert auto_interval(0.030, 0.100, AUTO_INTERVALS) == 100
+    # Nothing keeps it under 0.5%: the sparsest cadence.
+    assert auto_interval(10.0, 0.001, AUTO_INTERVALS) == 500
+    assert auto_interval(0.030, 0.100, (20, 50)) == 50
+
+
+def _measured_steps(
+    monitor: UpdateRatioMonitor, steps: int
+) -> tuple[list[int], list[dict[str, Any]]]:
+    """The steps ``monitor`` measured in a run of ``steps`` steps, and the run's cadence events."""
+    measured: list[int] = []
+
+    class Seen(HookBase):
+        priority = 21  # right after the monitor
+
+        def after_step(self) -> None:
+            if monitor.last_step == self.trainer.step:
+                measured.append(self.trainer.step)
+
+    trainer = tiny_trainer([monitor, Seen()], n=16 * steps)
+    trainer.train()
+    cadence = [e for e in trainer.metrics.events if e["event"] == "diagnostics_cadence"]
+    return measured, cadence
+
+
+def test_auto_cadence_times_two_measurements_then_keeps_the_interval_it_chose() -> None:
+    from tunekit.diagnostics._ratios import AUTO_INTERVALS
+
+    monitor = UpdateRatioMonitor()
+    assert monitor.auto and monitor.calibrating and monitor.interval == 20
+    measured, cadence = _measured_steps(monitor, 120)
+    chosen = monitor.interval
+    assert chosen in AUTO_INTERVALS and not monitor.calibrating
+    assert len(cadence) == 1 and cadence[0]["step"] == 40 and cadence[0]["interval"] == chosen
+    assert cadence[0]["measurement_ms"] > 0 and cadence[0]["step_ms"] > 0
+    later = [s for s in range(41, 121) if s % chosen == 0]
+    assert measured == [20, 40, *later]
+    assert monitor.state_dict()["interval"] == chosen
+
+
+def test_a_set_interval_is_kept_and_a_resumed_auto_run_keeps_its_choice() -> None:
+    fixed = UpdateRatioMonitor(interval=30)
+    measured, cadence = _measured_steps(fixed, 70)
+    assert measured == [30, 60] and cadence == []
+    assert fixed.state_dict()["interval"] == 30
+
+    resumed = UpdateRatioMonitor()
+    resumed.load_state_dict({"interval": 50})
+    measured, cadence = _measured_steps(resumed, 110)
+    assert measured == [50, 100] and cadence == []  # no second calibration

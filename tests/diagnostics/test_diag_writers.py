@@ -146,3 +146,18 @@ def test_activation_stats_of_a_known_output() -> None:
         torch.nn.Tanh(), torch.tensor([[0.999, 0.0, -0.995, 0.5]])
     ).tolist()
     assert sat == pytest.approx(0.5)
+
+
+def test_the_default_interval_is_automatic_and_starts_at_20() -> None:
+    from pydantic import ValidationError
+
+    from tunekit.config import DiagnosticsConfig
+    from tunekit.diagnostics import UpdateRatioMonitor
+
+    assert DiagnosticsConfig().interval == "auto"
+    assert Recipe.model_validate({"diagnostics": {"interval": 20}}).diagnostics.interval == 20
+    with pytest.raises(ValidationError, match="which starts at 20"):
+        Recipe.model_validate({"diagnostics": {"histogram_interval": 30}})
+    hooks = diagnostic_hooks(DiagnosticsConfig(tensorboard=False), Path("unused"))
+    ratios = next(h for h in hooks if isinstance(h, UpdateRatioMonitor))
+    assert ratios.auto and ratios.keep_updates_every is None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Sequence
 from contextlib import nullcontext
 from typing import Any
 
@@ -102,17 +101,12 @@ class Guards(DiagnosticHook):
         if t.loss is None:
             self._check_gradients_alone()
             return
-        check_grads = self._gradients_due()
         loss_t = t.loss.detach().reshape(())
         grad_norm: float | None = None
-        if check_grads and (grads := [p.grad for _, p in self._params if p.grad is not None]):
+        if self._gradients_due() and (grads := self._grads()):
             # One fused norm per tensor (as clip_grad_norm_ does), sent to the host with
             # the loss in one transfer; the global norm is combined there (hypot: no overflow).
-            norms: Sequence[torch.Tensor] = torch._foreach_norm(grads)
-            if not self._uniform or loss_t.dtype != torch.float32:
-                loss_t = loss_t.float()
-                norms = [n.to(loss_t.device, torch.float32) for n in norms]
-            values = torch.stack([loss_t, *norms]).tolist()
+            values = self._to_host([loss_t, *torch._foreach_norm(grads)])
             grad_norm = math.hypot(*values[1:])
         else:
             values = [float(loss_t)]
@@ -128,14 +122,23 @@ class Guards(DiagnosticHook):
 
     def _check_gradients_alone(self) -> None:
         grad_norm: float | None = None
-        if self._gradients_due() and (
-            grads := [p.grad for _, p in self._params if p.grad is not None]
-        ):
-            norms = [n.float() for n in torch._foreach_norm(grads)]
-            grad_norm = math.hypot(*torch.stack([n.to(norms[0].device) for n in norms]).tolist())
+        if self._gradients_due() and (grads := self._grads()):
+            grad_norm = math.hypot(*self._to_host(list(torch._foreach_norm(grads))))
             if not math.isfinite(grad_norm):
                 raise self._stop("gradient", outputs_first=True)
         self._deferred = (grad_norm,)
+
+    def _grads(self) -> list[torch.Tensor]:
+        return [p.grad for _, p in self._params if p.grad is not None]
+
+    def _to_host(self, scalars: list[torch.Tensor]) -> list[float]:
+        """Zero-dimensional tensors as floats, in one transfer."""
+        device = self.trainer.device
+        # Float32 on one device (the usual case) stack as they are: a conversion per
+        # tensor would cost more than the norms on a small model.
+        if not (self._uniform and all(x.dtype == torch.float32 for x in scalars[:1])):
+            scalars = [x.to(device, torch.float32) for x in scalars]
+        return list(torch.stack(scalars).tolist())
 
     @never_fails
     def after_step(self) -> None:

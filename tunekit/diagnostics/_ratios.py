@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+import statistics
+import time
+from typing import Any, Literal
 
 import torch
 
@@ -15,6 +17,39 @@ def _norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     # torch._foreach_norm is what clip_grad_norm_ uses: one fused pass per
     # device and dtype instead of a kernel launch per tensor.
     return list(torch._foreach_norm(tensors)) if tensors else []
+
+
+#: The cadences an automatic interval picks from: each divides the default histogram interval
+#: (500), so the update histograms still have a measured update to show.
+AUTO_INTERVALS = (20, 50, 100, 250, 500)
+#: The share of the training time the automatic interval gives the measurements: half of
+#: a 2% budget for the diagnostics, since the guards' gradient norm, every step, can take
+#: about 1.5% on a model with many parameters and little compute per step.
+AUTO_BUDGET = 0.005
+#: Measurements at the first cadence that the automatic interval is chosen from.
+AUTO_CALIBRATION = 2
+
+
+def auto_interval(cost_s: float, step_s: float, candidates: tuple[int, ...]) -> int:
+    """The smallest of ``candidates`` (sorted) that keeps a measurement costing ``cost_s``
+    under :data:`AUTO_BUDGET` of the steps between two measurements (each ``step_s``
+    long); the largest when none does.
+
+    >>> auto_interval(0.030, 0.300, AUTO_INTERVALS)  # 30 ms against 20 x 300 ms: 0.5% exactly
+    20
+    >>> auto_interval(0.060, 0.300, AUTO_INTERVALS)
+    50
+    """
+    for n in candidates:
+        if cost_s <= AUTO_BUDGET * n * step_s:
+            return n
+    return candidates[-1]
+
+
+def _sync(device: torch.device) -> None:
+    # CUDA work is asynchronous: a wall-clock time of it needs the queue drained.
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _scheduled_peak(scheduler: Any) -> float:
@@ -49,9 +84,18 @@ class UpdateRatioMonitor(DiagnosticHook):
     divisible by ``keep_updates_every``, the update tensors as histograms
     ``updates/<parameter>`` (until the next step starts).
 
+    With ``interval="auto"`` (the default) the first :data:`AUTO_CALIBRATION`
+    measurements come every 20 steps and are timed, as are the steps between
+    them; then the cadence becomes the smallest of :data:`AUTO_INTERVALS` whose
+    measurements cost at most :data:`AUTO_BUDGET` (0.5%) of the training time (20
+    when they are cheap against a step, up to 500 for a model with many
+    parameters and little compute per step). The choice is a
+    ``diagnostics_cadence`` event and part of :meth:`state_dict`, so a resumed
+    run keeps it. A number is used as it is.
+
     Args:
-        interval: steps between measurements (the measuring step costs about
-            one extra copy of the weights and three norm passes).
+        interval: steps between measurements, or ``"auto"`` (the measuring step
+            costs about one extra copy of the weights and three norm passes).
         bounds: the healthy range of the ratio (the recipe aims near 1e-3).
         patience: checks in a row out of bounds before a warning.
         keep_updates_every: put the update tensors of steps divisible by this (for histograms).
@@ -63,13 +107,15 @@ class UpdateRatioMonitor(DiagnosticHook):
 
     def __init__(
         self,
-        interval: int = 20,
+        interval: int | Literal["auto"] = "auto",
         bounds: tuple[float, float] = (1e-4, 1e-2),
         patience: int = 3,
         keep_updates_every: int | None = None,
         anneal_fraction: float = 0.1,
     ) -> None:
-        self.interval = interval
+        self.auto = interval == "auto"
+        #: steps between measurements (while ``auto`` calibrates: the first of AUTO_INTERVALS)
+        self.interval: int = AUTO_INTERVALS[0] if interval == "auto" else int(interval)
         self.bounds = bounds
         self.patience = patience
         self.keep_updates_every = keep_updates_every
@@ -87,6 +133,17 @@ class UpdateRatioMonitor(DiagnosticHook):
         self._before: list[torch.Tensor] | None = None
         self._weight_norms: list[torch.Tensor] | None = None
         self._grad_norms: list[torch.Tensor] | None = None
+        # Calibration of the automatic interval (while it is None, the interval is not chosen).
+        self._chosen: int | None = None if self.auto else self.interval
+        self._cost_s: list[float] = []  # seconds of each timed measurement
+        self._step_s: list[float] = []  # seconds of each unmeasured step, end to end
+        self._step_end: float | None = None
+        self._timing = 0.0  # seconds of the measurement being taken
+
+    @property
+    def calibrating(self) -> bool:
+        """Whether the automatic interval is still being chosen."""
+        return self._chosen is None
 
     def due(self, step: int) -> bool:
         """Whether step number ``step`` (1-based) is measured."""
@@ -112,6 +169,7 @@ class UpdateRatioMonitor(DiagnosticHook):
         if self._layout is None or not t.dist.is_main or not self.due(t.step + 1):
             return
         params = self._layout.params
+        started = self._clock(t.device)
         with torch.no_grad():
             self._before = [p.detach().clone() for p in params]
             self._weight_norms = _norms(self._before)
@@ -119,14 +177,18 @@ class UpdateRatioMonitor(DiagnosticHook):
             norms = iter(_norms(grads))
             zero = torch.zeros((), device=t.device)
             self._grad_norms = [next(norms) if p.grad is not None else zero for p in params]
+        if self.calibrating:
+            self._timing = self._clock(t.device) - started
 
     @never_fails
     def after_step(self) -> None:
         before, weight_norms, grad_norms = self._before, self._weight_norms, self._grad_norms
         self._before = self._weight_norms = self._grad_norms = None
-        if before is None or weight_norms is None or grad_norms is None or self._layout is None:
-            return
         t = self.trainer
+        if before is None or weight_norms is None or grad_norms is None or self._layout is None:
+            self._time_step(measured=False)
+            return
+        started = self._clock(t.device)
         layout = self._layout
         with torch.no_grad():
             # In place: the copy becomes w_before - w_after (no second model-sized buffer).
@@ -146,6 +208,50 @@ class UpdateRatioMonitor(DiagnosticHook):
         peak = max(self._peak_lr, _scheduled_peak(t.scheduler))
         annealed = rising or lr < self.anneal_fraction * peak
         self._report(layout, d, w, g, t.step, annealed=annealed)
+        if self.calibrating:
+            self._cost_s.append(self._timing + self._clock(t.device) - started)
+            self._time_step(measured=True)
+
+    def _clock(self, device: torch.device) -> float:
+        """Now, with the device's queue drained while the interval is being chosen."""
+        if self.calibrating:
+            _sync(device)
+        return time.perf_counter()
+
+    def _time_step(self, *, measured: bool) -> None:
+        """Times the steps between measurements and, after the calibration, picks the interval."""
+        if not self.calibrating or not self.trainer.dist.is_main:
+            return  # only rank 0 measures
+        now = time.perf_counter()
+        # A measured step's own time holds its measurement: only the others time a step.
+        if not measured and self._step_end is not None:
+            self._step_s.append(now - self._step_end)
+        self._step_end = now
+        if len(self._cost_s) < AUTO_CALIBRATION or not self._step_s:
+            return
+        # The median step: an epoch's evaluation or a slow first step is not a step's cost.
+        step_s = statistics.median(self._step_s)
+        cost_s = min(self._cost_s)  # the least disturbed of the measurements
+        h = self.keep_updates_every
+        candidates = tuple(n for n in AUTO_INTERVALS if not h or h % n == 0) or AUTO_INTERVALS[:1]
+        self._choose(auto_interval(cost_s, step_s, candidates), cost_s, step_s)
+
+    def _choose(self, interval: int, cost_s: float, step_s: float) -> None:
+        self._chosen = self.interval = interval
+        self._cost_s, self._step_s, self._step_end = [], [], None
+        message = (
+            f"update ratios every {interval} steps (interval: auto): a measurement takes "
+            f"{cost_s * 1e3:.3g} ms and a step {step_s * 1e3:.3g} ms, so they cost "
+            f"{100 * cost_s / (interval * step_s):.2g}% of the training time"
+        )
+        self.metrics.event(
+            "diagnostics_cadence",
+            message,
+            level="info",
+            interval=interval,
+            measurement_ms=cost_s * 1e3,
+            step_ms=step_s * 1e3,
+        )
 
     def _report(
         self,
@@ -221,6 +327,7 @@ class UpdateRatioMonitor(DiagnosticHook):
             "warned": sorted(self._warned),
             "peak_lr": self._peak_lr,
             "last_lr": self._last_lr,
+            "interval": self._chosen,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -229,3 +336,7 @@ class UpdateRatioMonitor(DiagnosticHook):
         self._peak_lr = float(state.get("peak_lr", 0.0))
         last = state.get("last_lr")
         self._last_lr = None if last is None else float(last)
+        chosen = state.get("interval")
+        if self.auto and chosen is not None:
+            # The cadence this run chose before it was stopped: no second calibration.
+            self._chosen = self.interval = int(chosen)
