@@ -82,20 +82,25 @@ def test_tunekits_search_runs_on_the_table_through_its_python_objective() -> Non
     assert tr.quality[-1] >= t.best_quality() - 0.03
 
 
-@pytest.mark.parametrize("task", ["digits", "shapes"])
-def test_seeded_tunekit_ends_ahead_of_random_search_on_the_stored_table(task: str) -> None:
-    path = BENCH / "tables" / f"{task}.json"
-    t = Table.load(path)
+def test_a_seeded_replay_of_tunekit_on_shapes_ends_ahead_of_random_search() -> None:
+    """A regression check of the search on a fixed replay, not a claim about tuners in general
+    (benchmarks/RESULTS.md has that, over 50 seeds): on these six seeds the staged search that
+    compares trials late is ahead of random search by more than a point on average over the
+    budget and by two at a third of it; a search that stopped refining, pruned the wrong trials
+    or picked the wrong incumbent would not be."""
+    t = Table.load(BENCH / "tables" / "shapes.json")
     budget = 27 * t.epochs
-    seeds = [0, 1, 2, 3]
-    by_arm = {arm: [run_arm(arm, t, s, budget) for s in seeds] for arm in ("tunekit", "random")}
+    seeds = [0, 1, 2, 3, 4, 5]
+    by_arm = {
+        "tunekit": [run_arm("tunekit", t, s, budget, design_name="late") for s in seeds],
+        "random": [run_arm("random", t, s, budget) for s in seeds],
+    }
     grid = list(range(1, budget + 1))
-    ups = speedups(by_arm, grid, t.sign)
+    area = speedups(by_arm, grid, t.sign)["tunekit"]["area"]
     med = {a: bands(ts, grid, t.sign)["median"] for a, ts in by_arm.items()}
-    # Ahead on average over the budget, and at a third of it.
-    assert ups["tunekit"]["area"] > 0, ups
     third = budget // 3 - 1
-    assert med["tunekit"][third] >= med["random"][third], (
+    assert area > 0.005, area
+    assert med["tunekit"][third] > med["random"][third] + 0.01, (
         med["tunekit"][third],
         med["random"][third],
     )
