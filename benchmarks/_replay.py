@@ -359,6 +359,18 @@ def staged(
     ]
 
 
+def _late(full: int, budget: int, **kw: Any) -> list[dict[str, Any]]:
+    """Coarse trials cut at two thirds of the length, and no comparison before a third."""
+    args: dict[str, Any] = {
+        "coarse_len": 2 * full // 3,
+        "coarse_share": 0.4,
+        "fill": 1.4,
+        "coarse_pruner": _median(4, full // 3),
+        "fine_pruner": _median(3, 2 * full // 3),
+    }
+    return staged(full, budget, **{**args, **kw})
+
+
 #: tunekit's stage designs for a replay: each a function of (the table's full length in
 #: epochs, the budget in epochs) giving the study's ``stages``. ``default`` is the shape of
 #: the shipped studies (studies/digits.yaml); the others are the variants measured against it.
@@ -389,14 +401,14 @@ DESIGNS: dict[str, Callable[[int, int], list[dict[str, Any]]]] = {
         full, budget, coarse_share=0.33, fill=1.5, top_k=5, margin=0.5
     ),
     # Against the short-horizon bias: nothing is compared before two thirds of the length.
-    "late": lambda full, budget: staged(
+    "late": lambda full, budget: _late(full, budget),
+    "late_tpe": lambda full, budget: _late(full, budget, coarse_sampler="tpe"),
+    "late_fine": lambda full, budget: _late(full, budget, coarse_share=0.25),
+    "late_hb": lambda full, budget: _late(
         full,
         budget,
-        coarse_len=2 * full // 3,
-        coarse_share=0.4,
-        fill=1.4,
-        coarse_pruner=_median(4, full // 3),
-        fine_pruner=_median(3, 2 * full // 3),
+        fill=1.8,
+        fine_pruner={"name": "hyperband", "min_resource": full // 3, "reduction_factor": 3},
     ),
     "late_wide": lambda full, budget: staged(
         full,
