@@ -336,6 +336,7 @@ class StagedSearch:
         self._study_ids: dict[str, int] = {}
         self._trial_ids: dict[tuple[str, int], int] = {}
         self._tallies: dict[str, _Tally] = {}
+        self._looked_at: dict[str, float] = {}
         # What never changes once stored: read once per worker, not once per trial.
         self._spaces: dict[str, Space] = {}
         self._started_at: float | None = None
@@ -470,6 +471,14 @@ class StagedSearch:
     def _count(self, unit: Stage, s: optuna.Study, upto: int | None = None) -> StageCounts:
         tally = self._tallies.setdefault(unit.study_name, _Tally())
         return tally.count(s.get_trials(deepcopy=False), upto)
+
+    def due(self, unit: Stage, every_s: float) -> bool:
+        """True at most once per ``every_s`` for each cell (for checks that need no more)."""
+        now = time.monotonic()
+        if now - self._looked_at.get(unit.study_name, -math.inf) < every_s:
+            return False
+        self._looked_at[unit.study_name] = now
+        return True
 
     def planned(self, unit: Stage) -> int:
         """The cell's planned trials: the stage's ``trials``, or a repeat's seeds (0 when the
