@@ -271,7 +271,11 @@ def run_optuna(
 ) -> list[Record]:
     """An Optuna ask/tell loop, epochs as the pruner's steps, until ``budget`` epochs are spent."""
     replay = Replay(table, seed, source)
-    study = optuna.create_study(direction=table.direction, sampler=sampler, pruner=pruner)
+    # A fixed name: Hyperband assigns a trial's bracket by hashing the study's name with the
+    # trial's number, so Optuna's default (a random name) would make the arm irreproducible.
+    study = optuna.create_study(
+        study_name=f"replay-{seed}", direction=table.direction, sampler=sampler, pruner=pruner
+    )
     dists = _float_space(table)
     spent = 0
     while spent < budget:
