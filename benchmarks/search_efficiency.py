@@ -52,7 +52,7 @@ DEFAULT_ARMS = "tunekit,random,optuna-tpe-hyperband,optuna-asha"
 SHOW_AT = (1 / 27, 1 / 9, 1 / 3, 1.0)
 
 
-def _grid(budget: int, full: int) -> list[int]:
+def _grid(budget: int) -> list[int]:
     # Every epoch: the curves are step functions of the epochs spent.
     return list(range(1, budget + 1))
 
@@ -73,7 +73,7 @@ def run(
 
 
 def report(table: Table, by_arm: dict[str, list[Trace]], budget: int) -> tuple[str, dict[str, Any]]:
-    grid = _grid(budget, table.epochs)
+    grid = _grid(budget)
     sign = table.sign
     ups = speedups(by_arm, grid, sign)
     at = [max(1, round(f * budget)) for f in SHOW_AT]
@@ -110,7 +110,7 @@ def figure(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    grid = _grid(budget, table.epochs)
+    grid = _grid(budget)
     fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=110)
     for arm, traces in by_arm.items():
         b = bands(traces, grid, table.sign)
