@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from tunekit.search import Heartbeat, LivenessSpec, open_storage
 from tunekit.search._liveness import HEARTBEAT_ATTR
-from tunekit.search._stages import SURPLUS_ATTR, _Tally, count_trials
+from tunekit.search._stages import SURPLUS_ATTR, _KeptTally, count_trials
 from tunekit.search._storage import one_write
 
 
@@ -91,7 +91,7 @@ def test_tally_counts_as_count_trials_does() -> None:
         )
         study.add_trial(frozen)
     trials = study.get_trials(deepcopy=False)
-    tally = _Tally()
+    tally = _KeptTally()
     for _ in range(2):  # the second call counts from what the first kept
         assert tally.count(trials) == count_trials(trials)
         for upto in range(len(trials)):

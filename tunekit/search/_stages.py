@@ -163,19 +163,10 @@ def live_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
 
 def count_trials(trials: list[FrozenTrial]) -> StageCounts:
     """Counts by state; a failed trial that was retried counts through its retry instead."""
-    trials = live_trials(trials)
-    retried = set()
+    tally = _Tally()
     for t in trials:
-        retried.update(t.system_attrs.get("retry_history", []))
-    failed = [t for t in trials if t.state == TrialState.FAIL]
-    return StageCounts(
-        complete=sum(t.state == TrialState.COMPLETE for t in trials),
-        pruned=sum(t.state == TrialState.PRUNED for t in trials),
-        failed=len(failed),
-        running=sum(t.state == TrialState.RUNNING for t in trials),
-        waiting=sum(t.state == TrialState.WAITING for t in trials),
-        retried=sum(t.number in retried for t in failed),
-    )
+        tally.add(t)
+    return tally.counts()
 
 
 def _sum_counts(counts: list[StageCounts]) -> StageCounts:
@@ -184,7 +175,38 @@ def _sum_counts(counts: list[StageCounts]) -> StageCounts:
     )
 
 
+@dataclass
 class _Tally:
+    """Trials added one by one, by state (what :func:`count_trials` counts)."""
+
+    by_state: dict[TrialState, int] = field(default_factory=dict)
+    failed: set[int] = field(default_factory=set)
+    replaced: set[int] = field(default_factory=set)  # numbers named in retry_history
+
+    def add(self, t: FrozenTrial) -> None:
+        if t.system_attrs.get(SURPLUS_ATTR):
+            return  # never ran: see StagedSearch.over_plan
+        self.replaced.update(t.system_attrs.get("retry_history", []))
+        self.by_state[t.state] = self.by_state.get(t.state, 0) + 1
+        if t.state == TrialState.FAIL:
+            self.failed.add(t.number)
+
+    def copy(self) -> _Tally:
+        return _Tally(dict(self.by_state), set(self.failed), set(self.replaced))
+
+    def counts(self) -> StageCounts:
+        n = self.by_state.get
+        return StageCounts(
+            complete=n(TrialState.COMPLETE, 0),
+            pruned=n(TrialState.PRUNED, 0),
+            failed=n(TrialState.FAIL, 0),
+            running=n(TrialState.RUNNING, 0),
+            waiting=n(TrialState.WAITING, 0),
+            retried=len(self.failed & self.replaced),
+        )
+
+
+class _KeptTally:
     """One cell's counts, kept between calls so that a worker's check per trial is not a
     count of every trial of the cell.
 
@@ -195,62 +217,26 @@ class _Tally:
     """
 
     def __init__(self) -> None:
-        self.done = 0  # trials 0 .. done-1 are finished and counted below
-        self.complete = 0
-        self.pruned = 0
-        self.failed: set[int] = set()
-        self.replaced: set[int] = set()  # numbers named in retry_history
+        self.done = 0  # trials 0 .. done-1 are finished and counted in self.finished
+        self.finished = _Tally()
 
     def count(self, trials: list[FrozenTrial], upto: int | None = None) -> StageCounts:
         """``count_trials(trials)``, or of the trials numbered ``upto`` or less."""
         if upto is not None and upto < self.done:
             return count_trials([t for t in trials if t.number <= upto])
-        self._absorb(trials)
-        complete, pruned, running, waiting = self.complete, self.pruned, 0, 0
-        failed: set[int] = set()
-        replaced: set[int] = set()
-        for t in trials[self.done :]:
-            if (upto is not None and t.number > upto) or t.system_attrs.get(SURPLUS_ATTR):
-                continue
-            replaced.update(t.system_attrs.get("retry_history", []))
-            if t.state == TrialState.COMPLETE:
-                complete += 1
-            elif t.state == TrialState.PRUNED:
-                pruned += 1
-            elif t.state == TrialState.FAIL:
-                failed.add(t.number)
-            elif t.state == TrialState.RUNNING:
-                running += 1
-            elif t.state == TrialState.WAITING:
-                waiting += 1
-        replaced |= self.replaced
-        return StageCounts(
-            complete=complete,
-            pruned=pruned,
-            failed=len(self.failed) + len(failed),
-            running=running,
-            waiting=waiting,
-            retried=len(self.failed & replaced) + len(failed & replaced),
-        )
-
-    def _absorb(self, trials: list[FrozenTrial]) -> None:
         # Storages list a study's trials by number; anything else is counted afresh each call.
         while (
             self.done < len(trials)
             and trials[self.done].number == self.done
             and trials[self.done].state.is_finished()
         ):
-            t = trials[self.done]
+            self.finished.add(trials[self.done])
             self.done += 1
-            if t.system_attrs.get(SURPLUS_ATTR):
-                continue
-            self.replaced.update(t.system_attrs.get("retry_history", []))
-            if t.state == TrialState.COMPLETE:
-                self.complete += 1
-            elif t.state == TrialState.PRUNED:
-                self.pruned += 1
-            else:
-                self.failed.add(t.number)
+        tally = self.finished.copy()
+        for t in trials[self.done :]:
+            if upto is None or t.number <= upto:
+                tally.add(t)
+        return tally.counts()
 
 
 def ranked(trials: list[FrozenTrial], direction: str) -> list[FrozenTrial]:
@@ -335,7 +321,7 @@ class StagedSearch:
         self._studies: dict[str, optuna.Study] = {}
         self._study_ids: dict[str, int] = {}
         self._trial_ids: dict[tuple[str, int], int] = {}
-        self._tallies: dict[str, _Tally] = {}
+        self._tallies: dict[str, _KeptTally] = {}
         self._looked_at: dict[str, float] = {}
         # What never changes once stored: read once per worker, not once per trial.
         self._spaces: dict[str, Space] = {}
@@ -469,7 +455,7 @@ class StagedSearch:
         return _sum_counts(counts)
 
     def _count(self, unit: Stage, s: optuna.Study, upto: int | None = None) -> StageCounts:
-        tally = self._tallies.setdefault(unit.study_name, _Tally())
+        tally = self._tallies.setdefault(unit.study_name, _KeptTally())
         return tally.count(s.get_trials(deepcopy=False), upto)
 
     def due(self, unit: Stage, every_s: float) -> bool:
