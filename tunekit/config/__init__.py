@@ -16,6 +16,7 @@ if TYPE_CHECKING:
         validate,
     )
     from ._recipe import (
+        AUTO_FIRST_INTERVAL,
         MAX_COUNT,
         MAX_EPOCHS,
         OPTIMIZER_SETTINGS,

@@ -32,6 +32,9 @@ MAX_KEPT = 1000
 MAX_ACCUMULATE = 2**16
 #: Entries of a list field (milestones, layer names, sizes).
 MAX_ITEMS = 1000
+#: The update-ratio interval that ``interval: auto`` measures at while it chooses (and
+#: throughput keeps): the first of the cadences it picks from.
+AUTO_FIRST_INTERVAL = 20
 #: random.seed, numpy and torch.manual_seed all take 0 <= seed < 2**32.
 MAX_SEED = 2**32 - 1
 
@@ -399,8 +402,7 @@ class DiagnosticsConfig(_Section):
                 + ("; swap them" if low > high else ""),
             )
         # "auto" starts at 20 and only picks cadences that divide histogram_interval.
-        interval = self.interval if isinstance(self.interval, int) else 20
-        if self.histograms and self.histogram_interval % interval:
+        if self.histograms and self.histogram_interval % self.first_interval:
             raise FieldError(
                 "histogram_interval",
                 f"histogram_interval ({self.histogram_interval}) must be a multiple of interval "
@@ -409,6 +411,11 @@ class DiagnosticsConfig(_Section):
                 + "), so update histograms have an update to show",
             )
         return self
+
+    @property
+    def first_interval(self) -> int:
+        """The interval measured at first: ``interval``, or where ``auto`` starts."""
+        return self.interval if isinstance(self.interval, int) else AUTO_FIRST_INTERVAL
 
 
 MultilabelLoss = Literal["bce", "softmax"]

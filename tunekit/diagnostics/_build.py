@@ -27,10 +27,9 @@ def diagnostic_hooks(cfg: DiagnosticsConfig, run_dir: Path) -> list[HookBase]:
     if not cfg.enabled:
         return []
     histograms = cfg.histogram_interval if cfg.histograms else None
-    # Throughput costs nothing to measure: with an automatic interval it keeps its 20 steps.
-    every = cfg.interval if isinstance(cfg.interval, int) else 20
     hooks: list[HookBase] = [
-        ThroughputMonitor(every),
+        # Throughput costs nothing to measure: with an automatic interval it keeps 20 steps.
+        ThroughputMonitor(cfg.first_interval),
         UpdateRatioMonitor(
             cfg.interval,
             bounds=(cfg.ratio_bounds[0], cfg.ratio_bounds[1]),

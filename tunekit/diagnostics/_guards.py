@@ -136,7 +136,7 @@ class Guards(DiagnosticHook):
         device = self.trainer.device
         # Float32 on one device (the usual case) stack as they are: a conversion per
         # tensor would cost more than the norms on a small model.
-        if not (self._uniform and all(x.dtype == torch.float32 for x in scalars[:1])):
+        if not (self._uniform and scalars[0].dtype == torch.float32):
             scalars = [x.to(device, torch.float32) for x in scalars]
         return list(torch.stack(scalars).tolist())
 

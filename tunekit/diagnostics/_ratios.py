@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 import torch
 
+from tunekit.config import AUTO_FIRST_INTERVAL
+
 from ._base import DiagnosticHook, never_fails
 from ._layers import ParamLayout
 
@@ -21,7 +23,7 @@ def _norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
 
 #: The cadences an automatic interval picks from: each divides the default histogram interval
 #: (500), so the update histograms still have a measured update to show.
-AUTO_INTERVALS = (20, 50, 100, 250, 500)
+AUTO_INTERVALS = (AUTO_FIRST_INTERVAL, 50, 100, 250, 500)
 #: The share of the training time the automatic interval gives the measurements: half of
 #: a 2% budget for the diagnostics, since the guards' gradient norm, every step, can take
 #: about 1.5% on a model with many parameters and little compute per step.
