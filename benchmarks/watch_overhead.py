@@ -2,7 +2,8 @@
 
 The same model, weights, batches and optimizer; rounds of ``--steps`` steps alternate
 between the bare loop and the watched one (in turn first, so neither always follows the
-other), and the median round times are compared. Models: the digits CNN (small_cnn,
+other), and the ratio is the median over rounds of the watched round's time to the bare
+round's next to it (a pair shares the machine's state of the moment, so drift cancels). Models: the digits CNN (small_cnn,
 16 px) and torchvision ResNet-18 at 64 and 32 px. Goal: ratio <= 1.02.
 
 When wandb is installed, the same is done, in rounds of its own, for the loop under
@@ -34,7 +35,7 @@ from _common import machine, median, write_section
 
 import tunekit
 from tunekit.config import ModelConfig
-from tunekit.diagnostics import UpdateRatioMonitor
+from tunekit.diagnostics import Guards, UpdateRatioMonitor
 from tunekit.models import build_model
 
 CASES = [("small_cnn", 16, 1), ("resnet18", 64, 3), ("resnet18", 32, 3)]
@@ -91,6 +92,7 @@ def measure(
                 on_step = monitor.step
                 closers.append(monitor.close)
                 ratios = next(h for h in monitor.hooks if isinstance(h, UpdateRatioMonitor))
+                guards = next(h for h in monitor.hooks if isinstance(h, Guards))
             elif arm == "wandb":
                 on_step, finish = _wandb_arm(model, tmp)
                 closers.append(finish)
@@ -108,18 +110,22 @@ def measure(
         for close in closers:
             close()
     result = {arm: median(ts) / args.steps for arm, ts in times.items()}
+    result["ratio"] = median([w / b for w, b in zip(times[peer], times["bare"])])
     if peer == "tunekit":
-        result["interval"] = ratios.interval  # the automatic cadence it chose, and why
+        # The automatic cadences it chose, and why.
+        result["interval"] = ratios.interval
+        result["check_interval"] = guards.gradient_check_interval
         for e in monitor.metrics.events:
             if e["event"] == "diagnostics_cadence":
-                result["measurement_ms"], result["step_ms"] = e["measurement_ms"], e["step_ms"]
+                key = "ratio" if e["check"] == "update ratios" else "check"
+                result[f"{key}_ms"], result["step_ms"] = e["measurement_ms"], e["step_ms"]
     return result
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--steps", type=int, default=20, help="steps per round (one timing sample)")
-    p.add_argument("--rounds", type=int, default=9)
+    p.add_argument("--rounds", type=int, default=21)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--no-wandb", action="store_true", help="leave out the wandb peer")
     p.add_argument("--no-write", action="store_true")
@@ -135,28 +141,35 @@ def main() -> None:
         t = measure(name, size, in_ch, args, "tunekit")
         if with_wandb:
             w = measure(name, size, in_ch, args, "wandb")
-            t["wandb"], t["wandb_bare"] = w["wandb"], w["bare"]
-        ratio = t["tunekit"] / t["bare"]
+            t["wandb"], t["wandb_bare"], t["wandb_ratio"] = w["wandb"], w["bare"], w["ratio"]
+        ratio = t["ratio"]
         line = (
             f"{name} {size}px: bare {t['bare'] * 1e3:.1f} ms/step, "
-            f"tunekit.watch {t['tunekit'] * 1e3:.1f} ms/step (ratio {ratio:.3f}, "
-            f"update ratios every {t['interval']:.0f} steps: a measurement took "
-            f"{t.get('measurement_ms', math.nan):.1f} ms, a step {t.get('step_ms', math.nan):.1f} ms)"
+            f"tunekit.watch {t['tunekit'] * 1e3:.1f} ms/step (ratio {ratio:.3f}; update ratios "
+            f"every {t['interval']:.0f} steps, {t.get('ratio_ms', math.nan):.2g} ms each; "
+            f"gradient checks every {t['check_interval']:.0f}, {t.get('check_ms', math.nan):.2g} ms "
+            f"each; a step {t.get('step_ms', math.nan):.3g} ms)"
         )
         row = (
-            f"| {name} | {size} | {t['bare'] * 1e3:.1f} | {t['tunekit'] * 1e3:.1f} | {ratio:.3f} |"
+            f"| {name} | {size} | {t['interval']:.0f} | {t['check_interval']:.0f} | "
+            f"{t['bare'] * 1e3:.1f} | {t['tunekit'] * 1e3:.1f} | {ratio:.3f} |"
         )
         if "wandb" in t:
-            line += f", wandb.watch {t['wandb'] * 1e3:.1f} ms/step (ratio {t['wandb'] / t['wandb_bare']:.3f} to its own bare rounds, {t['wandb_bare'] * 1e3:.1f} ms/step)"
-            row += f" {t['wandb_bare'] * 1e3:.1f} | {t['wandb'] * 1e3:.1f} | {t['wandb'] / t['wandb_bare']:.3f} |"
+            line += f", wandb.watch {t['wandb'] * 1e3:.1f} ms/step (ratio {t['wandb_ratio']:.3f} to its own bare rounds, {t['wandb_bare'] * 1e3:.1f} ms/step)"
+            row += (
+                f" {t['wandb_bare'] * 1e3:.1f} | {t['wandb'] * 1e3:.1f} | {t['wandb_ratio']:.3f} |"
+            )
         print(line, flush=True)
         rows.append(row)
     load = f"load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
     print(load)
     if args.no_write:
         return
-    head = "| model | px | auto interval | bare ms/step | tunekit.watch ms/step | ratio |"
-    rule = "|---|---|---|---|---|---|"
+    head = (
+        "| model | px | update ratios every | gradient checks every | bare ms/step "
+        "| tunekit.watch ms/step | ratio |"
+    )
+    rule = "|---|---|---|---|---|---|---|"
     if with_wandb:
         head += " bare ms/step (wandb rounds) | wandb.watch ms/step | ratio |"
         rule += "---|---|---|"
@@ -164,15 +177,16 @@ def main() -> None:
         f"`python benchmarks/watch_overhead.py --steps {args.steps} --rounds {args.rounds} "
         f"--batch {args.batch}`\n\nMachine: {machine()}; {load}.\n\n"
         "A bare PyTorch loop against the same loop with `tunekit.watch` at its default settings "
-        "(update ratios at the automatic interval, activations every 100 steps, gradient guard "
-        "every step, TensorBoard, metrics.jsonl)"
+        "(update ratios and gradient checks at their automatic intervals, the loss and the "
+        "model output checked every step, activations every 100 steps, TensorBoard, metrics.jsonl)"
         + (
             ', and, in rounds of their own, the bare loop against `wandb.watch(model, log="all")` '
             "offline with `wandb.log` of the loss each step"
             if with_wandb
             else ""
         )
-        + ", alternating rounds; median seconds per step. Goal: <= 1.02.\n\n"
+        + ", alternating rounds; median seconds per step, and the median over rounds of each "
+        "watched round's time to the bare round next to it. Goal: <= 1.02.\n\n"
         + "\n".join([head, rule, *rows])
     )
     write_section("tunekit.watch overhead on a bare loop (benchmarks/watch_overhead.py)", body)

@@ -175,3 +175,52 @@ def test_under_ddp_only_rank_0_writes_and_a_divergence_stops_every_rank(
     stops = [r for r in recs if r.get("event") == "non_finite"]
     assert len(stops) == 1 and stops[0]["step"] == steps[-1] + 1
     assert len(list((out / "tb").glob("events.out.tfevents.*"))) == 1
+
+
+def test_auto_gradient_checks_time_steps_6_to_15_then_keep_the_interval_they_chose() -> None:
+    from tunekit.diagnostics._guards import CHECK_CALIBRATION, CHECK_INTERVALS, CHECK_WARMUP
+
+    guards = Guards()
+    assert guards.auto and guards.gradient_check_interval == 1
+    trainer = tiny_trainer([guards], n=16 * 60)
+    checked: list[int] = []
+    norms_to_host = guards._norms_to_host
+
+    def seen(head: list[torch.Tensor], grads: list[torch.Tensor]) -> list[float]:
+        checked.append(trainer.step + 1)
+        return norms_to_host(head, grads)
+
+    guards._norms_to_host = seen  # type: ignore[method-assign]
+    trainer.train()
+    chosen = guards.gradient_check_interval
+    last_timed = CHECK_WARMUP + CHECK_CALIBRATION
+    assert chosen in CHECK_INTERVALS and guards.state_dict() == {"gradient_check_interval": chosen}
+    cadence = [e for e in trainer.metrics.events if e["event"] == "diagnostics_cadence"]
+    assert [(e["check"], e["interval"]) for e in cadence] == [("gradients", chosen)]
+    assert cadence[0]["measurement_ms"] > 0 and cadence[0]["step_ms"] > 0
+    # Every step until the choice, then every chosen-th.
+    later = [s for s in range(last_timed + 1, trainer.step + 1) if s % chosen == 0]
+    assert checked == [*range(1, last_timed + 1), *later]
+
+
+def test_the_calibration_picks_the_sparsest_check_only_when_a_check_is_dear() -> None:
+    from tunekit.diagnostics._cadence import Calibration
+    from tunekit.diagnostics._guards import CHECK_INTERVALS
+
+    cheap = Calibration(CHECK_INTERVALS, samples=3)
+    cheap.costs, cheap.steps = [1e-5, 2e-5, 3e-5], [0.1, 0.1, 5.0]  # 5 s: an evaluation
+    assert cheap.choice() == (1, 1e-5, 0.1)
+    dear = Calibration(CHECK_INTERVALS, samples=3)
+    dear.costs, dear.steps = [3e-3, 9e-3, 4e-3], [0.1] * 3  # 3% of a step: every 10th
+    assert dear.choice() == (10, 3e-3, 0.1)
+    dear.costs = dear.costs[:2]
+    assert dear.choice() is None  # not enough timings yet
+
+
+def test_a_resumed_auto_guard_keeps_its_interval() -> None:
+    guards = Guards()
+    guards.load_state_dict({"gradient_check_interval": 5})
+    trainer = tiny_trainer([guards], n=16 * 12)
+    trainer.train()
+    assert guards.gradient_check_interval == 5
+    assert not [e for e in trainer.metrics.events if e["event"] == "diagnostics_cadence"]

@@ -105,3 +105,17 @@ def test_warn_records_every_bad_step_and_goes_on(tmp_path: Path) -> None:
         _train(model, opt, monitor, steps=4)
     assert [e.step for e in monitor.errors][:1] == [2]
     assert monitor.host.step == 4
+
+
+def test_between_gradient_checks_a_bad_output_still_stops_its_own_step(tmp_path: Path) -> None:
+    # Gradients are checked at steps 5 and 10 only; step 3's forward goes NaN.
+    torch.manual_seed(0)
+    model = Poisoned(at=3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    monitor = tunekit.watch(model, opt, out=tmp_path, gradient_check_interval=5, **FAST)
+    with pytest.raises(NonFiniteError) as info:
+        _train(model, opt, monitor, steps=5)
+    monitor.close()
+    err = info.value
+    assert (err.step, err.where, err.layer, err.taken) == (3, "output", "mid", False)
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # the step was not taken

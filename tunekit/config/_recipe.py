@@ -381,8 +381,9 @@ class DiagnosticsConfig(_Section):
     guards: bool = True
     # Steps between gradient checks (the loss is checked every step). 1 stops a
     # bad gradient before its step; more saves a gradient pass on models with
-    # many parameters and little compute per step.
-    gradient_check_interval: Count = 1
+    # many parameters and little compute per step; "auto" picks 1 to 50 so that
+    # the checks cost at most 0.5% of the training time (1 under distributed training).
+    gradient_check_interval: Count | Literal["auto"] = "auto"
     spike_factor: float = Field(3.0, gt=1.0)
     # Recent losses kept to spot a spike in.
     spike_window: int = Field(50, gt=0, le=10**6)

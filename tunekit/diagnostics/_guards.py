@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+import time
 from collections import deque
 from contextlib import nullcontext
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -13,7 +14,13 @@ from torch import nn
 from tunekit.core import rng_state, set_rng_state
 
 from ._base import DiagnosticHook, log, never_fails
+from ._cadence import Calibration, cadence_message, clock
 from ._errors import NonFiniteError
+
+#: The gradient-check cadences ``gradient_check_interval="auto"`` picks from.
+CHECK_INTERVALS = (1, 2, 5, 10, 20, 50)
+#: Steps before the check is timed (the first steps are slow), then the checks timed.
+CHECK_WARMUP, CHECK_CALIBRATION = 5, 10
 
 
 class Guards(DiagnosticHook):
@@ -35,17 +42,28 @@ class Guards(DiagnosticHook):
     steps only (and the global norm recorded then): a non-finite gradient in
     between is applied, and the next step's loss, computed with the broken
     weights, stops the run there, naming the layer whose output went bad.
+    With ``"auto"`` (the default) every step is checked at first; steps 6 to 15
+    time the check against the step, and the interval becomes the smallest of
+    :data:`CHECK_INTERVALS` that keeps the checks under 0.5% of the training
+    time: every step on a GPU or a model with real compute per step, every 5 to
+    20 on a small CPU model with many parameters. The choice is a
+    ``diagnostics_cadence`` event and part of :meth:`state_dict`. Under
+    distributed training ``"auto"`` checks every step: every rank must stop at
+    the same step, and ranks timing themselves could choose differently.
 
     A host that learns the loss only after the optimizer step (``tunekit.watch``
     on a user's own loop, the Lightning callback) calls ``after_backward`` with
     no loss: the gradients are checked then, before any weight moves (a bad one
     is blamed on the first module whose output is non-finite when the step's
     forward is re-run, else on the first bad gradient), and the loss at
-    ``after_step``, where a non-finite loss raises with ``taken=True``.
+    ``after_step``, where a non-finite loss raises with ``taken=True``. On
+    steps whose gradients are not checked, such a host's model output is
+    (a few microseconds): a forward gone non-finite still stops its own step
+    before the weights move.
 
     Args:
         check_gradients: check the gradient norm too (the loss is always checked).
-        gradient_check_interval: steps between gradient checks.
+        gradient_check_interval: steps between gradient checks, or ``"auto"``.
         spike_factor: how many times the window's median a spike must reach.
         spike_window: losses in the moving window.
     """
@@ -57,10 +75,15 @@ class Guards(DiagnosticHook):
         check_gradients: bool = True,
         spike_factor: float = 3.0,
         spike_window: int = 50,
-        gradient_check_interval: int = 1,
+        gradient_check_interval: int | Literal["auto"] = "auto",
     ) -> None:
         self.check_gradients = check_gradients
-        self.gradient_check_interval = gradient_check_interval
+        self.auto = gradient_check_interval == "auto"
+        #: steps between gradient checks (1 while ``auto`` calibrates)
+        self.gradient_check_interval = 1 if self.auto else int(gradient_check_interval)
+        self._chosen: int | None = None if self.auto else self.gradient_check_interval
+        self._calibration: Calibration | None = None
+        self._last_check: tuple[float, float] | None = None  # (when, cost) of the last timed one
         self.spike_factor = spike_factor
         self.spike_window = spike_window
         self.spikes: list[dict[str, Any]] = []
@@ -69,10 +92,31 @@ class Guards(DiagnosticHook):
         self._uniform = True
         # The gradient check's result, when the loss comes at after_step (see the class doc).
         self._deferred: tuple[float | None] | None = None
+        # Such a host's model output on the step being taken, and the hook that keeps it.
+        self._output: Any = None
+        self._output_hook: Any = None
 
     @never_fails
     def before_train(self) -> None:
         self._watch_trainable()
+        t = self.trainer
+        if self._chosen is None:
+            if t.dist.distributed or not self.check_gradients or t.scaler is not None:
+                self._chosen = 1  # see the class doc; with a scaler nothing is checked
+            else:
+                self._calibration = Calibration(CHECK_INTERVALS, CHECK_CALIBRATION)
+        if getattr(t, "loss_after_step", False) and self._output_hook is None:
+            self._output_hook = t.module.register_forward_hook(self._keep_output)
+
+    def _keep_output(self, module: nn.Module, _args: Any, output: Any) -> None:
+        if module.training and torch.is_grad_enabled():
+            self._output = output
+
+    def after_train(self) -> None:
+        if self._output_hook is not None:
+            self._output_hook.remove()
+            self._output_hook = None
+        self._output = None
 
     @never_fails
     def after_phase_switch(self) -> None:
@@ -106,7 +150,7 @@ class Guards(DiagnosticHook):
         if self._gradients_due() and (grads := self._grads()):
             # One fused norm per tensor (as clip_grad_norm_ does), sent to the host with
             # the loss in one transfer; the global norm is combined there (hypot: no overflow).
-            values = self._to_host([loss_t, *torch._foreach_norm(grads)])
+            values = self._norms_to_host([loss_t], grads)
             grad_norm = math.hypot(*values[1:])
         else:
             values = [float(loss_t)]
@@ -122,11 +166,49 @@ class Guards(DiagnosticHook):
 
     def _check_gradients_alone(self) -> None:
         grad_norm: float | None = None
+        output, self._output = self._output, None
         if self._gradients_due() and (grads := self._grads()):
-            grad_norm = math.hypot(*self._to_host(list(torch._foreach_norm(grads))))
+            grad_norm = math.hypot(*self._norms_to_host([], grads))
             if not math.isfinite(grad_norm):
                 raise self._stop("gradient", outputs_first=True)
+        elif output is not None and _has_non_finite(output):
+            raise self._stop("output")
         self._deferred = (grad_norm,)
+
+    def _norms_to_host(self, head: list[torch.Tensor], grads: list[torch.Tensor]) -> list[float]:
+        """``head`` and the gradients' norms, on the host; timed while ``auto`` calibrates."""
+        t = self.trainer
+        timed = self._calibration is not None and t.step >= CHECK_WARMUP
+        started = clock(t.device) if timed else 0.0
+        values = self._to_host([*head, *torch._foreach_norm(grads)])
+        if timed:
+            self._time_check(started, time.perf_counter() - started)
+        return values
+
+    def _time_check(self, started: float, cost: float) -> None:
+        """Adds one timed check, and the step since the last one without its check; picks
+        the interval once there are enough."""
+        calibration = self._calibration
+        assert calibration is not None
+        calibration.costs.append(cost)
+        if self._last_check is not None:
+            when, last_cost = self._last_check
+            calibration.steps.append(started - when - last_cost)
+        self._last_check = (started, cost)
+        if (choice := calibration.choice()) is None:
+            return
+        interval, cost_s, step_s = choice
+        self._chosen = self.gradient_check_interval = interval
+        self._calibration = self._last_check = None
+        self.metrics.event(
+            "diagnostics_cadence",
+            cadence_message("gradient checks", interval, cost_s, step_s),
+            level="info",
+            check="gradients",
+            interval=interval,
+            measurement_ms=cost_s * 1e3,
+            step_ms=step_s * 1e3,
+        )
 
     def _grads(self) -> list[torch.Tensor]:
         return [p.grad for _, p in self._params if p.grad is not None]
@@ -193,7 +275,7 @@ class Guards(DiagnosticHook):
                 layer, detail = self._first_bad_output()
             if where == "gradient" and layer is None:
                 layer, parameter, detail = self._first_bad_gradient()
-            elif where == "loss":
+            elif where in ("loss", "output"):
                 layer, detail = self._first_bad_output()
         except Exception as exc:  # locating the layer is a courtesy; the error is what matters
             detail = f"could not locate the layer: {type(exc).__name__}: {exc}"
@@ -227,6 +309,15 @@ class Guards(DiagnosticHook):
 
             dist.barrier()
         return err
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"gradient_check_interval": self._chosen}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        chosen = state.get("gradient_check_interval")
+        if self.auto and chosen is not None:
+            # The cadence this run chose before it was stopped: no second calibration.
+            self._chosen = self.gradient_check_interval = int(chosen)
 
     def _first_bad_gradient(self) -> tuple[str | None, str | None, str]:
         for name, p in self._params:  # module order

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from typing import Any, Literal
 
@@ -12,7 +11,16 @@ import torch
 from tunekit.config import AUTO_FIRST_INTERVAL
 
 from ._base import DiagnosticHook, never_fails
+from ._cadence import AUTO_BUDGET, Calibration, auto_interval, cadence_message, clock
 from ._layers import ParamLayout
+
+__all__ = [
+    "AUTO_BUDGET",
+    "AUTO_CALIBRATION",
+    "AUTO_INTERVALS",
+    "UpdateRatioMonitor",
+    "auto_interval",
+]
 
 
 def _norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -24,34 +32,8 @@ def _norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
 #: The cadences an automatic interval picks from: each divides the default histogram interval
 #: (500), so the update histograms still have a measured update to show.
 AUTO_INTERVALS = (AUTO_FIRST_INTERVAL, 50, 100, 250, 500)
-#: The share of the training time the automatic interval gives the measurements: half of
-#: a 2% budget for the diagnostics, since the guards' gradient norm, every step, can take
-#: about 1.5% on a model with many parameters and little compute per step.
-AUTO_BUDGET = 0.005
 #: Measurements at the first cadence that the automatic interval is chosen from.
 AUTO_CALIBRATION = 2
-
-
-def auto_interval(cost_s: float, step_s: float, candidates: tuple[int, ...]) -> int:
-    """The smallest of ``candidates`` (sorted) that keeps a measurement costing ``cost_s``
-    under :data:`AUTO_BUDGET` of the steps between two measurements (each ``step_s``
-    long); the largest when none does.
-
-    >>> auto_interval(0.030, 0.300, AUTO_INTERVALS)  # 30 ms against 20 x 300 ms: 0.5% exactly
-    20
-    >>> auto_interval(0.060, 0.300, AUTO_INTERVALS)
-    50
-    """
-    for n in candidates:
-        if cost_s <= AUTO_BUDGET * n * step_s:
-            return n
-    return candidates[-1]
-
-
-def _sync(device: torch.device) -> None:
-    # CUDA work is asynchronous: a wall-clock time of it needs the queue drained.
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _scheduled_peak(scheduler: Any) -> float:
@@ -137,8 +119,7 @@ class UpdateRatioMonitor(DiagnosticHook):
         self._grad_norms: list[torch.Tensor] | None = None
         # Calibration of the automatic interval (while it is None, the interval is not chosen).
         self._chosen: int | None = None if self.auto else self.interval
-        self._cost_s: list[float] = []  # seconds of each timed measurement
-        self._step_s: list[float] = []  # seconds of each unmeasured step, end to end
+        self._calibration: Calibration | None = None
         self._step_end: float | None = None
         self._timing = 0.0  # seconds of the measurement being taken
 
@@ -154,6 +135,10 @@ class UpdateRatioMonitor(DiagnosticHook):
     @never_fails
     def before_train(self) -> None:
         self._layout = ParamLayout.of(self.trainer.module)
+        if self.calibrating:
+            h = self.keep_updates_every
+            candidates = tuple(n for n in AUTO_INTERVALS if not h or h % n == 0)
+            self._calibration = Calibration(candidates or AUTO_INTERVALS[:1], AUTO_CALIBRATION)
 
     @never_fails
     def after_phase_switch(self) -> None:
@@ -210,46 +195,35 @@ class UpdateRatioMonitor(DiagnosticHook):
         peak = max(self._peak_lr, _scheduled_peak(t.scheduler))
         annealed = rising or lr < self.anneal_fraction * peak
         self._report(layout, d, w, g, t.step, annealed=annealed)
-        if self.calibrating:
-            self._cost_s.append(self._timing + self._clock(t.device) - started)
+        if self._calibration is not None:
+            self._calibration.costs.append(self._timing + self._clock(t.device) - started)
             self._time_step(measured=True)
 
     def _clock(self, device: torch.device) -> float:
         """Now, with the device's queue drained while the interval is being chosen."""
-        if self.calibrating:
-            _sync(device)
-        return time.perf_counter()
+        return clock(device) if self.calibrating else time.perf_counter()
 
     def _time_step(self, *, measured: bool) -> None:
         """Times the steps between measurements and, after the calibration, picks the interval."""
-        if not self.calibrating or not self.trainer.dist.is_main:
+        calibration = self._calibration
+        if calibration is None or not self.trainer.dist.is_main:
             return  # only rank 0 measures
         now = time.perf_counter()
         # A measured step's own time holds its measurement: only the others time a step.
         if not measured and self._step_end is not None:
-            self._step_s.append(now - self._step_end)
+            calibration.steps.append(now - self._step_end)
         self._step_end = now
-        if len(self._cost_s) < AUTO_CALIBRATION or not self._step_s:
-            return
-        # The median step: an epoch's evaluation or a slow first step is not a step's cost.
-        step_s = statistics.median(self._step_s)
-        cost_s = min(self._cost_s)  # the least disturbed of the measurements
-        h = self.keep_updates_every
-        candidates = tuple(n for n in AUTO_INTERVALS if not h or h % n == 0) or AUTO_INTERVALS[:1]
-        self._choose(auto_interval(cost_s, step_s, candidates), cost_s, step_s)
+        if (choice := calibration.choice()) is not None:
+            self._choose(*choice)
 
     def _choose(self, interval: int, cost_s: float, step_s: float) -> None:
         self._chosen = self.interval = interval
-        self._cost_s, self._step_s, self._step_end = [], [], None
-        message = (
-            f"update ratios every {interval} steps (interval: auto): a measurement takes "
-            f"{cost_s * 1e3:.3g} ms and a step {step_s * 1e3:.3g} ms, so they cost "
-            f"{100 * cost_s / (interval * step_s):.2g}% of the training time"
-        )
+        self._calibration, self._step_end = None, None
         self.metrics.event(
             "diagnostics_cadence",
-            message,
+            cadence_message("update ratios", interval, cost_s, step_s),
             level="info",
+            check="update ratios",
             interval=interval,
             measurement_ms=cost_s * 1e3,
             step_ms=step_s * 1e3,
@@ -342,3 +316,4 @@ class UpdateRatioMonitor(DiagnosticHook):
         if self.auto and chosen is not None:
             # The cadence this run chose before it was stopped: no second calibration.
             self._chosen = self.interval = int(chosen)
+            self._calibration = None

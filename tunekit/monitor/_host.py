@@ -57,6 +57,9 @@ class LoopHost:
     amp_dtype: torch.dtype | None = None
     accumulate_steps = 1
     scheduler: Any = None
+    # The loop hands over its loss after optimizer.step(): the guards check the model's
+    # output before the step instead.
+    loss_after_step = True
 
     def __init__(
         self,
