@@ -93,6 +93,33 @@ def test_tensorboard_files_read_back_with_the_expected_tags(run_dir: Path) -> No
     assert weights.min < 0 < weights.max
 
 
+def test_event_files_carry_the_checksums_tensorboard_computes(run_dir: Path) -> None:
+    import os
+    import struct
+
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as reference
+
+    from tunekit.diagnostics._tensorboard import masked_crc32c
+
+    for n in (0, 1, 7, 64, 1000):
+        data = os.urandom(n)
+        assert masked_crc32c(data) == reference(data)
+    # Every record of the run's event files, framed as TFRecord: length, its crc, data, crc.
+    records = 0
+    for path in (run_dir / "tb").rglob("events.out.tfevents.*"):
+        raw, at = path.read_bytes(), 0
+        while at < len(raw):
+            header = raw[at : at + 8]
+            (length,) = struct.unpack("<Q", header)
+            (header_crc,) = struct.unpack("<I", raw[at + 8 : at + 12])
+            data = raw[at + 12 : at + 12 + length]
+            (data_crc,) = struct.unpack("<I", raw[at + 12 + length : at + 16 + length])
+            assert (header_crc, data_crc) == (reference(header), reference(data))
+            at += 16 + length
+            records += 1
+    assert records > STEPS  # a record per step at least, plus histograms and texts
+
+
 def test_diagnostics_can_be_switched_off_piece_by_piece(tmp_path: Path) -> None:
     from tunekit.config import DiagnosticsConfig
 
