@@ -376,10 +376,11 @@ def _late(full: int, budget: int, **kw: Any) -> list[dict[str, Any]]:
 
 
 #: tunekit's stage designs for a replay: each a function of (the table's full length in
-#: epochs, the budget in epochs) giving the study's ``stages``. ``default`` is the shape of
-#: the shipped studies (studies/digits.yaml); the others are the variants measured against it.
+#: epochs, the budget in epochs) giving the study's ``stages``. :data:`SHIPPED` is the shape
+#: of studies/digits.yaml; ``early`` is the shape it had before this measure (coarse trials
+#: cut at a third, pruned from the first epoch); the others are variants measured against them.
 DESIGNS: dict[str, Callable[[int, int], list[dict[str, Any]]]] = {
-    "default": lambda full, budget: staged(full, budget, coarse_share=0.25, fill=0.5 * 1.5),
+    "early": lambda full, budget: staged(full, budget, coarse_share=0.25, fill=0.5 * 1.5),
     "fill": lambda full, budget: staged(full, budget, coarse_share=0.33, fill=1.5),
     "tpe": lambda full, budget: staged(
         full, budget, coarse_share=0.33, fill=1.5, coarse_sampler="tpe"
@@ -437,6 +438,8 @@ DESIGNS: dict[str, Callable[[int, int], list[dict[str, Any]]]] = {
         margin=0.5,
     ),
 }
+#: The design the shipped studies have: full-length coarse trials, compared from two thirds.
+SHIPPED = "full_late"
 
 
 def tunekit_study(table: Table, design_name: str, budget: int, seed: int) -> dict[str, Any]:
@@ -462,7 +465,7 @@ def run_tunekit(
     budget: int,
     source: Source = from_table,
     *,
-    design_name: str = "default",
+    design_name: str = SHIPPED,
     workdir: Path | None = None,
 ) -> list[Record]:
     """The real ``tunekit.search.run`` with the replay as its Python objective."""
@@ -507,7 +510,7 @@ def run_arm(
         if run is run_tunekit
         else run(table, seed, budget, source)
     )
-    name = f"{arm}:{kw['design_name']}" if kw.get("design_name", "default") != "default" else arm
+    name = f"{arm}:{kw['design_name']}" if kw.get("design_name", SHIPPED) != SHIPPED else arm
     return trace(name, seed, table, records)
 
 

@@ -28,7 +28,7 @@ Figures, per arm against random search (the baseline):
     python benchmarks/search_efficiency.py --task digits --replay --seeds 50
     python benchmarks/search_efficiency.py --task shapes --seeds 4           # live training
     python benchmarks/search_efficiency.py --task shapes --replay --arms tunekit \\
-        --designs default,tpe_coarse --first-seed 100                         # compare designs
+        --designs full_late,early,late --first-seed 100                       # compare designs
 """
 
 from __future__ import annotations
@@ -43,7 +43,18 @@ from typing import Any
 import numpy as np
 import optuna
 from _common import machine, write_section
-from _replay import ARMS, DESIGNS, Source, Table, Trace, bands, from_table, run_arm, speedups
+from _replay import (
+    ARMS,
+    DESIGNS,
+    SHIPPED,
+    Source,
+    Table,
+    Trace,
+    bands,
+    from_table,
+    run_arm,
+    speedups,
+)
 
 HERE = Path(__file__).resolve().parent
 TABLES = HERE / "tables"
@@ -145,7 +156,7 @@ def main() -> None:
     p.add_argument("--task", default="shapes", help="a table under benchmarks/tables/ (TASK.json)")
     p.add_argument("--table", type=Path, help="a table file (default: benchmarks/tables/TASK.json)")
     p.add_argument("--arms", default=DEFAULT_ARMS, help=f"comma-separated, of {sorted(ARMS)}")
-    p.add_argument("--designs", default="default", help=f"tunekit designs, of {sorted(DESIGNS)}")
+    p.add_argument("--designs", default=SHIPPED, help=f"tunekit designs, of {sorted(DESIGNS)}")
     p.add_argument("--seeds", type=int, help="search seeds (default 50 with --replay, 4 live)")
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--budget", type=int, default=27, help="the budget in full-length trials")
@@ -186,7 +197,7 @@ def main() -> None:
         f" --seeds {n}"
         + (f" --first-seed {args.first_seed}" if args.first_seed else "")
         + (" --replay" if args.replay else "")
-        + (f" --designs {args.designs}" if args.designs != "default" else "")
+        + (f" --designs {args.designs}" if args.designs != SHIPPED else "")
     )
     meta = table.meta
     body = (
@@ -200,7 +211,7 @@ def main() -> None:
         f"[{fig.name}]({fig.name}).\n\n{text}\n"
     )
     title = f"search_efficiency: {table.task}, {mode}" + (
-        f", designs {args.designs}" if args.designs != "default" else ""
+        f", designs {args.designs}" if args.designs != SHIPPED else ""
     )
     write_section(title, body)
 
