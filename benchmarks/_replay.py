@@ -560,11 +560,17 @@ def speedups(
     on that seed; the speed-up is the epochs the baseline needed to first reach it
     over the epochs the arm needed (0 when the arm never reaches it). The median over
     seeds is the figure; ``ratio`` is its inverse (the arm's share of the epochs).
-    Also the normalized area between the median curves (arm minus baseline, in metric
-    units averaged over the budget grid).
+    ``curve_speedup`` is the same on the median curves: the epochs the baseline's median
+    curve needs to first reach its own final value over the epochs the arm's median
+    curve needs (the figure HPO papers plot; a seed of one arm and the same seed of
+    another are unrelated runs, so the per-seed figure also carries the luck of the
+    baseline's seed in its target). Also the normalized area between the median curves
+    (arm minus baseline, in metric units averaged over the budget grid).
     """
     base = {t.seed: t for t in by_arm[baseline]}
     base_median = bands(by_arm[baseline], grid, sign)["median"]
+    base_final = base_median[-1]
+    base_need = epochs_to_reach(grid, base_median, base_final, sign)
     out: dict[str, dict[str, float]] = {}
     for arm, traces in by_arm.items():
         ups = []
@@ -581,7 +587,9 @@ def speedups(
             if math.isfinite(a) and math.isfinite(b)
         ]
         up = float(np.median(ups))
+        need = epochs_to_reach(grid, med, base_final, sign)
         out[arm] = {
+            "curve_speedup": base_need / need if math.isfinite(need) else 0.0,
             "speedup": up,
             "ratio": 1.0 / up if up > 0 else math.inf,
             "reached": float(np.mean([u > 0 for u in ups])),

@@ -21,6 +21,7 @@ sys.path.insert(0, str(BENCH))
 
 from _replay import (  # noqa: E402
     Table,
+    Trace,
     bands,
     run_arm,
     speedups,
@@ -106,3 +107,31 @@ def test_a_seeded_replay_of_tunekit_on_shapes_ends_ahead_of_random_search() -> N
         med["tunekit"][third],
         med["random"][third],
     )
+
+
+def test_speed_ups_on_the_median_curves_and_per_seed() -> None:
+    grid = list(range(1, 9))
+
+    def run(arm: str, seed: int, quality: list[float]) -> Trace:
+        return Trace(arm, seed, grid, quality, [])
+
+    # Random search ends at 0.8 (median) and first gets there at 6 epochs; the arm at 2.
+    by_arm = {
+        "random": [
+            run("random", 0, [0.5, 0.5, 0.6, 0.6, 0.7, 0.8, 0.8, 0.8]),
+            run("random", 1, [0.5, 0.6, 0.6, 0.7, 0.7, 0.8, 0.8, 0.9]),
+            run("random", 2, [0.4, 0.5, 0.6, 0.6, 0.7, 0.7, 0.8, 0.8]),
+        ],
+        "arm": [
+            run("arm", 0, [0.7, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8]),
+            run("arm", 1, [0.6, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8]),
+            run("arm", 2, [0.7, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9]),
+        ],
+    }
+    ups = speedups(by_arm, grid, 1.0)
+    assert ups["arm"]["curve_speedup"] == pytest.approx(6 / 2)
+    assert ups["random"]["curve_speedup"] == pytest.approx(1.0)
+    # Per seed: seed 0's target 0.8 (random at 6, the arm at 2): 3x; seed 1's target 0.9 the
+    # arm never reaches: 0; seed 2's 0.8 (random at 7, the arm at 2): 3.5x. Median 3x.
+    assert ups["arm"]["speedup"] == pytest.approx(3.0)
+    assert ups["arm"]["reached"] == pytest.approx(2 / 3)
