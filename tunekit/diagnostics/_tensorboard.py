@@ -43,7 +43,7 @@ def fast_record_checksums() -> None:
     except ImportError:  # installed with tunekit; a bare environment keeps the slow one
         return
     if google_crc32c.implementation == "c":
-        record_writer.masked_crc32c = masked_crc32c  # type: ignore[attr-defined]
+        record_writer.masked_crc32c = masked_crc32c
 
 
 class TensorBoardWriter(DiagnosticHook):
