@@ -228,7 +228,7 @@ class Guards(DiagnosticHook):
         t = self.trainer
         if deferred is None or t.loss is None:
             return
-        loss = float(t.loss.detach().float().reshape(()))
+        loss = float(t.loss.detach().reshape(()).item())
         if not math.isfinite(loss):
             raise self._stop("loss", step=t.step, taken=True)
         self.metrics.put("train/step_loss", loss)

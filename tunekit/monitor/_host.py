@@ -149,7 +149,8 @@ class LoopHost:
         self.loss, self.loss_terms = value, {"loss": value}
         self.step += 1
         self._in_step = False
-        self._loss_sum += float(value.float().mean())
+        # One number from a scalar loss without a mean over it (this runs every step).
+        self._loss_sum += float(value.item() if value.numel() == 1 else value.float().mean())
         self._loss_n += 1
         self._call("after_step", lambda: self.metrics.end_step(self.step, lambda: self.lr))
 
