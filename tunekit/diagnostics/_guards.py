@@ -318,6 +318,7 @@ class Guards(DiagnosticHook):
         if self.auto and chosen is not None:
             # The cadence this run chose before it was stopped: no second calibration.
             self._chosen = self.gradient_check_interval = int(chosen)
+            self._calibration = None
 
     def _first_bad_gradient(self) -> tuple[str | None, str | None, str]:
         for name, p in self._params:  # module order
