@@ -33,7 +33,12 @@ def _norm_types(module: nn.Module) -> set[type]:
     return {type(m) for m in module.modules() if isinstance(m, kinds)}
 
 
-@pytest.mark.parametrize("name", [n for n in DETECTOR_NAMES if "resnet50" not in n])
+# Of the ResNet-50 detectors, the COCO studies' RetinaNet (~0.5 s here): the coco_scratch search
+# test trains a tiny backbone, so this is where the shipped detector takes a training step.
+TRAINED = [n for n in DETECTOR_NAMES if "resnet50" not in n or n == "retinanet_resnet50_fpn"]
+
+
+@pytest.mark.parametrize("name", TRAINED)
 def test_each_detector_trains_a_step_and_predicts(name: str) -> None:
     torch.manual_seed(0)
     small = {"fpn_channels": 32, "head_convs": 1}  # the ResNet bodies stay full size
