@@ -292,6 +292,9 @@ def test_sigterm_stops_the_search_and_its_workers_cleanly(
         "term.yaml",
         name="term",
         stages=[{"name": "coarse", "sampler": "random", "trials": 2, "epochs": 4}],
+        # Dead-worker detection is not what is tested: a grace long enough that a worker
+        # stalled by a busy machine is not reaped ("worker silent") before the signal.
+        liveness={"heartbeat_s": 0.5, "grace_s": 60, "max_retry": 2},
     )
     out = tmp_path / "term"
     proc = start_cli(
