@@ -201,4 +201,7 @@ def test_shapes_fcos_detector_recipe_passes_initial_loss_and_overfit(
     assert heads["bbox_ctrness"]["status"] == "PASS"
     fit = data["overfit"]
     assert fit["outcome"] == "fit" and fit["accuracies"] == []
-    assert fit["judged_losses"][-1] < 0.2 * fit["judged_losses"][0]
+    # The fit is judged on the mean over the last pass of the 3 batches (one batch's loss alone
+    # can sit above the line while the pass is below it).
+    judged = fit["judged_losses"]
+    assert sum(judged[-3:]) / 3 < 0.2 * judged[0] < sum(judged[-6:-3]) / 3

@@ -26,6 +26,17 @@ def test_refined_range_lies_inside_and_contains_the_top_trials() -> None:
     assert math.isclose(math.log(r.high), math.log(0.1) + 0.25 * spread)
 
 
+def test_a_side_held_at_the_old_edge_keeps_the_old_bound_exactly() -> None:
+    # exp(log(1e-5)) is 9.999999999999997e-06: the refined low must not fall outside by that.
+    space = {
+        "optim.weight_decay": Range("optim.weight_decay", FloatDistribution(1e-5, 0.1, log=True))
+    }
+    top = [{"optim.weight_decay": 3e-5}, {"optim.weight_decay": 2e-5}, {"optim.weight_decay": 1e-4}]
+    new, flags = refine_space(space, top, RefineSpec(top_k=3, margin=0.5))
+    r = new["optim.weight_decay"].dist
+    assert flags == [] and r.low == 1e-5 and r.high < 0.1
+
+
 def test_best_at_the_edge_is_flagged_and_the_range_widened_past_it() -> None:
     space = {"optim.lr": _lr(1e-3, 1.0)}
     new, flags = refine_space(space, [{"optim.lr": 0.9}, {"optim.lr": 0.5}], RefineSpec(widen=0.5))

@@ -349,7 +349,10 @@ def _refine_numeric(
         new_lo, side = max(hard_lo, lo - spec.widen * width), "low"
     elif hi - best <= spec.edge * width and hi < hard_hi:
         new_hi, side = min(hard_hi, hi + spec.widen * width), "high"
-    low, high = inv(new_lo), inv(new_hi)
+    # A side held at the old edge keeps the old bound exactly: exp(log(1e-5)) is 9.99...e-6,
+    # which would put the refined range a rounding error outside the coarse one.
+    low = d.low if new_lo == lo else inv(new_lo)
+    high = d.high if new_hi == hi else inv(new_hi)
     if isinstance(d, IntDistribution):
         low, high = math.floor(low + 1e-9), math.ceil(high - 1e-9)
         if low == high:
