@@ -109,6 +109,17 @@ TASKS: dict[str, tuple[str, list[str], dict[str, Any] | None, list[float], str]]
         SGD_GRID,
         "digits 16x16, TinyResNet width 8 (GroupNorm), SGD momentum 0.9 Nesterov, wd 5e-4, batch 64",
     ),
+    # Added after the Adam-family halving was chosen on digits_adamw: a held-out check of it.
+    "digits_tiny_resnet_adamw": (
+        "recipes/digits.yaml",
+        ADAMW,
+        {
+            "builder": "tunekit.detection:tiny_resnet",
+            "kwargs": {"width": 8, "norm": "gn", "in_channels": 1},
+        },
+        ADAM_GRID,
+        "digits 16x16, TinyResNet width 8 (GroupNorm), AdamW wd 0.01, batch 64",
+    ),
 }
 
 
@@ -151,6 +162,7 @@ def probe(task: str) -> dict[str, Any]:
         "chosen": report.recipe_lr(report.lr.chosen) if report.lr.chosen else None,
         "default_rule": rt.rule,
         "chosen_by": report.lr.chosen_by,
+        "start": report.recipe_lr(report.lr.start) if report.lr.start else None,
         "wall_s": time.perf_counter() - started,
     }
 
@@ -175,6 +187,10 @@ def rows(task: str, res: dict[str, Any]) -> list[tuple[str, float | None]]:
         ("cross-check: 1e-1..1e-4 + `valley`", pick(runs, [*decades, s["valley"]])),
         ("cross-check: 1e-1..1e-4 + every rule", pick(runs, [*decades, *s.values()])),
         ("cross-check: the rules' suggestions alone", pick(runs, list(s.values()))),
+    ]
+    if res.get("start") and not math.isclose(res["start"], s["steepest"] or 0.0):
+        out.append(("`steepest` halved (tunekit's start for Adam-family optimizers)", res["start"]))
+    out += [
         (f"**tunekit now** (`lr-find`'s chosen LR, rule `{res['default_rule']}`)", res["chosen"]),
     ]
     return out

@@ -15,7 +15,13 @@ from sanity_helpers import digits_cnn, digits_loader, shuffled_loader
 from torch import nn
 
 import tunekit
-from tunekit.sanity import check_learning_rate, cross_check_lrs, suggest_lr, update_ratio
+from tunekit.sanity import (
+    check_learning_rate,
+    cross_check_lrs,
+    starting_lr,
+    suggest_lr,
+    update_ratio,
+)
 from tunekit.sanity._range_test import smooth
 from tunekit.testing import BNNet, ConstantNet
 
@@ -155,7 +161,31 @@ def test_check_learning_rate_gives_a_search_space_around_the_chosen_lr() -> None
     assert {0.1, 0.01, 1e-3, 1e-4} <= set(tried)
     if res.range_test.suggestion is not None:
         assert any(math.isclose(t, res.range_test.suggestion) for t in tried)
+        # AdamW: the choice starts from half the suggestion, which has a short run of its own.
+        assert res.start == pytest.approx(res.range_test.suggestion / 2)
+        assert any(math.isclose(t, res.start) for t in tried)
+        if res.chosen_by.startswith("half the steepest suggestion (AdamW)"):
+            assert res.chosen == pytest.approx(res.start)
     assert res.ratio is not None and res.ratio.lr == res.chosen
+
+
+def test_the_start_is_the_suggestion_halved_for_adam_family_optimizers_only() -> None:
+    params = list(nn.Linear(2, 2).parameters())
+    for opt, share in [
+        (torch.optim.SGD(params, lr=0.1, momentum=0.9), 1.0),
+        (torch.optim.RMSprop(params), 1.0),
+        (torch.optim.AdamW(params), 0.5),
+        (torch.optim.Adam(params), 0.5),
+        (torch.optim.NAdam(params), 0.5),
+    ]:
+        lr, what = starting_lr(0.02, "steepest", opt)
+        assert lr == pytest.approx(0.02 * share), type(opt).__name__
+        assert what == (
+            "the steepest suggestion"
+            if share == 1
+            else f"half the steepest suggestion ({type(opt).__name__})"
+        )
+    assert starting_lr(None, "valley", torch.optim.Adam(params)) == (None, "the valley suggestion")
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ._base import Objective, SanityError, Verdict
     from ._cross_check import CrossCheckResult, ShortRun, cross_check_lrs
     from ._initial_loss import HeadCheck, InitialLossResult, check_initial_loss
-    from ._lr_finder import LRCheckResult, check_learning_rate, recommend
+    from ._lr_finder import LRCheckResult, check_learning_rate, recommend, starting_lr
     from ._overfit import OverfitResult, overfit_small_sample
     from ._range_test import LRRangeResult, lr_range_test
     from ._recipe import SanityOptions, SanityReport, plain_recipe, run_sanity
