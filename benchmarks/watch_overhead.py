@@ -128,6 +128,13 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=21)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--no-wandb", action="store_true", help="leave out the wandb peer")
+    p.add_argument(
+        "--models",
+        nargs="+",
+        choices=sorted({c[0] for c in CASES}),
+        default=None,
+        help="only these models (default: all cases)",
+    )
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args()
     with_wandb = not args.no_wandb and importlib.util.find_spec("wandb") is not None
@@ -138,6 +145,8 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     rows = []
     for name, size, in_ch in CASES:
+        if args.models is not None and name not in args.models:
+            continue
         t = measure(name, size, in_ch, args, "tunekit")
         if with_wandb:
             w = measure(name, size, in_ch, args, "wandb")

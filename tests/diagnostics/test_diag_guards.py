@@ -211,8 +211,8 @@ def test_the_calibration_picks_the_sparsest_check_only_when_a_check_is_dear() ->
     cheap.costs, cheap.steps = [1e-5, 2e-5, 3e-5], [0.1, 0.1, 5.0]  # 5 s: an evaluation
     assert cheap.choice() == (1, 1e-5, 0.1)
     dear = Calibration(CHECK_INTERVALS, samples=3)
-    dear.costs, dear.steps = [3e-3, 9e-3, 4e-3], [0.1] * 3  # 3% of a step: every 10th
-    assert dear.choice() == (10, 3e-3, 0.1)
+    dear.costs, dear.steps = [3e-3, 9e-3, 4e-3], [0.1] * 3  # 3% of a step: every 20th
+    assert dear.choice() == (20, 3e-3, 0.1)
     dear.costs = dear.costs[:2]
     assert dear.choice() is None  # not enough timings yet
 

@@ -141,14 +141,14 @@ def test_a_learning_rate_too_low_after_the_warmup_still_warns() -> None:
     assert all(w["step"] == WARMUP_STEPS + 3 for w in low), low
 
 
-def test_auto_interval_keeps_the_measurements_under_half_a_percent_of_the_time() -> None:
+def test_auto_interval_keeps_the_measurements_under_a_quarter_percent_of_the_time() -> None:
     from tunekit.diagnostics._ratios import AUTO_INTERVALS, auto_interval
 
     # A cheap measurement against its steps keeps the first cadence.
     assert auto_interval(0.001, 0.100, AUTO_INTERVALS) == 20
-    # 30 ms against 100 ms steps: 0.5% needs 60 steps between measurements.
-    assert auto_interval(0.030, 0.100, AUTO_INTERVALS) == 100
-    # Nothing keeps it under 0.5%: the sparsest cadence.
+    # 30 ms against 100 ms steps: 0.25% needs 120 steps between measurements.
+    assert auto_interval(0.030, 0.100, AUTO_INTERVALS) == 250
+    # Nothing keeps it under 0.25%: the sparsest cadence.
     assert auto_interval(10.0, 0.001, AUTO_INTERVALS) == 500
     assert auto_interval(0.030, 0.100, (20, 50)) == 50
 

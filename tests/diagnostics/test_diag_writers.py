@@ -27,7 +27,13 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "model": {"name": "small_cnn", "width": 4},
             "optim": {"lr": 0.05},
             "train": {"epochs": 2, "batch_size": 32},
-            "diagnostics": {"interval": 2, "activation_interval": 4, "histogram_interval": 8},
+            # Gradients checked every step: the automatic interval depends on the machine.
+            "diagnostics": {
+                "interval": 2,
+                "activation_interval": 4,
+                "histogram_interval": 8,
+                "gradient_check_interval": 1,
+            },
         }
     )
     out = tmp_path_factory.mktemp("diag") / "run"
@@ -188,3 +194,31 @@ def test_the_default_interval_is_automatic_and_starts_at_20() -> None:
     hooks = diagnostic_hooks(DiagnosticsConfig(tensorboard=False), Path("unused"))
     ratios = next(h for h in hooks if isinstance(h, UpdateRatioMonitor))
     assert ratios.auto and ratios.keep_updates_every is None
+
+
+def test_an_event_file_resumed_with_a_purge_step_hides_the_earlier_files_later_steps(
+    tmp_path: Path,
+) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    from tunekit.diagnostics._tensorboard import EventFile
+
+    def scalar(value: float) -> Summary:
+        return Summary(value=[Summary.Value(tag="loss", simple_value=value)])
+
+    first = EventFile(tmp_path)
+    for step in range(1, 11):
+        first.add_summary(scalar(float(step)), step)
+    first.close()
+    # A run stopped after step 10 and resumed from its checkpoint at step 5.
+    resumed = EventFile(tmp_path, purge_step=6)
+    for step in range(6, 9):
+        resumed.add_summary(scalar(100.0 + step), step)
+    resumed.flush()  # read while still open, as TensorBoard reads a live run
+    acc = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0})
+    acc.Reload()
+    events = [(e.step, e.value) for e in acc.Scalars("loss")]
+    assert events == [(s, float(s)) for s in range(1, 6)] + [(s, 100.0 + s) for s in (6, 7, 8)]
+    assert first.path.name.startswith("events.out.tfevents.") and first.path != resumed.path
+    resumed.close()

@@ -368,7 +368,7 @@ class DiagnosticsConfig(_Section):
 
     enabled: bool = True
     # Update/weight ratios, gradient and weight norms per layer, every `interval` steps;
-    # "auto" picks 20 to 500 so that they cost at most 0.5% of the training time.
+    # "auto" picks 20 to 500 so that they cost at most 0.25% of the training time.
     interval: Count | Literal["auto"] = "auto"
     ratio_bounds: tuple[PositiveFloat, PositiveFloat] = (1e-4, 1e-2)
     # Checks in a row outside ratio_bounds before a layer is warned about.
@@ -382,7 +382,7 @@ class DiagnosticsConfig(_Section):
     # Steps between gradient checks (the loss is checked every step). 1 stops a
     # bad gradient before its step; more saves a gradient pass on models with
     # many parameters and little compute per step; "auto" picks 1 to 50 so that
-    # the checks cost at most 0.5% of the training time (1 under distributed training).
+    # the checks cost at most 0.25% of the training time (1 under distributed training).
     gradient_check_interval: Count | Literal["auto"] = "auto"
     spike_factor: float = Field(3.0, gt=1.0)
     # Recent losses kept to spot a spike in.

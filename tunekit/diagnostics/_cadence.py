@@ -14,9 +14,10 @@ import time
 import torch
 
 #: The share of the training time one automatic cadence gives its measurements. The
-#: update ratios and the gradient check get one each, which leaves room in a 2% budget
-#: for the per-step records and TensorBoard.
-AUTO_BUDGET = 0.005
+#: update ratios and the gradient check get one each, which leaves most of a 2% budget
+#: for what runs every step (the loss and output checks, the records, TensorBoard): on
+#: the digits CNN on a CPU that is about 1.5% of a step (benchmarks/RESULTS.md).
+AUTO_BUDGET = 0.0025
 
 
 def auto_interval(cost_s: float, step_s: float, candidates: tuple[int, ...]) -> int:
@@ -24,9 +25,9 @@ def auto_interval(cost_s: float, step_s: float, candidates: tuple[int, ...]) -> 
     under :data:`AUTO_BUDGET` of the steps between two measurements (each ``step_s``
     long); the largest when none does.
 
-    >>> auto_interval(0.030, 0.300, (20, 50, 100, 250, 500))  # 30 ms against 20 x 300 ms: 0.5%
+    >>> auto_interval(0.015, 0.300, (20, 50, 100, 250, 500))  # 15 ms against 20 x 300 ms: 0.25%
     20
-    >>> auto_interval(0.060, 0.300, (20, 50, 100, 250, 500))
+    >>> auto_interval(0.030, 0.300, (20, 50, 100, 250, 500))
     50
     """
     for n in candidates:

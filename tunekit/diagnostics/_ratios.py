@@ -71,7 +71,7 @@ class UpdateRatioMonitor(DiagnosticHook):
     With ``interval="auto"`` (the default) the first :data:`AUTO_CALIBRATION`
     measurements come every 20 steps and are timed, as are the steps between
     them; then the cadence becomes the smallest of :data:`AUTO_INTERVALS` whose
-    measurements cost at most :data:`AUTO_BUDGET` (0.5%) of the training time (20
+    measurements cost at most :data:`AUTO_BUDGET` (0.25%) of the training time (20
     when they are cheap against a step, up to 500 for a model with many
     parameters and little compute per step). The choice is a
     ``diagnostics_cadence`` event and part of :meth:`state_dict`, so a resumed

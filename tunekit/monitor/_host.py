@@ -79,6 +79,8 @@ class LoopHost:
         self.step = 0  # finished optimizer steps
         self.epochs = epochs or 1
         self.loss: torch.Tensor | None = None
+        #: the step's loss as a number (the mean of a loss that is not a scalar), read once
+        self.loss_value: float | None = None
         self.loss_terms: dict[str, torch.Tensor] = {}
         self.batch: Any = None
         self.task = Replay()
@@ -150,7 +152,8 @@ class LoopHost:
         self.step += 1
         self._in_step = False
         # One number from a scalar loss without a mean over it (this runs every step).
-        self._loss_sum += float(value.item() if value.numel() == 1 else value.float().mean())
+        self.loss_value = float(value.item() if value.numel() == 1 else value.float().mean())
+        self._loss_sum += self.loss_value
         self._loss_n += 1
         self._call("after_step", lambda: self.metrics.end_step(self.step, lambda: self.lr))
 
