@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import statistics
 import time
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from tunekit.engine import MetricsStore
 
 #: The share of the training time one automatic cadence gives its measurements. The
 #: update ratios and the gradient check get one each, which leaves most of a 2% budget
@@ -75,4 +79,20 @@ def cadence_message(what: str, interval: int, cost_s: float, step_s: float) -> s
         f"{what} every {interval} steps (auto): one takes {cost_s * 1e3:.3g} ms and a step "
         f"{step_s * 1e3:.3g} ms, so they cost {100 * cost_s / (interval * step_s):.2g}% "
         "of the training time"
+    )
+
+
+def record_cadence(
+    metrics: MetricsStore, what: str, check: str, interval: int, cost_s: float, step_s: float
+) -> None:
+    """Records the ``diagnostics_cadence`` event of an automatic choice (``check`` names the
+    diagnostic in the event's fields, ``what`` in its message)."""
+    metrics.event(
+        "diagnostics_cadence",
+        cadence_message(what, interval, cost_s, step_s),
+        level="info",
+        check=check,
+        interval=interval,
+        measurement_ms=cost_s * 1e3,
+        step_ms=step_s * 1e3,
     )

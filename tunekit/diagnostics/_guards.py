@@ -14,7 +14,7 @@ from torch import nn
 from tunekit.core import rng_state, set_rng_state
 
 from ._base import DiagnosticHook, log, never_fails
-from ._cadence import Calibration, cadence_message, clock
+from ._cadence import Calibration, clock, record_cadence
 from ._errors import NonFiniteError
 
 #: The gradient-check cadences ``gradient_check_interval="auto"`` picks from.
@@ -200,15 +200,7 @@ class Guards(DiagnosticHook):
         interval, cost_s, step_s = choice
         self._chosen = self.gradient_check_interval = interval
         self._calibration = self._last_check = None
-        self.metrics.event(
-            "diagnostics_cadence",
-            cadence_message("gradient checks", interval, cost_s, step_s),
-            level="info",
-            check="gradients",
-            interval=interval,
-            measurement_ms=cost_s * 1e3,
-            step_ms=step_s * 1e3,
-        )
+        record_cadence(self.metrics, "gradient checks", "gradients", interval, cost_s, step_s)
 
     def _grads(self) -> list[torch.Tensor]:
         return [p.grad for _, p in self._params if p.grad is not None]

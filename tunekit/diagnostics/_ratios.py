@@ -11,7 +11,7 @@ import torch
 from tunekit.config import AUTO_FIRST_INTERVAL
 
 from ._base import DiagnosticHook, never_fails
-from ._cadence import AUTO_BUDGET, Calibration, auto_interval, cadence_message, clock
+from ._cadence import AUTO_BUDGET, Calibration, auto_interval, clock, record_cadence
 from ._layers import ParamLayout
 
 __all__ = [
@@ -219,15 +219,7 @@ class UpdateRatioMonitor(DiagnosticHook):
     def _choose(self, interval: int, cost_s: float, step_s: float) -> None:
         self._chosen = self.interval = interval
         self._calibration, self._step_end = None, None
-        self.metrics.event(
-            "diagnostics_cadence",
-            cadence_message("update ratios", interval, cost_s, step_s),
-            level="info",
-            check="update ratios",
-            interval=interval,
-            measurement_ms=cost_s * 1e3,
-            step_ms=step_s * 1e3,
-        )
+        record_cadence(self.metrics, "update ratios", "update ratios", interval, cost_s, step_s)
 
     def _report(
         self,
