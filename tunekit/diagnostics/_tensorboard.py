@@ -58,10 +58,11 @@ class EventFile:
     """An event file written on the training thread, a batch of events per write.
 
     TensorBoard's ``SummaryWriter`` hands every event through a queue to a writer thread,
-    which frames and writes it: about 40 us a step on the digits CNN, most of it the two
-    threads taking turns at the GIL. Here each event is serialised and framed (TensorBoard's
-    ``RecordWriter``, the TFRecord format) into a buffer, and the buffer goes to the file in
-    one write at :meth:`flush`. The file's name and first events are those ``SummaryWriter``
+    which frames and writes it, one hand-off and one wake-up per event. Here each event is
+    serialised and framed (TensorBoard's ``RecordWriter``, the TFRecord format) into a
+    buffer, and the buffer goes to the file in one write at :meth:`flush` (with the batching
+    in :class:`TensorBoardWriter`, TensorBoard's work on the digits CNN fell from about 50 us
+    a step to about 15, benchmarks/RESULTS.md). The file's name and first events are those ``SummaryWriter``
     writes, ``purge_step`` included, so TensorBoard reads it as one of its own.
     """
 
