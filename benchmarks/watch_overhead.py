@@ -3,8 +3,9 @@
 The same model, weights, batches and optimizer; rounds of ``--steps`` steps alternate
 between the bare loop and the watched one (in turn first, so neither always follows the
 other), and the ratio is the median over rounds of the watched round's time to the bare
-round's next to it (a pair shares the machine's state of the moment, so drift cancels). Models: the digits CNN (small_cnn,
-16 px) and torchvision ResNet-18 at 64 and 32 px. Goal: ratio <= 1.02.
+round's next to it (a pair shares the machine's state of the moment, so drift cancels).
+Models: the digits CNN (small_cnn, 16 px) and torchvision ResNet-18 at 64 and 32 px.
+``--models`` runs some of them only. Goal: ratio <= 1.02.
 
 When wandb is installed, the same is done, in rounds of its own, for the loop under
 ``wandb.watch(model, log="all")`` in offline mode (with ``wandb.log`` of the loss each
