@@ -3,23 +3,28 @@
 For each task (a recipe plus overrides, every one CPU-sized):
 
 1. a grid: 2 epochs of the recipe (no warmup, no augmentation, cosine decay) at
-   LRs 2x apart, over ``--seeds``; the score of an LR is the mean over the seeds
-   of the final validation top-1, and the best LR of the grid is the target;
-2. one range test and cross-check, exactly as ``tunekit lr-find`` runs them
-   (``run_sanity`` with the LR check alone, seed 0), with every rule's
-   suggestion added to the cross-check's short runs;
-3. each rule's suggestion read off that one curve: ``steepest`` (torch-lr-finder),
-   ``valley`` (fastai), ``min10`` (fastai's minimum), and the cross-check's pick
-   among the fixed LRs 1e-1..1e-4 plus one rule's suggestion (what tunekit
-   recommended before, with ``steepest``) or among the rules' suggestions alone.
-   Every short run starts from the same restored state on the same batches, so
-   the pick among a subset of them is the pick a cross-check of that subset makes.
+   LRs 2x apart, over ``--seeds`` (0 to 4); the score of an LR is the mean over the
+   seeds of the final validation top-1. The best grid LR is the peak of a parabola
+   through the best grid point and its two neighbours (in log LR; the point itself
+   at the grid's edge), which moves less between seed sets than the grid's argmax;
+2. the LR check exactly as ``tunekit lr-find`` runs it (``run_sanity`` with the LR
+   check alone, every rule's suggestion added to the cross-check), once per
+   ``--probe-seeds`` (0 to 2: the model's initialisation and the batches);
+3. per probe: each rule's suggestion read off its curve (``steepest``
+   (torch-lr-finder), ``valley`` (fastai), ``min10`` (fastai's minimum)), the
+   cross-check's largest fall among 1e-1..1e-4 and every rule, tunekit's start
+   (the steepest suggestion, halved for Adam-family optimizers: what it chose
+   before the refinement) and tunekit's chosen LR;
+4. a yardstick for all of them: the best LR of one seed's own grid, against the
+   five-seed best. No probe on one initialisation can be expected to do better
+   than training the whole grid with that initialisation.
 
-Reported per task and rule: the suggestion, its ratio to the best grid LR (goal:
-within 1.5x), and the accuracy at the suggestion, interpolated in log LR from the
-grid (clamped, and marked, outside it).
+Reported per rule over every task and probe: how often it is within 1.5x of the
+best grid LR (the goal), and the top-1 lost at it (the grid's best mean top-1
+minus the top-1 interpolated in log LR at the rule's LR, clamped at the grid's
+edges), mean and worst.
 
-    python benchmarks/lr_finder.py                         # all tasks, seeds 0 1 (9 to 18 min a task on 2 busy cores)
+    python benchmarks/lr_finder.py                     # all tasks (about 40 min on 2 busy cores)
     python benchmarks/lr_finder.py --tasks digits_sgd --no-write
     python benchmarks/lr_finder.py --timing     # the range test's wall time against torch-lr-finder's
 
@@ -66,7 +71,8 @@ from tunekit.run import build_trainer
 from tunekit.sanity import RULES, SanityOptions, lr_range_test, run_sanity
 
 ROOT = Path(__file__).resolve().parents[1]
-SEEDS = [0, 1]
+SEEDS = [0, 1, 2, 3, 4]
+PROBE_SEEDS = [0, 1, 2]
 DECADES = [1e-1, 1e-2, 1e-3, 1e-4]  # the cross-check's fixed LRs
 SGD_GRID = [0.025 * 2**k for k in range(7)]  # 0.025 .. 1.6
 ADAM_GRID = [5e-4 * 2**k for k in range(7)]  # 5e-4 .. 0.032
@@ -83,7 +89,23 @@ ADAMW = [
     "optim.weight_decay=0.01",
 ]
 
-#: name -> (recipe file, overrides, model section replacing the recipe's or None, LR grid, what)
+TINY_GN = {
+    "builder": "tunekit.detection:tiny_resnet",
+    "kwargs": {"width": 8, "norm": "gn", "in_channels": 1},
+}
+TINY_BN = {
+    "builder": "tunekit.detection:tiny_resnet",
+    "kwargs": {"width": 8, "norm": "bn", "in_channels": 1},
+}
+SHAPES = "data.kwargs={train: 400, val: 1000, size: 64, seed: 0, crop_size: 32}"
+ADAM = ["optim.name=adam", "optim.momentum=null", "optim.nesterov=null", "optim.weight_decay=0"]
+
+#: name -> (recipe file, overrides, model section replacing the recipe's or None, LR grid, what).
+#: The tasks came in four rounds, each made to test what the rounds before it chose: the first
+#: three; digits_tiny_resnet_adamw (a check of the Adam-family halving); the three h_ tasks (a
+#: check of a fixed factor on the suggestion); the three h2_ tasks (a check of a refinement
+#: that looked below the start only); the three h3_ tasks (a check of the shipped refinement,
+#: which looks both ways).
 TASKS: dict[str, tuple[str, list[str], dict[str, Any] | None, list[float], str]] = {
     "digits_sgd": (
         "recipes/digits.yaml",
@@ -102,23 +124,84 @@ TASKS: dict[str, tuple[str, list[str], dict[str, Any] | None, list[float], str]]
     "digits_tiny_resnet": (
         "recipes/digits.yaml",
         [],
-        {
-            "builder": "tunekit.detection:tiny_resnet",
-            "kwargs": {"width": 8, "norm": "gn", "in_channels": 1},
-        },
-        SGD_GRID,
+        TINY_GN,
+        [0.00625, 0.0125, *SGD_GRID],
         "digits 16x16, TinyResNet width 8 (GroupNorm), SGD momentum 0.9 Nesterov, wd 5e-4, batch 64",
     ),
-    # Added after the Adam-family halving was chosen on digits_adamw: a held-out check of it.
     "digits_tiny_resnet_adamw": (
         "recipes/digits.yaml",
         ADAMW,
-        {
-            "builder": "tunekit.detection:tiny_resnet",
-            "kwargs": {"width": 8, "norm": "gn", "in_channels": 1},
-        },
+        TINY_GN,
         ADAM_GRID,
         "digits 16x16, TinyResNet width 8 (GroupNorm), AdamW wd 0.01, batch 64",
+    ),
+    "h_sgd_b16": (
+        "recipes/digits.yaml",
+        ["train.batch_size=16"],
+        None,
+        [0.00625 * 2**k for k in range(7)],
+        "digits 16x16, SmallCNN width 16 (BN), SGD momentum 0.9 Nesterov, batch 16",
+    ),
+    "h_adamw_w32": (
+        "recipes/digits.yaml",
+        [*ADAMW, "model.width=32"],
+        None,
+        ADAM_GRID,
+        "digits 16x16, SmallCNN width 32 (BN), AdamW wd 0.01, batch 64",
+    ),
+    "h_tiny_bn_sgd": (
+        "recipes/digits.yaml",
+        [],
+        TINY_BN,
+        SGD_GRID,
+        "digits 16x16, TinyResNet width 8 (BN), SGD momentum 0.9 Nesterov, batch 64",
+    ),
+    "h2_resnet18_sgd": (
+        "recipes/digits.yaml",
+        ["model.name=resnet18"],
+        None,
+        [0.0125 * 2**k for k in range(-3, 7)],
+        "digits 16x16, torchvision ResNet-18 (BN), SGD momentum 0.9 Nesterov, batch 64",
+    ),
+    "h2_adam_tiny_bn": (
+        "recipes/digits.yaml",
+        ADAM,
+        TINY_BN,
+        [2.5e-4 * 2**k for k in range(9)],
+        "digits 16x16, TinyResNet width 8 (BN), Adam, no weight decay, batch 64",
+    ),
+    "h2_sgd_b128_m0": (
+        "recipes/digits.yaml",
+        ["train.batch_size=128", "optim.momentum=0", "optim.nesterov=false"],
+        None,
+        [0.05 * 2**k for k in range(7)],
+        "digits 16x16, SmallCNN width 16 (BN), plain SGD (no momentum), batch 128",
+    ),
+    "h3_shapes_adamw": (
+        "recipes/shapes_classifier.yaml",
+        [SHAPES, "optim.weight_decay=0.01"],
+        None,
+        ADAM_GRID,
+        "shapes crops 32x32 (400 training images), TinyResNet width 16 (GN), AdamW wd 0.01, batch 64",
+    ),
+    "h3_shapes_sgd": (
+        "recipes/shapes_classifier.yaml",
+        [SHAPES, "optim.name=sgd", "optim.momentum=0.9", "optim.weight_decay=0.0005"],
+        None,
+        [0.00625 * 2**k for k in range(7)],
+        "shapes crops 32x32 (400 training images), TinyResNet width 16 (GN), SGD momentum 0.9, batch 64",
+    ),
+    "h3_digits_w8_b32": (
+        "recipes/digits.yaml",
+        [
+            "model.width=8",
+            "train.batch_size=32",
+            "optim.nesterov=false",
+            "optim.weight_decay=0.0001",
+        ],
+        None,
+        [0.0125 * 2**k for k in range(7)],
+        "digits 16x16, SmallCNN width 8 (BN), SGD momentum 0.9, wd 1e-4, batch 32",
     ),
 }
 
@@ -133,99 +216,138 @@ def recipe(task: str, extra: list[str]) -> Recipe:
     return Recipe.model_validate(data)
 
 
-def train_grid(task: str, seeds: list[int]) -> dict[float, list[float]]:
-    scores: dict[float, list[float]] = {}
+def train_grid(task: str, seeds: list[int], done: dict[str, dict[str, float]]) -> None:
+    """Fills ``done`` (LR -> seed -> final top-1) with the grid's missing trainings."""
     for lr in TASKS[task][3]:
         for seed in seeds:
+            cell = done.setdefault(repr(lr), {})
+            if str(seed) in cell:
+                continue
             with tempfile.TemporaryDirectory() as tmp:
                 trainer, _ = build_trainer(
                     recipe(task, [f"optim.lr={lr}", f"seed={seed}"]), Path(tmp), progress=False
                 )
                 trainer.train()
-            acc = float(trainer.history[-1]["val/top1"])
-            scores.setdefault(lr, []).append(acc)
-            print(f"  {task} lr {lr:.3g} seed {seed}: top1 {acc:.3f}", flush=True)
-    return scores
+            cell[str(seed)] = float(trainer.history[-1]["val/top1"])
+            print(f"  {task} lr {lr:.3g} seed {seed}: top1 {cell[str(seed)]:.3f}", flush=True)
 
 
-def probe(task: str) -> dict[str, Any]:
-    """One range test and cross-check as `tunekit lr-find` runs them, every rule's pick added."""
-    r = recipe(task, ["seed=0"])
+def probe(task: str, seed: int) -> dict[str, Any]:
+    """The LR check as `tunekit lr-find` runs it, every rule's suggestion in the cross-check."""
+    r = recipe(task, [f"seed={seed}"])
     started = time.perf_counter()
     report = run_sanity(r, options=SanityOptions(checks=("lr",), cross_check_rules=tuple(RULES)))
     assert report.lr is not None
     rt, cc = report.lr.range_test, report.lr.cross_check
-    runs = {run.lr: (-math.inf if run.diverged else run.fall) for run in cc.runs}
+    lr_of = report.recipe_lr
     return {
-        "suggestions": {k: report.recipe_lr(v) if v else None for k, v in rt.suggestions.items()},
-        "runs": {str(report.recipe_lr(lr)): fall for lr, fall in runs.items()},
-        "chosen": report.recipe_lr(report.lr.chosen) if report.lr.chosen else None,
-        "default_rule": rt.rule,
+        "suggestions": {k: lr_of(v) if v else None for k, v in rt.suggestions.items()},
+        "falls": {str(lr_of(r.lr)): (-math.inf if r.diverged else r.fall) for r in cc.runs},
+        "start": lr_of(report.lr.start) if report.lr.start else None,
+        "chosen": lr_of(report.lr.chosen) if report.lr.chosen else None,
         "chosen_by": report.lr.chosen_by,
-        "start": report.recipe_lr(report.lr.start) if report.lr.start else None,
+        "refine": None
+        if report.lr.refine is None
+        else {str(lr_of(r.lr)): r.score for r in report.lr.refine.runs},
         "wall_s": time.perf_counter() - started,
     }
 
 
-def pick(runs: dict[float, float], among: list[float | None]) -> float | None:
-    """The cross-check's winner among ``among``: the largest fall, which must be positive."""
-    falls = {lr: f for lr, f in runs.items() if any(c and math.isclose(lr, c) for c in among)}
-    best = max(falls, key=lambda lr: falls[lr], default=None)
-    return best if best is not None and falls[best] > 0 else None
+def largest_fall(falls: dict[str, float]) -> float | None:
+    """The cross-check's pick: the LR whose short run fell most (which must be a fall)."""
+    best = max(falls, key=lambda k: falls[k], default=None)
+    return float(best) if best is not None and falls[best] > 0 else None
 
 
-def rows(task: str, res: dict[str, Any]) -> list[tuple[str, float | None]]:
-    s: dict[str, float | None] = res["suggestions"]
-    runs = {float(k): v for k, v in res["runs"].items()}
-    decades: list[float | None] = list(DECADES)
-    out: list[tuple[str, float | None]] = [(f"rule `{k}`", v) for k, v in s.items()]
-    out += [
-        (
-            "cross-check: 1e-1..1e-4 + `steepest` (tunekit before)",
-            pick(runs, [*decades, s["steepest"]]),
-        ),
-        ("cross-check: 1e-1..1e-4 + `valley`", pick(runs, [*decades, s["valley"]])),
-        ("cross-check: 1e-1..1e-4 + every rule", pick(runs, [*decades, *s.values()])),
-        ("cross-check: the rules' suggestions alone", pick(runs, list(s.values()))),
-    ]
-    if res.get("start") and not math.isclose(res["start"], s["steepest"] or 0.0):
-        out.append(("`steepest` halved (tunekit's start for Adam-family optimizers)", res["start"]))
-    out += [
-        (f"**tunekit now** (`lr-find`'s chosen LR, rule `{res['default_rule']}`)", res["chosen"]),
-    ]
+def picks(res: dict[str, Any]) -> dict[str, float | None]:
+    """Every rule's LR for one probe, in the order of the tables."""
+    out: dict[str, float | None] = {f"`{k}`": v for k, v in res["suggestions"].items()}
+    out["cross-check's largest fall (1e-1..1e-4 and every rule)"] = largest_fall(res["falls"])
+    out["tunekit's start (`steepest`, halved for Adam-family)"] = res["start"]
+    out["**tunekit** (the start, refined)"] = res["chosen"]
     return out
 
 
-def accuracy_at(lr: float, grid: dict[float, float]) -> str:
+def mean_grid(cells: dict[str, dict[str, float]]) -> dict[float, float]:
+    return {float(lr): float(np.mean(list(v.values()))) for lr, v in cells.items()}
+
+
+def best_lr(grid: dict[float, float]) -> float:
+    """The peak of a parabola (in log LR) through the best grid point and its neighbours."""
     lrs = sorted(grid)
-    x = np.log2(lrs)
-    acc = float(np.interp(math.log2(lr), x, [grid[k] for k in lrs]))
-    edge = " (edge)" if not lrs[0] / 1.01 <= lr <= lrs[-1] * 1.01 else ""
-    return f"{acc:.1%}{edge}"
+    i = int(np.argmax([grid[lr] for lr in lrs]))
+    if i in (0, len(lrs) - 1):
+        return lrs[i]
+    x = np.log2(lrs[i - 1 : i + 2])
+    a, b, _ = np.polyfit(x, [grid[lr] for lr in lrs[i - 1 : i + 2]], 2)
+    return float(2 ** np.clip(-b / (2 * a), x[0], x[2]))
 
 
-def table(task: str, scores: dict[float, list[float]], res: dict[str, Any]) -> list[str]:
-    grid = {lr: float(np.mean(v)) for lr, v in scores.items()}
-    best = max(grid, key=lambda lr: grid[lr])
-    at_edge = " (at the grid's edge)" if best in (min(grid), max(grid)) else ""
+def accuracy_at(lr: float, grid: dict[float, float]) -> float:
+    lrs = sorted(grid)
+    return float(np.interp(math.log2(lr), np.log2(lrs), [grid[k] for k in lrs]))
+
+
+def own_grid_best(cells: dict[str, dict[str, float]], seed: str) -> float:
+    """The best LR of one seed's own grid."""
+    scores = {float(lr): v[seed] for lr, v in cells.items() if seed in v}
+    return max(scores, key=lambda lr: scores[lr])
+
+
+def task_lines(
+    task: str, entry: dict[str, Any]
+) -> tuple[list[str], list[tuple[str, float, float]]]:
+    """The task's section, and (rule, ratio to the best LR, top-1 lost) for every probe."""
+    grid = mean_grid(entry["grid"])
+    best = best_lr(grid)
+    top = max(grid.values())
+    argmax = max(grid, key=lambda lr: grid[lr])
+    edge = " (at the grid's edge)" if argmax in (min(grid), max(grid)) else ""
+    seeds = sorted(entry["probes"], key=int)
     lines = [
         f"### {task}: {TASKS[task][4]}",
         "",
         "Grid (mean top-1 over the seeds): "
         + ", ".join(f"{lr:.3g}: {grid[lr]:.1%}" for lr in sorted(grid))
-        + f". Best LR **{best:.3g}** ({grid[best]:.1%}){at_edge}. Range test and cross-check: "
-        f"{res['wall_s']:.0f} s.",
+        + f". Best LR **{best:.3g}** (argmax {argmax:.3g}{edge}, {top:.1%}). LR check: "
+        + ", ".join(f"{entry['probes'][s]['wall_s']:.0f} s" for s in seeds)
+        + ".",
         "",
-        "| rule | suggested LR | / best grid LR | within 1.5x | top-1 at the suggestion |",
-        "|---|---|---|---|---|",
+        "| rule | " + " | ".join(f"probe seed {s}: LR, / best, top-1 lost" for s in seeds) + " |",
+        "|---|" + "---|" * len(seeds),
     ]
-    for name, lr in rows(task, res):
-        if lr is None:
-            lines.append(f"| {name} | none | | no | |")
-            continue
-        ratio = lr / best
-        ok = "yes" if 1 / 1.5 <= ratio <= 1.5 else "no"
-        lines.append(f"| {name} | {lr:.3g} | {ratio:.2f} | {ok} | {accuracy_at(lr, grid)} |")
+    found: list[tuple[str, float, float]] = []
+    names = list(picks(entry["probes"][seeds[0]]))
+    for name in [*names, "one seed's own grid (the yardstick)"]:
+        cells = []
+        for s in seeds:
+            if name.startswith("one seed"):
+                lr: float | None = own_grid_best(entry["grid"], s)
+            else:
+                lr = picks(entry["probes"][s])[name]
+            if lr is None:
+                cells.append("none")
+                found.append((name, math.inf, top))
+                continue
+            ratio, lost = lr / best, top - accuracy_at(lr, grid)
+            found.append((name, ratio, lost))
+            cells.append(f"{lr:.3g}, {ratio:.2f}, {100 * lost:.1f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines, found
+
+
+def summary(found: list[tuple[str, float, float]]) -> list[str]:
+    lines = [
+        "| rule | within 1.5x of the best grid LR | top-1 lost, mean | top-1 lost, worst |",
+        "|---|---|---|---|",
+    ]
+    for name in dict.fromkeys(n for n, _, _ in found):
+        mine = [(r, lost) for n, r, lost in found if n == name]
+        within = sum(1 / 1.5 <= r <= 1.5 for r, _ in mine)
+        losts = [lost for _, lost in mine]
+        lines.append(
+            f"| {name} | {within} of {len(mine)} | {100 * np.mean(losts):.2f} | {100 * max(losts):.2f} |"
+        )
     return lines
 
 
@@ -355,7 +477,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
-    p.add_argument("--seeds", nargs="+", type=int, default=SEEDS)
+    p.add_argument("--seeds", nargs="+", type=int, default=SEEDS, help="grid seeds")
+    p.add_argument("--probe-seeds", nargs="+", type=int, default=PROBE_SEEDS, help="LR check seeds")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument(
         "--cache", type=Path, default=None, help="a JSON file of finished tasks to reuse and extend"
@@ -363,7 +486,7 @@ def main() -> None:
     p.add_argument(
         "--reprobe",
         action="store_true",
-        help="run the range test and cross-check again, keep the cached grid",
+        help="run the LR check again, keep the cached grid",
     )
     p.add_argument("--no-write", action="store_true", help="print only, do not update RESULTS.md")
     p.add_argument(
@@ -382,34 +505,47 @@ def main() -> None:
     cache: dict[str, Any] = {}
     if args.cache is not None and args.cache.exists():
         cache = json.loads(args.cache.read_text())
+
+    def save() -> None:
+        if args.cache is not None:
+            args.cache.write_text(json.dumps(cache, indent=1))
+
     started = time.perf_counter()
     body: list[str] = []
+    found: list[tuple[str, float, float]] = []
     for task in args.tasks:
-        if task in cache and args.reprobe:
-            print(f"{task}: range test and cross-check (grid from the cache)", flush=True)
-            cache[task]["probe"] = probe(task)
-            if args.cache is not None:
-                args.cache.write_text(json.dumps(cache, indent=1))
-        if task not in cache or cache[task]["seeds"] != args.seeds:
-            print(f"{task}: range test and cross-check", flush=True)
-            res = probe(task)
-            print(f"{task}: grid", flush=True)
-            scores = train_grid(task, args.seeds)
-            cache[task] = {
-                "seeds": args.seeds,
-                "probe": res,
-                "grid": {str(k): v for k, v in scores.items()},
-            }
-            if args.cache is not None:
-                args.cache.write_text(json.dumps(cache, indent=1))
-        entry = cache[task]
-        scores = {float(k): v for k, v in entry["grid"].items()}
-        body += [*table(task, scores, entry["probe"]), ""]
+        entry = cache.setdefault(task, {"grid": {}, "probes": {}})
+        for seed in args.probe_seeds:
+            if str(seed) not in entry["probes"] or args.reprobe:
+                print(f"{task}: LR check, seed {seed}", flush=True)
+                entry["probes"][str(seed)] = probe(task, seed)
+                save()
+        print(f"{task}: grid", flush=True)
+        train_grid(task, args.seeds, entry["grid"])
+        save()
+        shown = {
+            "grid": {
+                lr: {s: v[s] for s in map(str, args.seeds) if s in v}
+                for lr, v in entry["grid"].items()
+                if float(lr) in TASKS[task][3]
+            },
+            "probes": {str(s): entry["probes"][str(s)] for s in args.probe_seeds},
+        }
+        lines, mine = task_lines(task, shown)
+        body += [*lines, ""]
+        found += mine
     head = [
-        f"Machine: {machine()}; torch threads {args.threads}. Seeds {args.seeds} for the grid, "
-        "seed 0 for the range test and cross-check (100 steps each, batch 64, 1e-7..10, smoothing 0.95). "
-        f"Wall time {time.perf_counter() - started:.0f} s"
-        + (f" (tasks read from {args.cache.name} not counted)." if args.cache else "."),
+        f"Machine: {machine()}; torch threads {args.threads}. Grid seeds {args.seeds}, LR check "
+        f"seeds {args.probe_seeds} (range test 100 steps 1e-7..10, smoothing 0.95; cross-check and "
+        f"refinement 100 steps a run). Wall time {time.perf_counter() - started:.0f} s"
+        + (f" (what {args.cache.name} held not counted)." if args.cache else "."),
+        "",
+        f"All {len(args.tasks)} tasks, every probe seed (ratios to the best grid LR; top-1 in points):",
+        "",
+        *summary(found),
+        "",
+        "Per task (each cell: the LR in the recipe's units, its ratio to the best grid LR, the "
+        "top-1 lost at it in points):",
         "",
     ]
     text = "\n".join(head + body)

@@ -32,10 +32,21 @@ def test_digits_recipe_passes_all_checks_and_writes_json_and_html(
         "overfit": "PASS",
         "lr range test": "PASS",
         "lr cross-check": "PASS",
+        "lr refinement": "PASS",
         "update/weight ratio": "PASS",
     }
     assert data["overfit"]["outcome"] == "fit" and data["overfit"]["steps"] < 300
     lr = data["lr"]
+    # The refinement ran around the suggestion on the recipe's validation data and chose one of
+    # its runs: the one with the lowest held-out loss.
+    refine = lr["refine"]
+    assert refine["judged_on"] == "held-out loss" and refine["start"] == lr["start"]
+    runs = refine["runs"]
+    assert [r["lr"] for r in runs] == pytest.approx([lr["start"] * k for k in (0.5, 1, 2)])
+    best = min(runs, key=lambda r: r["held_out"])
+    assert lr["chosen"] == best["lr"] and "refined to" in lr["chosen_by"]
+    # As long as the recipe's training (10 epochs of 22 full batches of 64), capped at 300.
+    assert refine["num_iter"] == 220
     assert lr["field"] == "optim.lr" and lr["optimizer"] == "sgd"
     assert lr["recipe_value"] == lr["chosen"]  # the digits recipe does not use lr_per_256
     assert 1e-3 <= lr["chosen"] <= 1.0 and lr["suggestion"] is not None
@@ -64,11 +75,11 @@ def test_digits_recipe_passes_all_checks_and_writes_json_and_html(
 
     assert text.count(get_plotlyjs()) == 1  # inlined once: the page opens offline
     dom = chromium_dom(page)
-    for i in range(5):
+    for i in range(6):
         assert re.search(rf'<div id="sanity-plot-{i}"[^>]*class="[^"]*js-plotly-plot', dom), (
             f"plot {i} did not render"
         )
-    assert dom.count("<tr>") == 6  # header + one row per verdict
+    assert dom.count("<tr>") == 7  # header + one row per verdict
 
 
 def test_lr_10_recipe_fails_the_overfit_check_with_exit_1(
@@ -119,6 +130,8 @@ def test_lr_find_writes_only_the_lr_section_in_recipe_units(tmp_path: Path) -> N
             "30",
             "--cross-check-iters",
             "10",
+            "--refine-iters",
+            "10",
         ]
     )
     assert rc == 0
@@ -127,6 +140,7 @@ def test_lr_find_writes_only_the_lr_section_in_recipe_units(tmp_path: Path) -> N
     assert [v["check"] for v in data["verdicts"]] == [
         "lr range test",
         "lr cross-check",
+        "lr refinement",
         "update/weight ratio",
     ]
     lr = data["lr"]
@@ -154,6 +168,7 @@ def test_recipe_missing_its_dataset_is_one_line_exit_2(
     ("args", "message"),
     [
         (["--lr-iters", "1"], "field '--lr-iters': value 1 is not allowed"),
+        (["--refine-iters", "5"], "field '--refine-iters': value 5 is not allowed: use 0"),
         (["--start-lr", "1", "--end-lr", "0.1"], "need 0 < --start-lr < --end-lr"),
         (["--set", "data.name=digitz"], "unknown dataset 'digitz' (did you mean 'digits'?)"),
     ],

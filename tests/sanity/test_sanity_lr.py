@@ -18,6 +18,7 @@ import tunekit
 from tunekit.sanity import (
     check_learning_rate,
     cross_check_lrs,
+    refine_lr,
     starting_lr,
     suggest_lr,
     update_ratio,
@@ -164,9 +165,103 @@ def test_check_learning_rate_gives_a_search_space_around_the_chosen_lr() -> None
         # AdamW: the choice starts from half the suggestion, which has a short run of its own.
         assert res.start == pytest.approx(res.range_test.suggestion / 2)
         assert any(math.isclose(t, res.start) for t in tried)
-        if res.chosen_by.startswith("half the steepest suggestion (AdamW)"):
-            assert res.chosen == pytest.approx(res.start)
+    # Refined around the LR the cross-check settled on (the start when it held up), judged on
+    # the training loss (no held-out data was given).
+    assert res.refine is not None and res.refine.judged_on == "training loss"
+    settled = res.start if res.chosen_by.startswith("half the steepest") else res.cross_check.chosen
+    assert res.refine.start == settled
+    assert [r.lr for r in res.refine.runs] == pytest.approx([settled * k for k in (0.5, 1, 2)])
+    assert res.chosen == res.refine.chosen
     assert res.ratio is not None and res.ratio.lr == res.chosen
+
+
+def test_refinement_keeps_the_lr_whose_model_does_best_on_held_out_data() -> None:
+    from torch.utils.data import DataLoader
+
+    from tunekit.config import DataConfig
+    from tunekit.data import build_data
+
+    model, loader = digits_cnn(), digits_loader()
+    held_out = list(DataLoader(build_data(DataConfig(name="digits", image_size=16)).val, 64))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    loss = nn.CrossEntropyLoss()
+    res = refine_lr(
+        model,
+        opt,
+        loader,
+        loss,
+        start=0.1,
+        shares=(1e-3, 1.0, 100.0),
+        num_iter=30,
+        held_out=held_out,
+    )
+    runs = {round(r.lr, 6): r for r in res.runs}
+    assert list(runs) == [1e-4, 0.1, 10.0]  # from the smallest LR up
+    scores = {lr: r.held_out for lr, r in runs.items()}
+    assert None not in scores.values(), scores
+    assert scores[0.1] < 0.5 * scores[1e-4]  # 1e-4 barely moves in 30 steps
+    assert scores[0.1] < 0.5 * scores[10.0]  # 10 lands near chance (BN keeps it finite)
+    assert res.chosen == pytest.approx(0.1) and res.judged_on == "held-out loss"
+    assert res.verdict.status == "PASS"
+    # Every run started from the same state, and the model and optimizer are as they were.
+    assert {r.losses[0] for r in res.runs} == {res.runs[0].losses[0]}
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert opt.param_groups[0]["lr"] == 0.05
+    json.dumps(res.to_dict(), allow_nan=False)
+    assert len(res.plot().data) == 2  # the scores and the chosen point
+
+    bare = refine_lr(model, opt, loader, loss, start=0.1, shares=(1e-3, 1.0), num_iter=30)
+    assert bare.judged_on == "training loss" and bare.chosen == pytest.approx(0.1)
+    assert all(r.held_out is None for r in bare.runs)
+    with pytest.raises(tunekit.sanity.SanityError, match="start=0 is not allowed"):
+        refine_lr(model, opt, loader, loss, start=0)
+
+    torch.manual_seed(0)
+    mlp = tunekit.testing.TinyMLP(in_features=64, num_classes=4)
+    sgd = torch.optim.SGD(mlp.parameters(), lr=0.01)
+    blown = refine_lr(mlp, sgd, shuffled_loader(), loss, start=1e6, shares=(1.0, 10.0), num_iter=10)
+    assert all(r.diverged for r in blown.runs) and blown.chosen is None
+    assert blown.verdict.status == "FAIL" and "diverged" in blown.verdict.reason
+
+
+def test_the_refinement_runs_as_long_as_the_recipes_training_up_to_a_cap() -> None:
+    from tunekit.config import load_recipe
+    from tunekit.sanity._recipe import REFINE_MAX_ITERS, refine_length
+
+    digits = Path(__file__).resolve().parents[2] / "recipes" / "digits.yaml"
+    batches = list(range(23))  # any sized iterable stands for the loader
+    assert refine_length(load_recipe(digits, ["train.epochs=2"]), batches) == 46
+    assert refine_length(load_recipe(digits, ["train.epochs=100"]), batches) == REFINE_MAX_ITERS
+    capped = load_recipe(digits, ["train.epochs=3", "train.max_steps_per_epoch=4"])
+    assert refine_length(capped, batches) == 12
+    assert refine_length(load_recipe(digits, ["train.epochs=1"]), [0, 1]) == 10  # the floor
+    assert refine_length(load_recipe(digits), iter(batches)) == REFINE_MAX_ITERS  # no length
+
+
+def test_refine_iter_0_chooses_without_the_refinement() -> None:
+    torch.manual_seed(0)
+    model = BNNet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    res = check_learning_rate(
+        model,
+        opt,
+        shuffled_loader(),
+        nn.CrossEntropyLoss(),
+        num_iter=30,
+        cross_check_iter=10,
+        refine_iter=0,
+        held_out=shuffled_loader(seed=1),
+        ratio_steps=2,
+    )
+    assert res.refine is None and res.to_dict()["refine"] is None
+    assert res.chosen in (res.start, res.cross_check.chosen)
+    assert "refined" not in res.chosen_by
+    assert [v.check for v in res.verdicts] == [
+        "lr range test",
+        "lr cross-check",
+        "update/weight ratio",
+    ]
 
 
 def test_the_start_is_the_suggestion_halved_for_adam_family_optimizers_only() -> None:

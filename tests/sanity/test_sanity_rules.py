@@ -151,7 +151,9 @@ def test_lr_find_reports_the_default_rule_and_takes_another(tmp_path: Path) -> N
 
     assert lr["chosen"] is not None and lr["chosen_by"]
     if lr["chosen_by"].startswith(f"the {DEFAULT_RULE} suggestion"):
-        assert lr["chosen"] == pytest.approx(lr["suggestion"])
+        # Kept in the cross-check, then refined: the refinement's pick around it.
+        assert lr["refine"]["start"] == pytest.approx(lr["suggestion"])
+    assert lr["chosen"] == lr["refine"]["chosen"]
     tried = [run["lr"] for run in lr["cross_check"]["runs"]]
     assert all(any(math.isclose(s, t) for t in tried) for s in rt["suggestions"].values() if s)
 

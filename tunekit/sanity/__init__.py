@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ._overfit import OverfitResult, overfit_small_sample
     from ._range_test import LRRangeResult, lr_range_test
     from ._recipe import SanityOptions, SanityReport, plain_recipe, run_sanity
+    from ._refine import RefineResult, RefineRun, held_out_loss, refine_lr
     from ._report import render_html, write_report
     from ._rules import DEFAULT_RULE, RULES, suggest_all, suggest_lr
     from ._state import ProbeState, preserved, restore, snapshot

@@ -9,15 +9,19 @@ Three probes, each in its own file and each starting from the same restored stat
    rule's suggestion; the suggestion (halved for Adam-family optimizers) stays
    the chosen LR unless its run falls clearly less than the best run (then the
    best run's LR is chosen);
-3. the update/weight ratio (:mod:`._update_ratio`) at the chosen LR (a
+3. a refinement (:mod:`._refine`): runs at half, all and twice the LR the
+   first two settled on, each with its LR decayed to zero, judged on held-out
+   batches; the best of them is the chosen LR;
+4. the update/weight ratio (:mod:`._update_ratio`) at the chosen LR (a
    healthy step moves weights by about 1e-3).
 
-:func:`check_learning_rate` runs the three in order and derives the ranges
-for a coarse search.
+:func:`check_learning_rate` runs them in order and derives the ranges for a
+coarse search.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +33,7 @@ from torch import nn
 from ._base import LossFn, Objective, Verdict, prefetch
 from ._cross_check import CROSS_CHECK_LRS, CrossCheckResult, cross_check_lrs
 from ._range_test import CHECK_RANGE, LRRangeResult, lr_range_test
+from ._refine import REFINE_SHARES, RefineResult, refine_lr
 from ._rules import DEFAULT_RULE, RULES, check_rule
 from ._state import preserved
 from ._update_ratio import UpdateRatioResult, update_ratio
@@ -45,10 +50,13 @@ class LRCheckResult:
     search_space: dict[str, list[float]] = field(default_factory=dict)
     chosen_by: str = ""  # why ``chosen``: the rule's suggestion kept, or the cross-check's pick
     start: float | None = None  # the suggestion the choice starts from (halved for Adam)
+    refine: RefineResult | None = None  # the refinement around ``start``, when it ran
 
     @property
     def verdicts(self) -> list[Verdict]:
         out = [self.range_test.verdict, self.cross_check.verdict]
+        if self.refine is not None:
+            out.append(self.refine.verdict)
         if self.ratio is not None:
             out.append(self.ratio.verdict)
         return out
@@ -63,6 +71,7 @@ class LRCheckResult:
             "search_space": self.search_space,
             "range_test": self.range_test.to_dict(),
             "cross_check": self.cross_check.to_dict(),
+            "refine": self.refine.to_dict() if self.refine is not None else None,
             "update_ratio": self.ratio.to_dict() if self.ratio is not None else None,
         }
 
@@ -147,17 +156,25 @@ def check_learning_rate(
     rule: str = DEFAULT_RULE,
     cross_check_rules: Sequence[str] | None = None,
     weight_decay: float = 1e-4,
+    refine_iter: int = 100,
+    refine_shares: Sequence[float] = REFINE_SHARES,
+    held_out: Iterable[Any] | None = None,
+    held_out_batches: int = 16,
     ratio_steps: int = 10,
     cache_mb: float = 512.0,
     objective: Objective | None = None,
 ) -> LRCheckResult:
-    """Range test, cross-check by short runs (with every rule's suggestion added), and the ratio
-    at the chosen LR.
+    """Range test, cross-check by short runs (with every rule's suggestion added), refinement,
+    and the ratio at the chosen LR.
 
-    The chosen LR is ``rule``'s suggestion (half of it for an Adam-family
-    optimizer, :func:`starting_lr`) unless its short run diverged or fell by
-    less than :data:`KEEP_SUGGESTION` of the best run's fall; then it is the
-    cross-check's pick (see :func:`recommend`).
+    The LR the choice starts from is ``rule``'s suggestion (half of it for an
+    Adam-family optimizer, :func:`starting_lr`). When its cross-check run
+    diverged or fell by less than :data:`KEEP_SUGGESTION` of the best run's
+    fall, the cross-check's pick takes its place (see :func:`recommend`). The
+    refinement (:func:`refine_lr`, ``refine_iter`` steps per run, 0 to skip it)
+    then tries ``refine_shares`` of that LR and chooses the one with the lowest
+    loss on the first ``held_out_batches`` batches of ``held_out`` (validation
+    data; without it, the lowest training loss at the end of the run).
 
     The batches are loaded once and held in memory when they fit in
     ``cache_mb`` (every run then reads the same batches, which also makes the
@@ -167,10 +184,17 @@ def check_learning_rate(
     """
     with preserved(model, None, [loader]):
         cached = prefetch(
-            loader, max(num_iter, cross_check_iter, ratio_steps), CHECK_RANGE, int(cache_mb * 2**20)
+            loader,
+            max(num_iter, cross_check_iter, refine_iter, ratio_steps),
+            CHECK_RANGE,
+            int(cache_mb * 2**20),
         )
     if cached is not None:
         loader = cached
+    held: list[Any] | None = None
+    if held_out is not None and refine_iter > 0:
+        with preserved(model, None, [held_out]):
+            held = list(itertools.islice(iter(held_out), held_out_batches)) or None
     rt = lr_range_test(
         model,
         optimizer,
@@ -199,6 +223,26 @@ def check_learning_rate(
         objective=objective,
     )
     chosen, chosen_by = recommend(start, rt.rule, cc, what)
+    refined = None
+    if refine_iter > 0 and chosen is not None:
+        refined = refine_lr(
+            model,
+            optimizer,
+            loader,
+            loss_fn,
+            start=chosen,
+            shares=refine_shares,
+            num_iter=refine_iter,
+            held_out=held,
+            objective=objective,
+        )
+        if refined.chosen is not None:
+            share = refined.chosen / chosen
+            chosen = refined.chosen
+            chosen_by = (
+                f"{chosen_by}, refined to {share:.3g}x of it "
+                f"(the lowest {refined.judged_on} after {refine_iter} steps decayed to zero)"
+            )
     ratio = None
     space: dict[str, list[float]] = {}
     if chosen is not None:
@@ -206,4 +250,4 @@ def check_learning_rate(
             model, optimizer, loader, loss_fn, lr=chosen, steps=ratio_steps, objective=objective
         )
         space = search_space(chosen, optimizer)
-    return LRCheckResult(rt, cc, ratio, chosen, space, chosen_by, start)
+    return LRCheckResult(rt, cc, ratio, chosen, space, chosen_by, start, refined)

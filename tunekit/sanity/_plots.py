@@ -118,6 +118,32 @@ def cross_check_figure(data: dict[str, Any], title: str) -> Any:
     return fig
 
 
+def refine_figure(data: dict[str, Any], title: str) -> Any:
+    """Each refinement run's score against its LR (log axis), the chosen LR marked."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure(
+        go.Scatter(x=data["lr"], y=data["score"], mode="lines+markers", name=data["judged_on"])
+    )
+    if data["chosen"] is not None:
+        at = data["lr"].index(data["chosen"])
+        fig.add_trace(
+            go.Scatter(
+                x=[data["chosen"]],
+                y=[data["score"][at]],
+                mode="markers",
+                marker={"size": 14, "symbol": "star"},
+                name="chosen",
+            )
+        )
+    fig.update_layout(
+        title=title,
+        xaxis={"title": "peak learning rate (decayed to zero over the run)", "type": "log"},
+        yaxis_title=data["judged_on"],
+    )
+    return fig
+
+
 def update_ratio_figure(data: dict[str, Any], title: str) -> Any:
     """The ratio per weight tensor as bars (log axis), with the 1e-3 target and the band."""
     import plotly.graph_objects as go

@@ -37,6 +37,9 @@ class SanityOptions:
     lr_iters: int = 100
     cross_check_iters: int = 100
     cross_check_weight_decay: float = 1e-4
+    # None: the recipe's training length, at most REFINE_MAX_ITERS; 0: no refinement
+    refine_iters: int | None = None
+    held_out_batches: int = 16  # validation batches the refinement judges on
     rule: str = DEFAULT_RULE
     cross_check_rules: tuple[str, ...] | None = None  # None: every rule's suggestion joins
     ratio_steps: int = 10
@@ -205,6 +208,13 @@ def run_sanity(
             num_iter=opts.lr_iters,
             cross_check_iter=opts.cross_check_iters,
             weight_decay=opts.cross_check_weight_decay,
+            refine_iter=(
+                opts.refine_iters
+                if opts.refine_iters is not None
+                else refine_length(recipe, loader)
+            ),
+            held_out=comp.val_loader,
+            held_out_batches=opts.held_out_batches,
             rule=opts.rule,
             cross_check_rules=opts.cross_check_rules,
             ratio_steps=opts.ratio_steps,
@@ -212,6 +222,28 @@ def run_sanity(
         )
         report.wall_s["lr"] = time.perf_counter() - started
     return report
+
+
+#: The refinement's runs are as long as the recipe's training up to this many steps; a longer
+#: training is compressed into this many (its cosine decay too).
+REFINE_MAX_ITERS = 300
+
+
+def refine_length(recipe: Recipe, loader: Any) -> int:
+    """Steps of the recipe's training (epochs x batches an epoch), between 10 and
+    :data:`REFINE_MAX_ITERS`: the length of each refinement run.
+
+    The best LR depends on how long the training is (a short one favours
+    other LRs than a long one), so the refinement trains as long as the recipe
+    does when it can afford to.
+    """
+    try:
+        per_epoch = len(loader)
+    except TypeError:  # an iterable without a length
+        return REFINE_MAX_ITERS
+    if recipe.train.max_steps_per_epoch is not None:
+        per_epoch = min(per_epoch, recipe.train.max_steps_per_epoch)
+    return max(10, min(int(per_epoch * recipe.train.epochs), REFINE_MAX_ITERS))
 
 
 def _optimizer(model: nn.Module, recipe: Recipe, file: str | None) -> torch.optim.Optimizer:

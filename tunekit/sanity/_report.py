@@ -26,6 +26,8 @@ def report_figures(report: SanityReport) -> list[Any]:
     if report.lr is not None:
         figs.append(report.lr.range_test.plot())
         figs.append(report.lr.cross_check.plot())
+        if report.lr.refine is not None:
+            figs.append(report.lr.refine.plot())
         if report.lr.ratio is not None:
             figs.append(report.lr.ratio.plot())
     return figs

@@ -35,6 +35,14 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         help="steps of each short run in the LR cross-check (default 100)",
     )
     p.add_argument(
+        "--refine-iters",
+        type=_steps_or_auto,
+        default=None,
+        metavar="N|auto",
+        help="steps of each run that refines the suggestion, judged on validation data "
+        "(default auto: as long as the recipe's training, at most 300; 0 skips the refinement)",
+    )
+    p.add_argument(
         "--rule",
         choices=RULE_NAMES,
         default=RULE_NAMES[0],
@@ -79,6 +87,16 @@ def add_sanity(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_sanity)
 
 
+def _steps_or_auto(text: str) -> int | None:
+    """``auto`` (None) or a whole number of steps."""
+    if text == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of steps or 'auto'") from None
+
+
 def add_lr_find(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "lr-find",
@@ -105,6 +123,11 @@ def cmd_sanity(args: argparse.Namespace) -> int:
     ):
         if value < low:
             raise TunekitError(f"value {value} is not allowed: use {low} or more", field=flag)
+    if args.refine_iters is not None and (args.refine_iters < 0 or 0 < args.refine_iters < 10):
+        raise TunekitError(
+            f"value {args.refine_iters} is not allowed: use 0 (no refinement) or 10 or more",
+            field="--refine-iters",
+        )
     if not 0 < args.start_lr < args.end_lr:
         raise TunekitError(
             f"values {args.start_lr:g}..{args.end_lr:g} are not allowed: need 0 < --start-lr < --end-lr",
@@ -125,6 +148,7 @@ def cmd_sanity(args: argparse.Namespace) -> int:
         end_lr=args.end_lr,
         lr_iters=args.lr_iters,
         cross_check_iters=args.cross_check_iters,
+        refine_iters=args.refine_iters,
         rule=args.rule,
         checks=tuple(_CHECKS[c] for c in args.only) if args.only else tuple(_CHECKS.values()),
     )
