@@ -264,7 +264,7 @@ def picks(res: dict[str, Any]) -> dict[str, float | None]:
     out: dict[str, float | None] = {f"`{k}`": v for k, v in res["suggestions"].items()}
     out["cross-check's largest fall (1e-1..1e-4 and every rule)"] = largest_fall(res["falls"])
     out["tunekit's start (`steepest`, halved for Adam-family)"] = res["start"]
-    out["**tunekit** (the start, refined)"] = res["chosen"]
+    out["**tunekit** (refined)"] = res["chosen"]
     return out
 
 
@@ -536,8 +536,9 @@ def main() -> None:
         found += mine
     head = [
         f"Machine: {machine()}; torch threads {args.threads}. Grid seeds {args.seeds}, LR check "
-        f"seeds {args.probe_seeds} (range test 100 steps 1e-7..10, smoothing 0.95; cross-check and "
-        f"refinement 100 steps a run). Wall time {time.perf_counter() - started:.0f} s"
+        f"seeds {args.probe_seeds} (range test 100 steps 1e-7..10, smoothing 0.95; cross-check "
+        "100 steps a run; refinement as long as the task's 2-epoch training). Wall time "
+        f"{time.perf_counter() - started:.0f} s"
         + (f" (what {args.cache.name} held not counted)." if args.cache else "."),
         "",
         f"All {len(args.tasks)} tasks, every probe seed (ratios to the best grid LR; top-1 in points):",

@@ -93,7 +93,7 @@ def search_space(chosen: float, optimizer: torch.optim.Optimizer) -> dict[str, l
 #: the check starts from this share of the rule's suggestion. In benchmarks/lr_finder.py the
 #: steepest-slope point was 2.2x to 4.7x the best LR of 2-epoch trainings with AdamW, on two
 #: tasks and two machines; half of it was 1.1x on the task it was chosen on and 2.4x on the
-#: task added to check it (docs/sanity.md): closer on every AdamW measurement, not always
+#: task added to check it (benchmarks/RESULTS.md): closer on every AdamW measurement, not always
 #: within 1.5x. Adam's steps are about the LR in size whatever the gradient, so the sweep's
 #: fastest fall comes from steps larger than a whole training sustains.
 ADAPTIVE_SHARE = 0.5
@@ -110,11 +110,12 @@ def starting_lr(
     return suggestion * ADAPTIVE_SHARE, f"half the {rule} suggestion ({name})"
 
 
-#: The range test's suggestion stays the chosen LR unless its short run fell by less than this
-#: share of the best short run's fall (or diverged). The cross-check's own pick, the largest
-#: fall after ~100 steps on the same batches, was further from the best LR of 2-epoch
-#: trainings than the suggestion in benchmarks/lr_finder.py (docs/sanity.md), so it only
-#: overrules a suggestion that visibly trains worse.
+#: The range test's suggestion stays the LR the refinement starts from unless its short run fell
+#: by less than this share of the best short run's fall (or diverged). The cross-check's own
+#: pick, the largest fall after ~100 steps on the same batches, was closer to the best LR of
+#: 2-epoch trainings than the suggestion in some runs of benchmarks/lr_finder.py and further in
+#: others (benchmarks/RESULTS.md), and the refinement was measured from the suggestion, so the
+#: pick only overrules a suggestion that visibly trains worse.
 KEEP_SUGGESTION = 0.9
 
 

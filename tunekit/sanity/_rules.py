@@ -76,7 +76,7 @@ RULES: dict[str, Rule] = {"steepest": steepest, "valley": valley, "min10": min10
 #: The rule whose suggestion the range test reports and the chosen LR starts from: in
 #: benchmarks/lr_finder.py the closest of the three on most tasks (on two machines: 0.75x to
 #: 2.4x the best LR of 2-epoch trainings with SGD, 2.2x to 4.7x with AdamW, which the LR check
-#: halves); valley landed 6x to 30x too low (docs/sanity.md).
+#: halves); valley landed 6x to 30x too low (benchmarks/RESULTS.md).
 DEFAULT_RULE = "steepest"
 
 
