@@ -154,6 +154,9 @@ def test_lr_find_reports_the_default_rule_and_takes_another(tmp_path: Path) -> N
         # Kept in the cross-check, then refined: the refinement's pick around it.
         assert lr["refine"]["start"] == pytest.approx(lr["suggestion"])
     assert lr["chosen"] == lr["refine"]["chosen"]
+    # By default each refinement run is as long as the recipe's training: 10 epochs of the
+    # 256-image subset's 4 full batches.
+    assert lr["refine"]["num_iter"] == 40
     tried = [run["lr"] for run in lr["cross_check"]["runs"]]
     assert all(any(math.isclose(s, t) for t in tried) for s in rt["suggestions"].values() if s)
 
