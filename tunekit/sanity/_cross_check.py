@@ -9,7 +9,7 @@ decay on; the LR whose loss falls most is the cross-check's pick
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,22 +99,18 @@ def cross_check_lrs(
             f"{CHECK_CROSS}: num_iter={num_iter} is not allowed; use 10 or more (100 is usual)"
         )
     objective = objective or Objective(loss_fn, what=CHECK_CROSS)
-    device = model_device(model)
     window = max(5, num_iter // 10)
     runs: list[ShortRun] = []
     for lr in sorted(set(lrs), reverse=True):
-        losses: list[float] = []
+
+        def constant(_: int, value: float = lr) -> float:
+            return value
+
         with preserved(model, optimizer, [loader]):
-            model.train()
-            set_hyper(optimizer, lr=lr, weight_decay=weight_decay)
-            batches = cycle(loader, CHECK_CROSS)
-            for _ in range(num_iter):
-                out = objective(model, next(batches), device)
-                loss = float(out.loss.detach())
-                losses.append(loss)
-                if not math.isfinite(loss):
-                    break
-                objective.step(model, optimizer, out.loss)
+            set_hyper(optimizer, weight_decay=weight_decay)
+            losses = train_steps(
+                model, optimizer, loader, objective, num_iter, constant, CHECK_CROSS
+            )
         runs.append(_short_run(lr, losses, window, num_iter))
     healthy = [r for r in runs if not r.diverged]
     best = max(healthy, key=lambda r: r.fall, default=None)
@@ -122,6 +118,33 @@ def cross_check_lrs(
     return CrossCheckResult(
         runs, chosen, num_iter, weight_decay, _cross_verdict(runs, best, chosen)
     )
+
+
+def train_steps(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: Iterable[Any],
+    objective: Objective,
+    num_iter: int,
+    lr_at: Callable[[int], float],
+    what: str,
+) -> list[float]:
+    """Trains ``num_iter`` steps in train mode from the model's state as it is, step ``i`` at LR
+    ``lr_at(i)``; the losses, up to and including the first that is not finite (no update is
+    made from that one). The caller restores the state."""
+    device = model_device(model)
+    model.train()
+    batches = cycle(loader, what)
+    losses: list[float] = []
+    for i in range(num_iter):
+        set_hyper(optimizer, lr=lr_at(i))
+        out = objective(model, next(batches), device)
+        loss = float(out.loss.detach())
+        losses.append(loss)
+        if not math.isfinite(loss):
+            break
+        objective.step(model, optimizer, out.loss)
+    return losses
 
 
 def _short_run(lr: float, losses: list[float], window: int, num_iter: int) -> ShortRun:

@@ -31,11 +31,11 @@ from ._base import (
     ProbeResult,
     SanityError,
     Verdict,
-    cycle,
     model_device,
     require_trainable,
 )
-from ._state import preserved, set_hyper
+from ._cross_check import train_steps
+from ._state import preserved
 
 CHECK_REFINE = "lr refinement"
 
@@ -167,18 +167,14 @@ def refine_lr(
     window = max(5, num_iter // 10)
     runs: list[RefineRun] = []
     for lr in sorted({start * s for s in shares}):
-        losses: list[float] = []
+
+        def cosine(i: int, peak: float = lr) -> float:
+            return peak * 0.5 * (1 + math.cos(math.pi * i / num_iter))
+
         with preserved(model, optimizer, [loader]):
-            model.train()
-            batches = cycle(loader, CHECK_REFINE)
-            for i in range(num_iter):
-                set_hyper(optimizer, lr=lr * 0.5 * (1 + math.cos(math.pi * i / num_iter)))
-                out = objective(model, next(batches), device)
-                loss = float(out.loss.detach())
-                losses.append(loss)
-                if not math.isfinite(loss):
-                    break
-                objective.step(model, optimizer, out.loss)
+            losses = train_steps(
+                model, optimizer, loader, objective, num_iter, cosine, CHECK_REFINE
+            )
             diverged = len(losses) < num_iter or not all(map(math.isfinite, losses))
             end = math.inf if diverged else float(np.mean(losses[-window:]))
             diverged = diverged or end > 4 * losses[0]
