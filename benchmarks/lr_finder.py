@@ -104,8 +104,8 @@ ADAM = ["optim.name=adam", "optim.momentum=null", "optim.nesterov=null", "optim.
 #: The tasks came in four rounds, each made to test what the rounds before it chose: the first
 #: three; digits_tiny_resnet_adamw (a check of the Adam-family halving); the three h_ tasks (a
 #: check of a fixed factor on the suggestion); the three h2_ tasks (a check of a refinement
-#: that looked below the start only); the three h3_ tasks (a check of the shipped refinement,
-#: which looks both ways).
+#: that looked below the start only); the three h3_ tasks (a check of a refinement that looks
+#: both ways); the three h4_ tasks, made after the shipped refinement was fixed, a check of it.
 TASKS: dict[str, tuple[str, list[str], dict[str, Any] | None, list[float], str]] = {
     "digits_sgd": (
         "recipes/digits.yaml",
@@ -202,6 +202,34 @@ TASKS: dict[str, tuple[str, list[str], dict[str, Any] | None, list[float], str]]
         None,
         [0.0125 * 2**k for k in range(7)],
         "digits 16x16, SmallCNN width 8 (BN), SGD momentum 0.9, wd 1e-4, batch 32",
+    ),
+    "h4_shapes_adam_bn": (
+        "recipes/shapes_classifier.yaml",
+        ["data.kwargs={train: 800, val: 1000, size: 64, seed: 0, crop_size: 32}", *ADAM],
+        {"builder": "tunekit.detection:tiny_resnet", "kwargs": {"width": 16, "norm": "bn"}},
+        [2.5e-4 * 2**k for k in range(8)],
+        "shapes crops 32x32 (800 training images), TinyResNet width 16 (BN), Adam, batch 64",
+    ),
+    "h4_digits_dropout_adamw_b32": (
+        "recipes/digits.yaml",
+        [*ADAMW, "optim.weight_decay=0.05", "model.dropout=0.2", "train.batch_size=32"],
+        None,
+        ADAM_GRID,
+        "digits 16x16, SmallCNN width 16 (BN, dropout 0.2), AdamW wd 0.05, batch 32",
+    ),
+    "h4_shapes_sgd_b128": (
+        "recipes/shapes_classifier.yaml",
+        [
+            "data.kwargs={train: 1600, val: 1000, size: 64, seed: 0, crop_size: 32}",
+            "train.batch_size=128",
+            "optim.name=sgd",
+            "optim.momentum=0.9",
+            "optim.weight_decay=0.0001",
+        ],
+        None,
+        [0.0125 * 2**k for k in range(7)],
+        "shapes crops 32x32 (1600 training images), TinyResNet width 16 (GN), SGD momentum 0.9, "
+        "batch 128",
     ),
 }
 
