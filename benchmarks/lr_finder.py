@@ -24,7 +24,7 @@ best grid LR (the goal), and the top-1 lost at it (the grid's best mean top-1
 minus the top-1 interpolated in log LR at the rule's LR, clamped at the grid's
 edges), mean and worst.
 
-    python benchmarks/lr_finder.py                     # all tasks (about 40 min on 2 busy cores)
+    python benchmarks/lr_finder.py                     # all tasks (about 1.5 h on 2 cores)
     python benchmarks/lr_finder.py --tasks digits_sgd --no-write
     python benchmarks/lr_finder.py --timing     # the range test's wall time against torch-lr-finder's
 

@@ -40,9 +40,9 @@ from ._state import preserved
 CHECK_REFINE = "lr refinement"
 
 #: The LRs the refinement tries, as shares of the LR it starts from: one step of 2x each side.
-#: In benchmarks/lr_finder.py the suggestion was too high on most tasks (up to 7x the best LR of
-#: 2-epoch trainings) and too low on a few (down to 0.3x); a quarter was tried too and never won
-#: in 39 checks, so it is not run.
+#: In benchmarks/lr_finder.py the suggestion was too high on most tasks (up to 12x the best LR
+#: of 2-epoch trainings) and too low on a few (down to 0.3x); a quarter was tried too and never
+#: won in 38 checks, so it is not run.
 REFINE_SHARES = (0.5, 1.0, 2.0)
 
 
