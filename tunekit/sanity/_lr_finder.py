@@ -1,14 +1,14 @@
 """Step 3 of the recipe: find a learning rate that makes the loss fall.
 
-Three probes, each in its own file and each starting from the same restored state:
+Four probes, each in its own file and each starting from the same restored state:
 
 1. the LR range test (:mod:`._range_test`): an exponential LR sweep; a rule
    (:mod:`._rules`, the steepest fall of the smoothed loss by default) reads
    the suggestion off it;
 2. a cross-check by short runs (:mod:`._cross_check`) at 1e-1 .. 1e-4 and every
-   rule's suggestion; the suggestion (halved for Adam-family optimizers) stays
-   the chosen LR unless its run falls clearly less than the best run (then the
-   best run's LR is chosen);
+   rule's suggestion; it settles on the suggestion (halved for Adam-family
+   optimizers) unless that run falls clearly less than the best run (then on
+   the best run's LR);
 3. a refinement (:mod:`._refine`): runs at half, all and twice the LR the
    first two settled on, each with its LR decayed to zero, judged on held-out
    batches; the best of them is the chosen LR;
@@ -50,7 +50,7 @@ class LRCheckResult:
     search_space: dict[str, list[float]] = field(default_factory=dict)
     chosen_by: str = ""  # why ``chosen``: the rule's suggestion kept, or the cross-check's pick
     start: float | None = None  # the suggestion the choice starts from (halved for Adam)
-    refine: RefineResult | None = None  # the refinement around ``start``, when it ran
+    refine: RefineResult | None = None  # the refinement around the cross-check's LR, if it ran
 
     @property
     def verdicts(self) -> list[Verdict]:
