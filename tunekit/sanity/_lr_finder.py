@@ -48,7 +48,7 @@ class LRCheckResult:
     ratio: UpdateRatioResult | None
     chosen: float | None
     search_space: dict[str, list[float]] = field(default_factory=dict)
-    chosen_by: str = ""  # why ``chosen``: the rule's suggestion kept, or the cross-check's pick
+    chosen_by: str = ""  # why ``chosen``: the suggestion kept or the cross-check's pick, refined
     start: float | None = None  # the suggestion the choice starts from (halved for Adam)
     refine: RefineResult | None = None  # the refinement around the cross-check's LR, if it ran
 
