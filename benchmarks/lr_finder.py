@@ -73,7 +73,6 @@ from tunekit.sanity import RULES, SanityOptions, lr_range_test, run_sanity
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = [0, 1, 2, 3, 4]
 PROBE_SEEDS = [0, 1, 2]
-DECADES = [1e-1, 1e-2, 1e-3, 1e-4]  # the cross-check's fixed LRs
 SGD_GRID = [0.025 * 2**k for k in range(7)]  # 0.025 .. 1.6
 ADAM_GRID = [5e-4 * 2**k for k in range(7)]  # 5e-4 .. 0.032
 SHORT = [

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from tunekit._lazy import attach
 
 if TYPE_CHECKING:
+    from ._batches import batch_size
     from ._checkpoint import (
         FORMAT,
         load_checkpoint,

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
-import torch
+from tunekit.core import batch_size
 
 from ._base import DiagnosticHook, never_fails
 
@@ -32,7 +31,7 @@ class ThroughputMonitor(DiagnosticHook):
     def after_step(self) -> None:
         t = self.trainer
         # t.batch is the step's last batch; with accumulation a step took accumulate_steps.
-        self._samples += _batch_size(t.batch) * t.dist.world_size * t.accumulate_steps
+        self._samples += batch_size(t.batch) * t.dist.world_size * t.accumulate_steps
         if t.step - self._mark_step < self.interval:
             return
         now = time.perf_counter()
@@ -41,13 +40,3 @@ class ThroughputMonitor(DiagnosticHook):
         if self._samples:
             self.metrics.put("throughput/samples_per_s", self._samples / elapsed)
         self._mark_time, self._mark_step, self._samples = now, t.step, 0
-
-
-def _batch_size(batch: Any) -> int:
-    """Samples in a loader batch: a tensor, or a tuple whose first item is a tensor or a list."""
-    first = batch[0] if isinstance(batch, (tuple, list)) and batch else batch
-    if isinstance(first, torch.Tensor):
-        return int(first.shape[0]) if first.dim() else 1
-    if isinstance(first, (list, tuple)):
-        return len(first)
-    return 0

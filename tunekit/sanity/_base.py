@@ -121,6 +121,14 @@ def move_to(obj: Any, device: torch.device) -> Any:
     return obj
 
 
+def require_steps(num_iter: int, what: str) -> None:
+    """Raises a one-line error when runs of ``num_iter`` steps are too short to compare (under 10)."""
+    if num_iter < 10:
+        raise SanityError(
+            f"{what}: num_iter={num_iter} is not allowed; use 10 or more (100 is usual)"
+        )
+
+
 def as_pair(batch: Any, what: str) -> tuple[Any, Any]:
     """Checks that a loader batch is an ``(inputs, targets)`` pair."""
     if isinstance(batch, (tuple, list)) and len(batch) == 2:

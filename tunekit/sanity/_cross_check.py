@@ -21,12 +21,12 @@ from ._base import (
     LossFn,
     Objective,
     ProbeResult,
-    SanityError,
     Status,
     Verdict,
     cycle,
     finite_or_none,
     model_device,
+    require_steps,
     require_trainable,
 )
 from ._state import preserved, set_hyper
@@ -94,10 +94,7 @@ def cross_check_lrs(
     marked diverged and cannot win.
     """
     require_trainable(model, CHECK_CROSS)
-    if num_iter < 10:
-        raise SanityError(
-            f"{CHECK_CROSS}: num_iter={num_iter} is not allowed; use 10 or more (100 is usual)"
-        )
+    require_steps(num_iter, CHECK_CROSS)
     objective = objective or Objective(loss_fn, what=CHECK_CROSS)
     window = max(5, num_iter // 10)
     runs: list[ShortRun] = []

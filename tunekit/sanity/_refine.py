@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from tunekit.core import batch_size
+
 from ._base import (
     LossFn,
     Objective,
@@ -32,6 +34,7 @@ from ._base import (
     SanityError,
     Verdict,
     model_device,
+    require_steps,
     require_trainable,
 )
 from ._cross_check import train_steps
@@ -76,11 +79,10 @@ class RefineResult(ProbeResult):
     verdict: Verdict
 
     def plot_data(self) -> dict[str, Any]:
-        """Each run's LR, score and loss curve, and the chosen LR."""
+        """Each run's LR and score, and the chosen LR."""
         return {
             "lr": [r.lr for r in self.runs],
             "score": [r.score if math.isfinite(r.score) else None for r in self.runs],
-            "curves": [[x if math.isfinite(x) else None for x in r.losses] for r in self.runs],
             "chosen": self.chosen,
             "judged_on": self.judged_on,
         }
@@ -110,20 +112,13 @@ def held_out_loss(
         with torch.no_grad():
             for batch in batches:
                 out = objective(model, batch, device)
-                n = _batch_len(batch)
+                n = batch_size(batch) or 1  # a batch of another shape counts once
                 total += float(out.loss) * n
                 count += n
     finally:
         for m, training in modes.items():
             m.training = training
     return total / max(count, 1)
-
-
-def _batch_len(batch: Any) -> int:
-    first = batch[0] if isinstance(batch, (tuple, list)) and batch else batch
-    if isinstance(first, torch.Tensor) and first.ndim > 0:
-        return int(first.shape[0])
-    return len(first) if isinstance(first, (tuple, list)) else 1
 
 
 def refine_lr(
@@ -151,10 +146,7 @@ def refine_lr(
         (0.1, 'held-out loss')
     """
     require_trainable(model, CHECK_REFINE)
-    if num_iter < 10:
-        raise SanityError(
-            f"{CHECK_REFINE}: num_iter={num_iter} is not allowed; use 10 or more (100 is usual)"
-        )
+    require_steps(num_iter, CHECK_REFINE)
     if not (start > 0 and math.isfinite(start)):
         raise SanityError(f"{CHECK_REFINE}: start={start!r} is not allowed; use a positive LR")
     if not shares or any(not (s > 0 and math.isfinite(s)) for s in shares):
