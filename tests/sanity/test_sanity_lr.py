@@ -202,6 +202,10 @@ def test_refinement_keeps_the_lr_whose_model_does_best_on_held_out_data() -> Non
     assert None not in scores.values(), scores
     assert scores[0.1] < 0.5 * scores[1e-4]  # 1e-4 barely moves in 30 steps
     assert scores[0.1] < 0.5 * scores[10.0]  # 10 lands near chance (BN keeps it finite)
+    # The held-out top-1 comes beside the loss: 0.1 classifies the digits, 1e-4 barely moved.
+    assert runs[0.1].held_out_top1 is not None and runs[0.1].held_out_top1 > 0.8
+    assert runs[1e-4].held_out_top1 is not None and runs[1e-4].held_out_top1 < 0.5
+    assert "(top-1 " in res.verdict.reason
     assert res.chosen == pytest.approx(0.1) and res.judged_on == "held-out loss"
     assert res.verdict.status == "PASS"
     # Every run started from the same state, and the model and optimizer are as they were.
@@ -213,7 +217,7 @@ def test_refinement_keeps_the_lr_whose_model_does_best_on_held_out_data() -> Non
 
     bare = refine_lr(model, opt, loader, loss, start=0.1, shares=(1e-3, 1.0), num_iter=30)
     assert bare.judged_on == "training loss" and bare.chosen == pytest.approx(0.1)
-    assert all(r.held_out is None for r in bare.runs)
+    assert all(r.held_out is None and r.held_out_top1 is None for r in bare.runs)
     with pytest.raises(tunekit.sanity.SanityError, match="start=0 is not allowed"):
         refine_lr(model, opt, loader, loss, start=0)
 

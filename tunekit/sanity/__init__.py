@@ -24,8 +24,15 @@ if TYPE_CHECKING:
     from ._lr_finder import LRCheckResult, check_learning_rate, recommend, starting_lr
     from ._overfit import OverfitResult, overfit_small_sample
     from ._range_test import LRRangeResult, lr_range_test
-    from ._recipe import SanityOptions, SanityReport, plain_recipe, run_sanity
-    from ._refine import RefineResult, RefineRun, held_out_loss, refine_lr
+    from ._recipe import (
+        ProbeParts,
+        SanityOptions,
+        SanityReport,
+        plain_recipe,
+        probe_parts,
+        run_sanity,
+    )
+    from ._refine import HeldOutScore, RefineResult, RefineRun, held_out_scores, refine_lr
     from ._report import render_html, write_report
     from ._rules import DEFAULT_RULE, RULES, suggest_all, suggest_lr
     from ._state import ProbeState, preserved, restore, snapshot

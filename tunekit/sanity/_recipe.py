@@ -121,6 +121,46 @@ def plain_recipe(recipe: Recipe) -> Recipe:
     return Recipe.model_validate(data)
 
 
+@dataclass
+class ProbeParts:
+    """What every probe of a recipe works on, built once: the model as initialised, its
+    optimizer, the training and validation loaders, the objective and the class count."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    loader: Any
+    val_loader: Any
+    objective: Objective
+    num_classes: int | None
+
+
+def probe_parts(recipe: Recipe, *, file: str | None = None) -> ProbeParts:
+    """Builds :class:`ProbeParts` from ``recipe`` with augmentation and dropout off
+    (:func:`plain_recipe`), seeded and deterministic as the training would be."""
+    from tunekit.run import build_components, configure_determinism
+
+    dist = DistInfo(device=resolve_device(recipe.train.device))
+    configure_determinism(recipe, dist.device)
+    comp = build_components(plain_recipe(recipe), dist, file=file)
+    # A loss on the logits where the task has one (its kind sets the initial-loss check's
+    # expectation), else the task's own loss terms (a detector's, judged head by head).
+    loss_fn = get_task(recipe.task).probe_loss(recipe, comp.task)
+    objective = Objective(
+        loss_fn,
+        losses=None if loss_fn is not None else comp.task.losses,
+        to_device=comp.task.to_device,
+        grad_clip=recipe.optim.grad_clip,
+    )
+    return ProbeParts(
+        comp.model,
+        _optimizer(comp.model, recipe, file),
+        comp.train_loader,
+        comp.val_loader,
+        objective,
+        comp.bundle.num_classes,
+    )
+
+
 def run_sanity(
     recipe: Recipe,
     *,
@@ -138,25 +178,11 @@ def run_sanity(
         >>> report.status, report.lr.chosen  # doctest: +SKIP
         ('PASS', 0.1)
     """
-    from tunekit.run import build_components, configure_determinism
-
     opts = options or SanityOptions()
     say = log or (lambda _msg: None)
-    dist = DistInfo(device=resolve_device(recipe.train.device))
-    configure_determinism(recipe, dist.device)
-    comp = build_components(plain_recipe(recipe), dist, file=file)
-    model = comp.model
-    # A loss on the logits where the task has one (its kind sets the initial-loss check's
-    # expectation), else the task's own loss terms (a detector's, judged head by head).
-    loss_fn = get_task(recipe.task).probe_loss(recipe, comp.task)
-    objective = Objective(
-        loss_fn,
-        losses=None if loss_fn is not None else comp.task.losses,
-        to_device=comp.task.to_device,
-        grad_clip=recipe.optim.grad_clip,
-    )
-    num_classes = comp.bundle.num_classes
-    optimizer = _optimizer(model, recipe, file)
+    parts = probe_parts(recipe, file=file)
+    model, optimizer, objective = parts.model, parts.optimizer, parts.objective
+    num_classes = parts.num_classes
     report = SanityReport(
         recipe.name,
         recipe.task,
@@ -164,7 +190,7 @@ def run_sanity(
         recipe.train.batch_size,
         recipe.optim.lr_per_256,
     )
-    loader = comp.train_loader
+    loader = parts.loader
 
     if "initial_loss" in opts.checks:
         say("initial loss")
@@ -213,7 +239,7 @@ def run_sanity(
                 if opts.refine_iters is not None
                 else refine_length(recipe, loader)
             ),
-            held_out=comp.val_loader,
+            held_out=parts.val_loader,
             held_out_batches=opts.held_out_batches,
             rule=opts.rule,
             cross_check_rules=opts.cross_check_rules,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -58,6 +58,9 @@ class RefineRun:
     train_end: float  # mean training loss over the last tenth (inf when the run diverged)
     held_out: float | None  # mean loss on the held-out batches (None without them)
     diverged: bool
+    # top-1 on the held-out batches, shown beside the loss, not judged on (None without
+    # held-out batches or class-index targets): see held_out_scores
+    held_out_top1: float | None = None
 
     @property
     def score(self) -> float:
@@ -94,20 +97,29 @@ class RefineResult(ProbeResult):
         return refine_figure(self.plot_data(), f"LR refinement: {self.verdict.status}")
 
 
-def held_out_loss(
+class HeldOutScore(NamedTuple):
+    """A model's loss on held-out batches, and its top-1 where the targets are class indices."""
+
+    loss: float
+    top1: float | None
+
+
+def held_out_scores(
     model: nn.Module, batches: Sequence[Any], objective: Objective, device: torch.device
-) -> float:
-    """The loss on ``batches`` without a gradient, averaged over the samples.
+) -> HeldOutScore:
+    """The loss on ``batches`` without a gradient, averaged over the samples, and the top-1.
 
     A classifier is scored in eval mode (BN statistics as trained, dropout
     off); a model that only returns losses in train mode (a torchvision
     detector) is scored in train mode, where batch-norm running statistics
     move (:func:`refine_lr` restores them with the rest of the model). Every
-    module's mode is put back after.
+    module's mode is put back after. The top-1 is None unless every batch has
+    class-index (or multi-hot) targets.
     """
     modes = {m: m.training for m in model.modules()}
     model.train(objective.is_detector)
     total, count = 0.0, 0
+    right, seen, countable = 0, 0, True
     try:
         with torch.no_grad():
             for batch in batches:
@@ -115,10 +127,15 @@ def held_out_loss(
                 n = batch_size(batch) or 1  # a batch of another shape counts once
                 total += float(out.loss) * n
                 count += n
+                found = out.correct() if countable else None
+                if found is None:
+                    countable = False
+                else:
+                    right, seen = right + found[0], seen + found[1]
     finally:
         for m, training in modes.items():
             m.training = training
-    return total / max(count, 1)
+    return HeldOutScore(total / max(count, 1), right / seen if countable and seen else None)
 
 
 def refine_lr(
@@ -170,11 +187,11 @@ def refine_lr(
             diverged = len(losses) < num_iter or not all(map(math.isfinite, losses))
             end = math.inf if diverged else float(np.mean(losses[-window:]))
             diverged = diverged or end > 4 * losses[0]
-            score = None
+            score = top1 = None
             if held and not diverged:
-                score = held_out_loss(model, held, objective, device)
+                score, top1 = held_out_scores(model, held, objective, device)
                 diverged = not math.isfinite(score)
-        runs.append(RefineRun(lr, losses, end, score, diverged))
+        runs.append(RefineRun(lr, losses, end, score, diverged, top1))
     judged_on = "held-out loss" if held else "training loss"
     best = min((r for r in runs if not r.diverged), key=lambda r: r.score, default=None)
     chosen = best.lr if best is not None else None
@@ -184,9 +201,7 @@ def refine_lr(
 def _verdict(runs: list[RefineRun], chosen: float | None, judged_on: str) -> Verdict:
     tried = ", ".join(f"{r.lr:.3g}" for r in runs)
     expected = f"one of {tried} trains without diverging"
-    scores = ", ".join(
-        f"{r.lr:.3g}: {'diverged' if r.diverged else f'{r.score:.4g}'}" for r in runs
-    )
+    scores = ", ".join(f"{r.lr:.3g}: {_score_text(r)}" for r in runs)
     if chosen is None:
         return Verdict(
             CHECK_REFINE,
@@ -203,3 +218,10 @@ def _verdict(runs: list[RefineRun], chosen: float | None, judged_on: str) -> Ver
         expected,
         f"{judged_on} per LR after a cosine decay over the run: {scores}",
     )
+
+
+def _score_text(run: RefineRun) -> str:
+    if run.diverged:
+        return "diverged"
+    top1 = f" (top-1 {run.held_out_top1:.1%})" if run.held_out_top1 is not None else ""
+    return f"{run.score:.4g}{top1}"
