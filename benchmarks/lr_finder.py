@@ -17,7 +17,10 @@ For each task (a recipe plus overrides, every one CPU-sized):
    before the refinement) and tunekit's chosen LR;
 4. a yardstick for all of them: the best LR of one seed's own grid, against the
    five-seed best. No probe on one initialisation can be expected to do better
-   than training the whole grid with that initialisation.
+   than training the whole grid with that initialisation;
+5. two judges for the refinement's own three LRs, read off the grid: the probe
+   seed's own top-1 (a perfect judge of that one model) and the five-seed mean
+   (the best those three LRs allow).
 
 Reported per rule over every task and probe: how often it is within 1.5x of the
 best grid LR (the goal), and the top-1 lost at it (the grid's best mean top-1
@@ -40,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import math
 import os
@@ -68,7 +72,16 @@ from tunekit.config import DataConfig, Recipe, load_recipe
 from tunekit.data import build_data
 from tunekit.models import SmallCNN
 from tunekit.run import build_trainer
-from tunekit.sanity import RULES, SanityOptions, lr_range_test, run_sanity
+from tunekit.sanity import (
+    RULES,
+    SanityOptions,
+    lr_range_test,
+    preserved,
+    probe_parts,
+    refine_lr,
+    run_sanity,
+)
+from tunekit.sanity._recipe import refine_length
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = [0, 1, 2, 3, 4]
@@ -280,6 +293,91 @@ def probe(task: str, seed: int) -> dict[str, Any]:
     }
 
 
+def replicate(task: str, seed: str, rep: int, lrs: list[float]) -> dict[str, list[float | None]]:
+    """The refinement at one check's three LRs (recipe units) on another seed set, as
+    ``run_sanity`` runs it: set 0 is the probe's own seed (it repeats the probe's refinement),
+    set r the seed plus 100 r (another initialisation and batch order). LR -> [held-out loss,
+    held-out top-1]; a diverged run's loss is None."""
+    r = recipe(task, [f"seed={int(seed) + 100 * rep}"])
+    parts = probe_parts(r)
+    scale = 256 / r.train.batch_size if r.optim.lr_per_256 else 1.0
+    with preserved(parts.model, None, [parts.val_loader]):
+        held = list(itertools.islice(iter(parts.val_loader), SanityOptions().held_out_batches))
+    res = refine_lr(
+        parts.model,
+        parts.optimizer,
+        parts.loader,
+        start=sorted(lrs)[1] / scale,
+        shares=[lr / sorted(lrs)[1] for lr in sorted(lrs)],
+        num_iter=refine_length(r, parts.loader),
+        held_out=held,
+        objective=parts.objective,
+    )
+    return {
+        repr(run.lr * scale): [None if run.diverged else run.held_out, run.held_out_top1]
+        for run in res.runs
+    }
+
+
+#: How the replicate sets are judged: the held-out loss (what the refinement keeps) and the
+#: held-out top-1 (ties to the lower loss), each read off one set or averaged over the first k.
+REPLICATE_JUDGES = {"held-out loss (shipped)": 0, "held-out top-1": 1}
+
+
+def replicate_pick(sets: list[dict[str, list[float | None]]], judge: int) -> float:
+    """The LR ``judge`` keeps over ``sets`` (its score averaged over them)."""
+
+    def key(lr: str) -> tuple[float, float]:
+        # A diverged run scores an infinite loss and a top-1 of zero.
+        loss = [math.inf if (x := s[lr][0]) is None else x for s in sets]
+        top1 = [0.0 if s[lr][0] is None or (y := s[lr][1]) is None else y for s in sets]
+        mean_loss = float(np.mean(loss))
+        return (mean_loss, 0.0) if judge == 0 else (-float(np.mean(top1)), mean_loss)
+
+    return float(min(sets[0], key=key))
+
+
+def replicate_lines(cache: dict[str, Any], tasks: list[str], n: int) -> list[str]:
+    """The replicate section: each judge on each seed set, and averaged over the first k sets."""
+    found: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for task in tasks:
+        entry = cache[task]
+        grid = mean_grid(entry["grid"])
+        best, top = best_lr(grid), max(grid.values())
+        for by_set in entry.get("replicates", {}).values():
+            sets = [by_set[str(r)] for r in range(n)]
+            for name, judge in REPLICATE_JUDGES.items():
+                for r in range(n):
+                    for label, chosen in (
+                        (f"set {r}", replicate_pick([sets[r]], judge)),
+                        (f"mean of sets 0-{r}", replicate_pick(sets[: r + 1], judge)),
+                    ):
+                        row = found.setdefault((name, label), [])
+                        row.append((chosen / best, top - accuracy_at(chosen, grid)))
+    checks = len(next(iter(found.values()), []))
+    lines = [
+        f"{checks} checks ({len(tasks)} tasks, LR-check seeds {PROBE_SEEDS}), each one's three "
+        f"refinement LRs trained again on {n} seed sets: set 0 is the check's own seed (its "
+        "refinement again), set r the seed plus 100 r (another initialisation and batch order). "
+        "Each cell: within 1.5x of the best grid LR, top-1 lost mean / worst (points).",
+        "",
+        "| seed sets | " + " | ".join(REPLICATE_JUDGES) + " |",
+        "|---|" + "---|" * len(REPLICATE_JUDGES),
+    ]
+    labels = [f"set {r}" for r in range(n)] + [f"mean of sets 0-{r}" for r in range(1, n)]
+    for label in labels:
+        cells = []
+        for name in REPLICATE_JUDGES:
+            row = found[(name, label)]
+            within = sum(1 / 1.5 <= ratio <= 1.5 for ratio, _ in row)
+            losts = [lost for _, lost in row]
+            cells.append(
+                f"{within} of {len(row)}, {100 * np.mean(losts):.2f} / {100 * max(losts):.2f}"
+            )
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def largest_fall(falls: dict[str, float]) -> float | None:
     """The cross-check's pick: the LR whose short run fell most (which must be a fall)."""
     best = max(falls, key=lambda k: falls[k], default=None)
@@ -315,10 +413,34 @@ def accuracy_at(lr: float, grid: dict[float, float]) -> float:
     return float(np.interp(math.log2(lr), np.log2(lrs), [grid[k] for k in lrs]))
 
 
+def own_grid(cells: dict[str, dict[str, float]], seed: str) -> dict[float, float]:
+    """One seed's own grid: LR -> that seed's final top-1."""
+    return {float(lr): v[seed] for lr, v in cells.items() if seed in v}
+
+
 def own_grid_best(cells: dict[str, dict[str, float]], seed: str) -> float:
     """The best LR of one seed's own grid."""
-    scores = {float(lr): v[seed] for lr, v in cells.items() if seed in v}
+    scores = own_grid(cells, seed)
     return max(scores, key=lambda lr: scores[lr])
+
+
+#: Two judges the refinement cannot have, each choosing among the refinement's own three LRs:
+#: the probe seed's own 2-epoch top-1 (what a perfect judge of the user's one model could
+#: do) and the five-seed mean (what the three LRs allow at best). Between them and tunekit's
+#: row: how much is lost to the held-out loss as a judge, and how much to one seed's noise.
+JUDGES = {
+    "the refinement's three LRs judged by the seed's own 2-epoch top-1": "own",
+    "the refinement's three LRs judged by the five-seed mean": "mean",
+}
+
+
+def judged(entry: dict[str, Any], seed: str, judge: str) -> float | None:
+    """The refinement LR that ``judge`` ("own" or "mean") scores best, None without one."""
+    refine = entry["probes"][seed]["refine"]
+    if not refine:
+        return None
+    grid = own_grid(entry["grid"], seed) if judge == "own" else mean_grid(entry["grid"])
+    return max(map(float, refine), key=lambda lr: accuracy_at(lr, grid))
 
 
 def task_lines(
@@ -345,11 +467,13 @@ def task_lines(
     ]
     found: list[tuple[str, float, float]] = []
     names = list(picks(entry["probes"][seeds[0]]))
-    for name in [*names, "one seed's own grid (the yardstick)"]:
+    for name in [*names, *JUDGES, "one seed's own grid (the yardstick)"]:
         cells = []
         for s in seeds:
             if name.startswith("one seed"):
                 lr: float | None = own_grid_best(entry["grid"], s)
+            elif name in JUDGES:
+                lr = judged(entry, s, JUDGES[name])
             else:
                 lr = picks(entry["probes"][s])[name]
             if lr is None:
@@ -515,6 +639,14 @@ def main() -> None:
         action="store_true",
         help="run the LR check again, keep the cached grid",
     )
+    p.add_argument(
+        "--replicates",
+        type=int,
+        default=0,
+        metavar="N",
+        help="rerun each check's refinement on N seed sets (the first is its own) and report "
+        "how the count moves between them (about 10 min for N=5 on 2 cores)",
+    )
     p.add_argument("--no-write", action="store_true", help="print only, do not update RESULTS.md")
     p.add_argument(
         "--timing",
@@ -537,6 +669,9 @@ def main() -> None:
         if args.cache is not None:
             args.cache.write_text(json.dumps(cache, indent=1))
 
+    if args.replicates:
+        replicates(args, cache, save)
+        return
     started = time.perf_counter()
     body: list[str] = []
     found: list[tuple[str, float, float]] = []
@@ -585,6 +720,36 @@ def main() -> None:
             args.seeds,
             SEEDS,
             text,
+        )
+
+
+def replicates(args: argparse.Namespace, cache: dict[str, Any], save: Any) -> None:
+    """``--replicates N``: the refinement of every cached check on N seed sets, and the table."""
+    started = time.perf_counter()
+    tasks = [t for t in args.tasks if t in cache and cache[t]["probes"]]
+    for task in tasks:
+        for seed, res in sorted(cache[task]["probes"].items()):
+            if not res["refine"]:
+                continue
+            sets = cache[task].setdefault("replicates", {}).setdefault(seed, {})
+            for rep in range(args.replicates):
+                if str(rep) not in sets:
+                    sets[str(rep)] = replicate(task, seed, rep, [float(k) for k in res["refine"]])
+                    print(f"{task} seed {seed} set {rep}: {sets[str(rep)]}", flush=True)
+                    save()
+    lines = [
+        f"Machine: {machine()}; torch threads {args.threads}. Wall time "
+        f"{time.perf_counter() - started:.0f} s (what the cache held not counted).",
+        "",
+        *replicate_lines(cache, tasks, args.replicates),
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if not args.no_write:
+        write_section(
+            "lr_finder: the refinement on other seed sets",
+            f"`python benchmarks/lr_finder.py --cache FILE --replicates {args.replicates}` "
+            "(after the run above, with its cache)\n\n" + text,
         )
 
 
