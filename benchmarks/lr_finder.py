@@ -9,7 +9,8 @@ For each task (a recipe plus overrides, every one CPU-sized):
    at the grid's edge), which moves less between seed sets than the grid's argmax;
 2. the LR check exactly as ``tunekit lr-find`` runs it (``run_sanity`` with the LR
    check alone, every rule's suggestion added to the cross-check), once per
-   ``--probe-seeds`` (0 to 2: the model's initialisation and the batches);
+   ``--probe-seeds`` (0 to 5: the model's initialisation and the batches; 5 has no
+   grid of its own);
 3. per probe: each rule's suggestion read off its curve (``steepest``
    (torch-lr-finder), ``valley`` (fastai), ``min10`` (fastai's minimum)), the
    cross-check's largest fall among 1e-1..1e-4 and every rule, tunekit's start
@@ -27,7 +28,8 @@ best grid LR (the goal), and the top-1 lost at it (the grid's best mean top-1
 minus the top-1 interpolated in log LR at the rule's LR, clamped at the grid's
 edges), mean and worst.
 
-    python benchmarks/lr_finder.py                     # all tasks (about 1.5 h on 2 cores)
+    python benchmarks/lr_finder.py                     # all tasks (about 2 h on 2 cores)
+    python benchmarks/lr_finder.py --cache F.json --replicates 5   # then the seed sets
     python benchmarks/lr_finder.py --tasks digits_sgd --no-write
     python benchmarks/lr_finder.py --timing     # the range test's wall time against torch-lr-finder's
 
@@ -85,7 +87,7 @@ from tunekit.sanity._recipe import refine_length
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = [0, 1, 2, 3, 4]
-PROBE_SEEDS = [0, 1, 2]
+PROBE_SEEDS = [0, 1, 2, 3, 4, 5]
 SGD_GRID = [0.025 * 2**k for k in range(7)]  # 0.025 .. 1.6
 ADAM_GRID = [5e-4 * 2**k for k in range(7)]  # 5e-4 .. 0.032
 SHORT = [
@@ -289,6 +291,9 @@ def probe(task: str, seed: int) -> dict[str, Any]:
         "refine": None
         if report.lr.refine is None
         else {str(lr_of(r.lr)): r.score for r in report.lr.refine.runs},
+        "refine_top1": None
+        if report.lr.refine is None
+        else {str(lr_of(r.lr)): r.held_out_top1 for r in report.lr.refine.runs},
         "wall_s": time.perf_counter() - started,
     }
 
@@ -319,9 +324,9 @@ def replicate(task: str, seed: str, rep: int, lrs: list[float]) -> dict[str, lis
     }
 
 
-#: How the replicate sets are judged: the held-out loss (what the refinement keeps) and the
-#: held-out top-1 (ties to the lower loss), each read off one set or averaged over the first k.
-REPLICATE_JUDGES = {"held-out loss (shipped)": 0, "held-out top-1": 1}
+#: How the replicate sets are judged: the held-out top-1, a tie to the lower loss (what the
+#: refinement keeps), and the held-out loss, each read off one set or averaged over the first k.
+REPLICATE_JUDGES = {"held-out top-1 (shipped)": 1, "held-out loss": 0}
 
 
 def replicate_pick(sets: list[dict[str, list[float | None]]], judge: int) -> float:
@@ -337,14 +342,17 @@ def replicate_pick(sets: list[dict[str, list[float | None]]], judge: int) -> flo
     return float(min(sets[0], key=key))
 
 
-def replicate_lines(cache: dict[str, Any], tasks: list[str], n: int) -> list[str]:
+def replicate_lines(cache: dict[str, Any], tasks: list[str], seeds: list[int], n: int) -> list[str]:
     """The replicate section: each judge on each seed set, and averaged over the first k sets."""
     found: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for task in tasks:
         entry = cache[task]
         grid = mean_grid(entry["grid"])
         best, top = best_lr(grid), max(grid.values())
-        for by_set in entry.get("replicates", {}).values():
+        for seed in seeds:
+            by_set = entry.get("replicates", {}).get(str(seed))
+            if by_set is None:
+                continue
             sets = [by_set[str(r)] for r in range(n)]
             for name, judge in REPLICATE_JUDGES.items():
                 for r in range(n):
@@ -356,7 +364,7 @@ def replicate_lines(cache: dict[str, Any], tasks: list[str], n: int) -> list[str
                         row.append((chosen / best, top - accuracy_at(chosen, grid)))
     checks = len(next(iter(found.values()), []))
     lines = [
-        f"{checks} checks ({len(tasks)} tasks, LR-check seeds {PROBE_SEEDS}), each one's three "
+        f"{checks} checks ({len(tasks)} tasks, LR-check seeds {seeds}), each one's three "
         f"refinement LRs trained again on {n} seed sets: set 0 is the check's own seed (its "
         "refinement again), set r the seed plus 100 r (another initialisation and batch order). "
         "Each cell: within 1.5x of the best grid LR, top-1 lost mean / worst (points).",
@@ -470,6 +478,11 @@ def task_lines(
     for name in [*names, *JUDGES, "one seed's own grid (the yardstick)"]:
         cells = []
         for s in seeds:
+            if (name.startswith("one seed") or JUDGES.get(name) == "own") and not own_grid(
+                entry["grid"], s
+            ):
+                cells.append("no grid of this seed")  # not counted: nothing to read it off
+                continue
             if name.startswith("one seed"):
                 lr: float | None = own_grid_best(entry["grid"], s)
             elif name in JUDGES:
@@ -728,8 +741,9 @@ def replicates(args: argparse.Namespace, cache: dict[str, Any], save: Any) -> No
     started = time.perf_counter()
     tasks = [t for t in args.tasks if t in cache and cache[t]["probes"]]
     for task in tasks:
-        for seed, res in sorted(cache[task]["probes"].items()):
-            if not res["refine"]:
+        for seed in map(str, args.probe_seeds):
+            res = cache[task]["probes"].get(seed)
+            if res is None or not res["refine"]:
                 continue
             sets = cache[task].setdefault("replicates", {}).setdefault(seed, {})
             for rep in range(args.replicates):
@@ -741,7 +755,7 @@ def replicates(args: argparse.Namespace, cache: dict[str, Any], save: Any) -> No
         f"Machine: {machine()}; torch threads {args.threads}. Wall time "
         f"{time.perf_counter() - started:.0f} s (what the cache held not counted).",
         "",
-        *replicate_lines(cache, tasks, args.replicates),
+        *replicate_lines(cache, tasks, args.probe_seeds, args.replicates),
     ]
     text = "\n".join(lines)
     print(text)

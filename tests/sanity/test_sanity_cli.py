@@ -50,12 +50,12 @@ def test_digits_recipe_passes_all_checks_and_writes_json_and_html(
     assert data["overfit"]["outcome"] == "fit" and data["overfit"]["steps"] < 300
     lr = data["lr"]
     # The refinement ran around the suggestion on the recipe's validation data and chose one of
-    # its runs: the one with the lowest held-out loss.
+    # its runs: the one with the highest held-out top-1, a tie to the lower held-out loss.
     refine = lr["refine"]
-    assert refine["judged_on"] == "held-out loss" and refine["start"] == lr["start"]
+    assert refine["judged_on"] == "held-out top-1" and refine["start"] == lr["start"]
     runs = refine["runs"]
     assert [r["lr"] for r in runs] == pytest.approx([lr["start"] * k for k in (0.5, 1, 2)])
-    best = min(runs, key=lambda r: r["held_out"])
+    best = min(runs, key=lambda r: (-r["held_out_top1"], r["held_out"]))
     assert lr["chosen"] == best["lr"] and "refined to" in lr["chosen_by"]
     assert refine["num_iter"] == 60
     assert lr["field"] == "optim.lr" and lr["optimizer"] == "sgd"

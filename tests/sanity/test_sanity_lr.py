@@ -205,8 +205,9 @@ def test_refinement_keeps_the_lr_whose_model_does_best_on_held_out_data() -> Non
     # The held-out top-1 comes beside the loss: 0.1 classifies the digits, 1e-4 barely moved.
     assert runs[0.1].held_out_top1 is not None and runs[0.1].held_out_top1 > 0.8
     assert runs[1e-4].held_out_top1 is not None and runs[1e-4].held_out_top1 < 0.5
-    assert "(top-1 " in res.verdict.reason
-    assert res.chosen == pytest.approx(0.1) and res.judged_on == "held-out loss"
+    assert "held-out top-1 (loss) per LR" in res.verdict.reason
+    assert res.plot_data()["score"][1] == runs[0.1].held_out_top1  # the figure shows the judge
+    assert res.chosen == pytest.approx(0.1) and res.judged_on == "held-out top-1"
     assert res.verdict.status == "PASS"
     # Every run started from the same state, and the model and optimizer are as they were.
     assert {r.losses[0] for r in res.runs} == {res.runs[0].losses[0]}
@@ -227,6 +228,26 @@ def test_refinement_keeps_the_lr_whose_model_does_best_on_held_out_data() -> Non
     blown = refine_lr(mlp, sgd, shuffled_loader(), loss, start=1e6, shares=(1.0, 10.0), num_iter=10)
     assert all(r.diverged for r in blown.runs) and blown.chosen is None
     assert blown.verdict.status == "FAIL" and "diverged" in blown.verdict.reason
+
+
+def test_the_refinement_judges_on_held_out_top1_with_ties_to_the_lower_loss() -> None:
+    from tunekit.sanity._refine import RefineRun, judge
+
+    def run(lr: float, loss: float, top1: float | None, diverged: bool = False) -> RefineRun:
+        return RefineRun(lr, [1.0], 0.5, loss, diverged, top1)
+
+    # The loss leans to the higher LR (a more confident model); the top-1 decides.
+    runs = [run(0.05, 0.30, 0.95), run(0.1, 0.20, 0.97), run(0.2, 0.15, 0.96)]
+    assert judge(runs, held_out=True) == (0.1, "held-out top-1")
+    tied = [run(0.05, 0.30, 0.97), run(0.1, 0.20, 0.97), run(0.2, 0.25, 0.96)]
+    assert judge(tied, held_out=True) == (0.1, "held-out top-1")  # the tie: the lower loss
+    # A diverged run is out whatever it scored; with no top-1 (a detector), the loss decides.
+    assert judge([run(0.1, 0.2, 0.9), run(0.2, 0.1, 0.99, True)], held_out=True)[0] == 0.1
+    losses = [run(0.05, 0.30, None), run(0.1, 0.20, None)]
+    assert judge(losses, held_out=True) == (0.1, "held-out loss")
+    bare = [RefineRun(0.05, [1.0], 0.4, None, False), RefineRun(0.1, [1.0], 0.3, None, False)]
+    assert judge(bare, held_out=False) == (0.1, "training loss")
+    assert judge([run(0.1, 0.2, 0.9, True)], held_out=True) == (None, "held-out loss")
 
 
 def test_the_refinement_runs_as_long_as_the_recipes_training_up_to_a_cap() -> None:

@@ -242,7 +242,7 @@ def check_learning_rate(
             chosen = refined.chosen
             chosen_by = (
                 f"{chosen_by}, refined to {share:.3g}x of it "
-                f"(the lowest {refined.judged_on} after {refine_iter} steps decayed to zero)"
+                f"({refined.choice} after {refine_iter} steps decayed to zero)"
             )
     ratio = None
     space: dict[str, list[float]] = {}
