@@ -173,9 +173,10 @@ def check_learning_rate(
     diverged or fell by less than :data:`KEEP_SUGGESTION` of the best run's
     fall, the cross-check's pick takes its place (see :func:`recommend`). The
     refinement (:func:`refine_lr`, ``refine_iter`` steps per run, 0 to skip it)
-    then tries ``refine_shares`` of that LR and chooses the one with the lowest
-    loss on the first ``held_out_batches`` batches of ``held_out`` (validation
-    data; without it, the lowest training loss at the end of the run).
+    then tries ``refine_shares`` of that LR and chooses the one whose model does
+    best on the first ``held_out_batches`` batches of ``held_out`` (validation
+    data: the highest top-1, a tie to the lower loss, or the lowest loss without
+    a top-1; without it, the lowest training loss at the end of the run).
 
     The batches are loaded once and held in memory when they fit in
     ``cache_mb`` (every run then reads the same batches, which also makes the

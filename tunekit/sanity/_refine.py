@@ -182,7 +182,7 @@ def refine_lr(
         >>> res = refine_lr(model, opt, loader, nn.CrossEntropyLoss(), start=0.2,
         ...                 held_out=val_batches)  # doctest: +SKIP
         >>> res.chosen, res.judged_on  # doctest: +SKIP
-        (0.1, 'held-out loss')
+        (0.1, 'held-out top-1')
     """
     require_trainable(model, CHECK_REFINE)
     require_steps(num_iter, CHECK_REFINE)
