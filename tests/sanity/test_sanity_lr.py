@@ -250,6 +250,21 @@ def test_the_refinement_judges_on_held_out_top1_with_ties_to_the_lower_loss() ->
     assert judge([run(0.1, 0.2, 0.9, True)], held_out=True) == (None, "held-out loss")
 
 
+def test_held_out_scores_give_a_top1_for_class_indices_only() -> None:
+    from tunekit.sanity import Objective, held_out_scores
+
+    torch.manual_seed(0)
+    model, x = nn.Linear(4, 3), torch.randn(8, 4)
+    classes = [(x, torch.arange(8) % 3)]
+    scores = held_out_scores(model, classes, Objective(nn.CrossEntropyLoss()), torch.device("cpu"))
+    expected = (model(x).argmax(1) == torch.arange(8) % 3).float().mean().item()
+    assert scores.top1 == pytest.approx(expected) and scores.loss > 0
+    tags = [(x, (torch.rand(8, 3) > 0.5).float())]  # multi-label: the loss judges
+    scores = held_out_scores(model, tags, Objective(nn.BCEWithLogitsLoss()), torch.device("cpu"))
+    assert scores.top1 is None and scores.loss > 0
+    assert model.training  # the mode is put back
+
+
 def test_the_refinement_runs_as_long_as_the_recipes_training_up_to_a_cap() -> None:
     from tunekit.config import load_recipe
     from tunekit.sanity._recipe import REFINE_MAX_ITERS, refine_length

@@ -134,7 +134,8 @@ def held_out_scores(
     detector) is scored in train mode, where batch-norm running statistics
     move (:func:`refine_lr` restores them with the rest of the model). Every
     module's mode is put back after. The top-1 is None unless every batch has
-    class-index (or multi-hot) targets.
+    class-index targets (a multi-label exact match is too strict a score to
+    choose an LR by; the loss judges those).
     """
     modes = {m: m.training for m in model.modules()}
     model.train(objective.is_detector)
@@ -147,7 +148,8 @@ def held_out_scores(
                 n = batch_size(batch) or 1  # a batch of another shape counts once
                 total += float(out.loss) * n
                 count += n
-                found = out.correct() if countable else None
+                single_label = isinstance(out.targets, torch.Tensor) and out.targets.ndim == 1
+                found = out.correct() if countable and single_label else None
                 if found is None:
                     countable = False
                 else:
