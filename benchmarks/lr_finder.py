@@ -72,6 +72,7 @@ from _common import machine, median, write_section, write_seeds_section
 
 from tunekit.config import DataConfig, Recipe, load_recipe
 from tunekit.data import build_data
+from tunekit.engine import effective_lr
 from tunekit.models import SmallCNN
 from tunekit.run import build_trainer
 from tunekit.sanity import (
@@ -305,15 +306,17 @@ def replicate(task: str, seed: str, rep: int, lrs: list[float]) -> dict[str, lis
     held-out top-1]; a diverged run's loss is None."""
     r = recipe(task, [f"seed={int(seed) + 100 * rep}"])
     parts = probe_parts(r)
-    scale = 256 / r.train.batch_size if r.optim.lr_per_256 else 1.0
+    # Recipe units per optimizer unit: the probes' optimizer takes the linear scaling rule's LR.
+    scale = r.optim.lr / effective_lr(r.optim, r.train.batch_size)
     with preserved(parts.model, None, [parts.val_loader]):
         held = list(itertools.islice(iter(parts.val_loader), SanityOptions().held_out_batches))
+    low, mid, high = sorted(lrs)
     res = refine_lr(
         parts.model,
         parts.optimizer,
         parts.loader,
-        start=sorted(lrs)[1] / scale,
-        shares=[lr / sorted(lrs)[1] for lr in sorted(lrs)],
+        start=mid / scale,
+        shares=[low / mid, 1.0, high / mid],
         num_iter=refine_length(r, parts.loader),
         held_out=held,
         objective=parts.objective,
@@ -355,13 +358,13 @@ def replicate_lines(cache: dict[str, Any], tasks: list[str], seeds: list[int], n
                 continue
             sets = [by_set[str(r)] for r in range(n)]
             for name, judge in REPLICATE_JUDGES.items():
-                for r in range(n):
-                    for label, chosen in (
-                        (f"set {r}", replicate_pick([sets[r]], judge)),
-                        (f"mean of sets 0-{r}", replicate_pick(sets[: r + 1], judge)),
-                    ):
-                        row = found.setdefault((name, label), [])
-                        row.append((chosen / best, top - accuracy_at(chosen, grid)))
+                picks_by_label = {f"set {r}": [sets[r]] for r in range(n)} | {
+                    f"mean of sets 0-{r}": sets[: r + 1] for r in range(1, n)
+                }
+                for label, chosen_from in picks_by_label.items():
+                    chosen = replicate_pick(chosen_from, judge)
+                    row = found.setdefault((name, label), [])
+                    row.append((chosen / best, top - accuracy_at(chosen, grid)))
     checks = len(next(iter(found.values()), []))
     lines = [
         f"{checks} checks ({len(tasks)} tasks, LR-check seeds {seeds}), each one's three "
@@ -372,8 +375,7 @@ def replicate_lines(cache: dict[str, Any], tasks: list[str], seeds: list[int], n
         "| seed sets | " + " | ".join(REPLICATE_JUDGES) + " |",
         "|---|" + "---|" * len(REPLICATE_JUDGES),
     ]
-    labels = [f"set {r}" for r in range(n)] + [f"mean of sets 0-{r}" for r in range(1, n)]
-    for label in labels:
+    for label in dict.fromkeys(label for _, label in found):
         cells = []
         for name in REPLICATE_JUDGES:
             row = found[(name, label)]
@@ -435,7 +437,7 @@ def own_grid_best(cells: dict[str, dict[str, float]], seed: str) -> float:
 #: Two judges the refinement cannot have, each choosing among the refinement's own three LRs:
 #: the probe seed's own 2-epoch top-1 (what a perfect judge of the user's one model could
 #: do) and the five-seed mean (what the three LRs allow at best). Between them and tunekit's
-#: row: how much is lost to the held-out loss as a judge, and how much to one seed's noise.
+#: row: how much is lost to the held-out judge, and how much to one seed's noise.
 JUDGES = {
     "the refinement's three LRs judged by the seed's own 2-epoch top-1": "own",
     "the refinement's three LRs judged by the five-seed mean": "mean",
@@ -658,7 +660,7 @@ def main() -> None:
         default=0,
         metavar="N",
         help="rerun each check's refinement on N seed sets (the first is its own) and report "
-        "how the count moves between them (about 10 min for N=5 on 2 cores)",
+        "how the count moves between them (about 25 min for N=5 on 2 cores)",
     )
     p.add_argument("--no-write", action="store_true", help="print only, do not update RESULTS.md")
     p.add_argument(

@@ -101,9 +101,7 @@ class RefineResult(ProbeResult):
         return {
             "lr": [r.lr for r in self.runs],
             "score": [
-                None
-                if r.diverged or not math.isfinite(r.score)
-                else (r.held_out_top1 if top1 else r.score)
+                None if not math.isfinite(r.score) else (r.held_out_top1 if top1 else r.score)
                 for r in self.runs
             ],
             "chosen": self.chosen,
